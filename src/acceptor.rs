@@ -1,0 +1,147 @@
+//! The acceptor: one thread that waits in `poll(2)` on the listening sockets and the signal
+//! wake-up fd, accepts connections with `accept4(2)` and hands them to the workers.
+//!
+//! Backpressure and failure handling:
+//! - the hand-off queue is bounded; when it is full the new connection gets a fixed
+//!   `503 Service Unavailable` with `Retry-After: 1` and is closed — never silently dropped, and
+//!   the acceptor never blocks;
+//! - out of file descriptors (`EMFILE`/`ENFILE`) or kernel memory: the listeners are left out of
+//!   the poll set for a short pause instead of spinning on a listener that stays readable, and
+//!   polling resumes by itself (pending connections wait in the kernel's backlog meanwhile);
+//! - `ECONNABORTED` (the client gave up before we accepted) and `EINTR` are simply retried.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::conn::{Accepted, Role};
+use crate::http::response;
+use crate::sync::Arc;
+use crate::sys::eventfd::EventFd;
+use crate::sys::poll::{self, PollFd};
+use crate::sys::signal::{self, Signal};
+use crate::sys::{socket, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM};
+use crate::worker::FdHandoff;
+
+/// How long to stop accepting after running out of descriptors or memory.
+const BACKOFF: Duration = Duration::from_millis(100);
+/// Connections accepted from one listener per wake-up, so that signals are not starved.
+const ACCEPT_BATCH: usize = 256;
+
+/// A listening socket and what its connections are for.
+pub struct Listener {
+    pub fd: OwnedFd,
+    pub role: Role,
+}
+
+/// Why the acceptor returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGINT or SIGTERM.
+    Terminate,
+}
+
+/// Counts the acceptor keeps (read at scrape time by the metrics issue).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AcceptStats {
+    pub accepted: u64,
+    pub queue_full: u64,
+    pub backoffs: u64,
+}
+
+/// The acceptor thread's state.
+pub struct Acceptor {
+    pub listeners: Vec<Listener>,
+    pub signals: EventFd,
+    pub handoff: Arc<FdHandoff>,
+    pub stats: AcceptStats,
+    /// Where the next idle-worker search starts (rotated for fairness).
+    hint: usize,
+    paused_until: Option<Instant>,
+}
+
+impl Acceptor {
+    pub fn new(listeners: Vec<Listener>, signals: EventFd, handoff: Arc<FdHandoff>) -> Self {
+        Acceptor {
+            listeners,
+            signals,
+            handoff,
+            stats: AcceptStats::default(),
+            hint: 0,
+            paused_until: None,
+        }
+    }
+
+    /// Accepts until a terminating signal; `on_reload` runs on SIGHUP.
+    pub fn run(&mut self, mut on_reload: impl FnMut()) -> io::Result<Exit> {
+        loop {
+            let paused = self.paused_until.is_some_and(|t| Instant::now() < t);
+            if !paused {
+                self.paused_until = None;
+            }
+            let mut fds: Vec<PollFd> = self
+                .listeners
+                .iter()
+                .map(|l| {
+                    if paused {
+                        PollFd::ignored()
+                    } else {
+                        PollFd::readable(l.fd.as_fd())
+                    }
+                })
+                .collect();
+            fds.push(PollFd::readable(self.signals.as_fd()));
+            let timeout = self
+                .paused_until
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            poll::poll(&mut fds, timeout)?;
+
+            if fds.last().is_some_and(PollFd::is_ready) {
+                self.signals.drain();
+            }
+            // Check signals on every wake-up: a poll interrupted by EINTR reports nothing ready.
+            for sig in signal::take_pending() {
+                match sig {
+                    Signal::Terminate => return Ok(Exit::Terminate),
+                    Signal::Reload => on_reload(),
+                }
+            }
+            for i in 0..self.listeners.len() {
+                if fds[i].is_ready() {
+                    self.accept_from(i);
+                }
+            }
+        }
+    }
+
+    fn accept_from(&mut self, index: usize) {
+        let role = self.listeners[index].role;
+        for _ in 0..ACCEPT_BATCH {
+            let fd = match socket::accept(self.listeners[index].fd.as_fd()) {
+                Ok(fd) => fd,
+                Err(e) => match e.raw_os_error() {
+                    Some(ECONNABORTED | EINTR) => continue, // client gave up, or a signal: next one
+                    Some(EMFILE | ENFILE | ENOBUFS | ENOMEM) => {
+                        // Out of fds or memory: stop polling the listeners for a moment rather
+                        // than spin on a socket that stays readable; connections wait in the backlog.
+                        if self.stats.backoffs.is_power_of_two() || self.stats.backoffs == 0 {
+                            eprintln!("atomserve: accept: {e}; pausing accepts for {BACKOFF:?}");
+                        }
+                        self.stats.backoffs += 1;
+                        self.paused_until = Some(Instant::now() + BACKOFF);
+                        return;
+                    }
+                    _ => return, // EAGAIN: the backlog is empty
+                },
+            };
+            self.stats.accepted += 1;
+            self.hint = self.hint.wrapping_add(1);
+            if let Err(refused) = self.handoff.push(Accepted { fd, role }, self.hint) {
+                // Every worker is behind: say so plainly instead of letting the client hang.
+                self.stats.queue_full += 1;
+                let _ = socket::send(refused.fd.as_fd(), response::QUEUE_FULL);
+                let _ = socket::shutdown_write(refused.fd.as_fd());
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! An immutable snapshot of the document root: every file's bytes, MIME type and pre-rendered
+//! response head, keyed by URL path.
+//!
+//! Nothing in a `Snapshot` changes after it is built, so any number of workers read it at once
+//! with no synchronisation beyond the one that handed them the pointer. A reload builds a new
+//! snapshot and swaps it in whole; readers never see a half-built one.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::http::path;
+
+/// One cached file.
+pub struct Entry {
+    /// Status line and fixed fields of the `200 OK`, up to (not including) the per-response tail.
+    pub head: Box<[u8]>,
+    /// The file's bytes.
+    pub body: Box<[u8]>,
+    /// `Content-Type` value.
+    pub content_type: &'static str,
+}
+
+/// What a request path resolves to.
+pub enum Lookup<'s> {
+    /// A file to send.
+    File(&'s Entry),
+    /// A directory named without its trailing slash: redirect to `key/`.
+    AddSlash,
+    /// Nothing here.
+    NotFound,
+}
+
+/// The document root as of one load.
+pub struct Snapshot {
+    files: HashMap<Box<[u8]>, Entry>,
+    /// Directories that have an `index.html`, for the `/dir` → `/dir/` redirect.
+    dirs: HashSet<Box<[u8]>>,
+    spa_fallback: bool,
+    bytes: u64,
+}
+
+impl Snapshot {
+    /// An empty snapshot; the loader adds files and then freezes it by handing it out.
+    pub(crate) fn new(spa_fallback: bool) -> Self {
+        Snapshot {
+            files: HashMap::new(),
+            dirs: HashSet::new(),
+            spa_fallback,
+            bytes: 0,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, key: Vec<u8>, entry: Entry) {
+        self.bytes += entry.body.len() as u64;
+        if let Some(dir) = key.strip_suffix(b"/index.html") {
+            let dir = if dir.is_empty() { b"/".as_slice() } else { dir };
+            self.dirs.insert(dir.into());
+        }
+        if let Some(old) = self.files.insert(key.into_boxed_slice(), entry) {
+            self.bytes -= old.body.len() as u64;
+        }
+    }
+
+    /// Number of files.
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Total body bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Exact lookup of a normalised key.
+    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.files.get(key)
+    }
+
+    /// Resolves a normalised request path (see [`path::normalize`]), `dir` telling whether the
+    /// client named it with a trailing slash.
+    ///
+    /// 1. `/dir/` → `/dir/index.html`; `/file` → `/file`.
+    /// 2. `/dir` (no slash) where `/dir/index.html` exists → redirect to `/dir/`, as nginx does,
+    ///    so that relative links in that page resolve against the directory.
+    /// 3. SPA fallback (on by default): a path whose last segment has no extension and that names
+    ///    nothing gets `/index.html`, so client-side routes like `/users/42` load the app. A missing
+    ///    `/assets/app.js` still gets 404 — a broken asset link must not turn into HTML.
+    pub fn resolve(&self, key: &[u8], dir: bool, scratch: &mut Vec<u8>) -> Lookup<'_> {
+        if dir {
+            scratch.clear();
+            scratch.extend_from_slice(key);
+            if key != b"/" {
+                scratch.push(b'/');
+            }
+            scratch.extend_from_slice(b"index.html");
+            if let Some(entry) = self.files.get(scratch.as_slice()) {
+                return Lookup::File(entry);
+            }
+        } else if let Some(entry) = self.files.get(key) {
+            return Lookup::File(entry);
+        } else if self.dirs.contains(key) {
+            return Lookup::AddSlash;
+        }
+        if self.spa_fallback && !path::has_extension(key) {
+            if let Some(entry) = self.files.get(b"/index.html".as_slice()) {
+                return Lookup::File(entry);
+            }
+        }
+        Lookup::NotFound
+    }
+}

@@ -1,0 +1,182 @@
+//! Command-line flags, each also readable from an `ATOMSERVE_*` environment variable (the flag
+//! wins when both are given).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::conn::{Timeouts, MAX_HEADERS};
+use crate::http::request::Limits;
+
+/// atomserve: a static-file HTTP/1.1 server for single-page apps, on raw Linux syscalls and
+/// lock-free atomics. It loads the whole document root into memory at start-up and serves it
+/// from there; SIGHUP reloads it, SIGTERM/SIGINT drain and exit.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about, long_about = None, max_term_width = 100)]
+pub struct Config {
+    /// Directory to serve (loaded into memory at start-up).
+    #[arg(long, env = "ATOMSERVE_ROOT", default_value = "frontend/dist")]
+    pub root: PathBuf,
+
+    /// Address to serve on; repeat (or comma-separate) for several, e.g. `[::1]:8080`.
+    #[arg(
+        long,
+        env = "ATOMSERVE_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<SocketAddr>,
+
+    /// Address of the admin endpoints (/healthz), or `none`.
+    #[arg(long, env = "ATOMSERVE_ADMIN_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_admin)]
+    pub admin_listen: AdminListen,
+
+    /// Worker threads [default: one per CPU this process may run on].
+    #[arg(long, env = "ATOMSERVE_WORKERS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
+
+    /// Do not pin workers to CPUs.
+    #[arg(long, env = "ATOMSERVE_NO_PIN")]
+    pub no_pin: bool,
+
+    /// Accepted connections that may wait for a worker; beyond it new ones get 503.
+    #[arg(long, env = "ATOMSERVE_QUEUE_CAPACITY", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_capacity: u32,
+
+    /// listen(2) backlog.
+    #[arg(long, env = "ATOMSERVE_BACKLOG", default_value_t = 4096)]
+    pub backlog: u32,
+
+    /// Longest request line in bytes (longer: 414).
+    #[arg(long, env = "ATOMSERVE_MAX_REQUEST_LINE", default_value_t = 8 * 1024)]
+    pub max_request_line: usize,
+
+    /// Largest request head in bytes (larger: 431).
+    #[arg(long, env = "ATOMSERVE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Most header fields in a request (more: 431); at most 256.
+    #[arg(long, env = "ATOMSERVE_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=MAX_HEADERS as i64))]
+    pub max_headers: u16,
+
+    /// Largest request body in bytes, read and discarded (larger: 413).
+    #[arg(long, env = "ATOMSERVE_MAX_BODY", default_value_t = 1024 * 1024)]
+    pub max_body: u64,
+
+    /// Time allowed to send a request head, from its first byte (e.g. 10s, 500ms).
+    #[arg(long, env = "ATOMSERVE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long an idle keep-alive connection stays open.
+    #[arg(long, env = "ATOMSERVE_KEEPALIVE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// How long a client may stop reading a response before it is dropped.
+    #[arg(long, env = "ATOMSERVE_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, how long in-flight responses may take before connections are cut.
+    #[arg(long, env = "ATOMSERVE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Answer unknown extension-less paths with 404 instead of /index.html.
+    #[arg(long, env = "ATOMSERVE_NO_SPA_FALLBACK")]
+    pub no_spa_fallback: bool,
+}
+
+/// The admin listener's address, or none.
+#[derive(Clone, Copy, Debug)]
+pub enum AdminListen {
+    Off,
+    On(SocketAddr),
+}
+
+fn parse_admin(s: &str) -> Result<AdminListen, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(AdminListen::Off);
+    }
+    s.parse()
+        .map(AdminListen::On)
+        .map_err(|e| format!("{e} (expected host:port or `none`)"))
+}
+
+/// `10s`, `500ms`, `2m`, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let value: f64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 10s or 500ms"))?;
+    let secs = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        _ => return Err(format!("`{s}`: unknown unit (use ms, s or m)")),
+    };
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("`{s}` is out of range (0 to 24 hours)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl Config {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_request_line: self.max_request_line,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers as usize,
+            max_body: self.max_body,
+        }
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            header_ms: self.header_timeout.as_millis() as u64,
+            keep_alive_ms: self.keepalive_timeout.as_millis() as u64,
+            send_ms: self.send_timeout.as_millis() as u64,
+            ..Timeouts::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn defaults_parse() {
+        let c = Config::try_parse_from(["atomserve"]).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(c.limits().max_headers, 100);
+        assert!(matches!(c.admin_listen, AdminListen::On(_)));
+        let c = Config::try_parse_from([
+            "atomserve",
+            "--listen",
+            "[::1]:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "none",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert!(matches!(c.admin_listen, AdminListen::Off));
+        assert!(Config::try_parse_from(["atomserve", "--workers", "0"]).is_err());
+    }
+}

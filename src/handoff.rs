@@ -1,0 +1,186 @@
+//! The hand-off from the acceptor to the workers: a bounded lock-free queue of accepted
+//! connections plus an idle set that guarantees no wake-up is lost.
+//!
+//! # The protocol
+//!
+//! A worker that has nothing to do wants to sleep in `epoll_wait`; the acceptor that has just
+//! queued a connection wants to wake exactly one sleeping worker, and none if all are busy (a busy
+//! worker looks at the queue on its next loop turn anyway). The danger is the classic lost
+//! wake-up: the worker checks the queue (empty), the acceptor pushes and checks the idle set
+//! (worker not in it yet), the worker then marks itself idle and sleeps with a connection waiting.
+//!
+//! The two sides form a Dekker pattern, each writing its own flag and then reading the other's,
+//! with a `SeqCst` fence between the write and the read:
+//!
+//! | worker ([`Handoff::prepare_sleep`]) | acceptor ([`Handoff::push`]) |
+//! |---|---|
+//! | set my bit in the idle set | push the item into the queue |
+//! | `fence(SeqCst)` | `fence(SeqCst)` |
+//! | queue empty? then sleep, else take my bit back | claim one set bit, ring that worker's bell |
+//!
+//! The fences are totally ordered. If the worker's fence comes first, the acceptor's read of the
+//! idle set sees the bit; otherwise the worker's read of the queue sees the item. Either way the
+//! item is noticed. A claimed bit is cleared by the acceptor with `fetch_and`, so two pushes never
+//! wake the same worker twice while another idles. The bell is an eventfd whose counter persists,
+//! so ringing before the worker actually blocks is not lost either.
+//!
+//! Model-checked by `loom-tests/tests/handoff.rs`; explained in `docs/concurrency.md`.
+
+use crate::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use crate::sync::BoundedQueue;
+
+/// Something that wakes one sleeping worker: its eventfd in production, a loom condition
+/// variable in the models.
+pub trait Wake {
+    /// Makes the worker's next (or current) sleep return. Rings persist until consumed.
+    fn wake(&self);
+}
+
+/// The set of workers that are about to sleep or sleeping, one bit per worker.
+pub struct IdleSet {
+    words: Box<[AtomicU64]>,
+}
+
+impl IdleSet {
+    pub fn new(workers: usize) -> Self {
+        IdleSet {
+            words: (0..workers.div_ceil(64).max(1))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    fn insert(&self, worker: usize) {
+        // Relaxed: the SeqCst fence that follows in `prepare_sleep` orders this store before the
+        // worker's queue check; covered by loom-tests/tests/handoff.rs (no_lost_wakeup_*).
+        self.words[worker / 64].fetch_or(1 << (worker % 64), Ordering::Relaxed);
+    }
+
+    fn remove(&self, worker: usize) {
+        // Relaxed: removing ourselves only ever causes a claim to fail, and a failed claim means
+        // this worker is awake and will look at the queue; loom-tests/tests/handoff.rs.
+        self.words[worker / 64].fetch_and(!(1 << (worker % 64)), Ordering::Relaxed);
+    }
+
+    /// Clears and returns one idle worker's bit, starting the search at `hint` for fairness.
+    fn claim(&self, hint: usize) -> Option<usize> {
+        let n = self.words.len();
+        for i in 0..n {
+            let w = (hint / 64 + i) % n;
+            // Relaxed: the caller's SeqCst fence orders this read after its push (Dekker);
+            // loom-tests/tests/handoff.rs (no_lost_wakeup_*).
+            let mut bits = self.words[w].load(Ordering::Relaxed);
+            while bits != 0 {
+                let start = if i == 0 { hint % 64 } else { 0 };
+                let rotated = bits.rotate_right(start as u32);
+                let bit = (rotated.trailing_zeros() as usize + start) % 64;
+                let mask = 1u64 << bit;
+                // Relaxed: only the bit's ownership is decided here (RMWs on one word are totally
+                // ordered); the item itself travels through the queue's own synchronisation.
+                let prev = self.words[w].fetch_and(!mask, Ordering::Relaxed);
+                if prev & mask != 0 {
+                    return Some(w * 64 + bit);
+                }
+                bits = prev & !mask;
+            }
+        }
+        None
+    }
+}
+
+/// The acceptor → worker hand-off: queue, idle set, and one bell per worker.
+pub struct Handoff<T, W> {
+    queue: BoundedQueue<T>,
+    idle: IdleSet,
+    bells: Box<[W]>,
+    stopping: AtomicBool,
+}
+
+impl<T, W: Wake> Handoff<T, W> {
+    /// A hand-off for `bells.len()` workers with a queue of `capacity` items.
+    pub fn new(capacity: usize, bells: Vec<W>) -> Self {
+        Handoff {
+            queue: BoundedQueue::new(capacity),
+            idle: IdleSet::new(bells.len()),
+            bells: bells.into_boxed_slice(),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.bells.len()
+    }
+
+    /// Worker `worker`'s bell (for registering it with the worker's epoll).
+    pub fn bell(&self, worker: usize) -> &W {
+        &self.bells[worker]
+    }
+
+    /// Queues `item` and wakes one idle worker, if any. Gives the item back when the queue is
+    /// full, so the caller can refuse the connection instead of blocking.
+    ///
+    /// `hint` picks where the search for an idle worker starts (the acceptor rotates it).
+    pub fn push(&self, item: T, hint: usize) -> Result<(), T> {
+        self.queue.push(item)?;
+        // SeqCst fence: the acceptor half of the Dekker pair with `prepare_sleep`'s fence — either
+        // this side sees the worker's idle bit or the worker sees this item. Weakening it loses
+        // wake-ups in loom-tests/tests/handoff.rs (no_lost_wakeup_*).
+        fence(Ordering::SeqCst);
+        if let Some(worker) = self.idle.claim(hint) {
+            self.bells[worker].wake();
+        }
+        Ok(())
+    }
+
+    /// Takes the next queued item.
+    pub fn pop(&self) -> Option<T> {
+        self.queue.pop()
+    }
+
+    /// How many items wait (a snapshot; for metrics).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
+    /// Worker `worker` is about to sleep. Returns `true` when it may (its bell will ring for the
+    /// next item) and `false` when an item arrived meanwhile, in which case it must loop again.
+    /// After a sleep that was allowed, the worker calls [`Handoff::woke`].
+    pub fn prepare_sleep(&self, worker: usize) -> bool {
+        self.idle.insert(worker);
+        // SeqCst fence: the worker half of the Dekker pair with `push`'s fence (see module docs);
+        // loom-tests/tests/handoff.rs (no_lost_wakeup_*).
+        fence(Ordering::SeqCst);
+        if self.queue.is_empty() {
+            return true;
+        }
+        self.idle.remove(worker);
+        false
+    }
+
+    /// Worker `worker` is awake again (for any reason): it leaves the idle set.
+    pub fn woke(&self, worker: usize) {
+        self.idle.remove(worker);
+    }
+
+    /// Asks every worker to stop: sets the flag and rings every bell, idle or not, so that no
+    /// worker sleeps through it (a bell rung before its owner sleeps still wakes it).
+    pub fn stop(&self) {
+        // Relaxed: the flag publishes no data; each worker reads it after its bell rang, and the
+        // bell (eventfd write → read, a mutex in loom) orders the two; loom-tests/tests/handoff.rs
+        // (shutdown_*).
+        self.stopping.store(true, Ordering::Relaxed);
+        for bell in self.bells.iter() {
+            bell.wake();
+        }
+    }
+
+    /// Whether [`Handoff::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        // Relaxed: see `stop`.
+        self.stopping.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,8 @@
+//! HTTP/1.1 (RFC 9110, RFC 9112) as a static server needs it: request parsing on top of
+//! `httparse`, request-target normalisation, MIME types, the `Date` header and status lines.
+
+pub mod date;
+pub mod mime;
+pub mod path;
+pub mod request;
+pub mod response;

@@ -1,0 +1,223 @@
+//! Status codes and the header blocks atomserve writes.
+//!
+//! A response is assembled from up to three pieces, sent together with one `sendmsg(2)`:
+//! 1. the *head*: status line and the fields that never change for a resource (`Server`,
+//!    `Content-Type`, `Content-Length`, …), rendered once when the snapshot is built;
+//! 2. the *tail*: `Date`, `Connection` when needed, and the blank line — a few dozen bytes
+//!    written per response into the connection's small buffer;
+//! 3. the *body*, straight from the snapshot's memory (absent for HEAD).
+//!
+//! Error responses are small and rare, so they are rendered whole into the tail buffer.
+
+use std::io::Write;
+
+/// The status codes atomserve sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    NoContent,
+    MovedPermanently,
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    PayloadTooLarge,
+    UriTooLong,
+    HeaderFieldsTooLarge,
+    InternalError,
+    NotImplemented,
+    ServiceUnavailable,
+    VersionNotSupported,
+}
+
+impl Status {
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::NoContent => 204,
+            Status::MovedPermanently => 301,
+            Status::BadRequest => 400,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::RequestTimeout => 408,
+            Status::PayloadTooLarge => 413,
+            Status::UriTooLong => 414,
+            Status::HeaderFieldsTooLarge => 431,
+            Status::InternalError => 500,
+            Status::NotImplemented => 501,
+            Status::ServiceUnavailable => 503,
+            Status::VersionNotSupported => 505,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::NoContent => "No Content",
+            Status::MovedPermanently => "Moved Permanently",
+            Status::BadRequest => "Bad Request",
+            Status::NotFound => "Not Found",
+            Status::MethodNotAllowed => "Method Not Allowed",
+            Status::RequestTimeout => "Request Timeout",
+            Status::PayloadTooLarge => "Content Too Large",
+            Status::UriTooLong => "URI Too Long",
+            Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
+            Status::InternalError => "Internal Server Error",
+            Status::NotImplemented => "Not Implemented",
+            Status::ServiceUnavailable => "Service Unavailable",
+            Status::VersionNotSupported => "HTTP Version Not Supported",
+        }
+    }
+}
+
+/// The methods a resource allows, for `Allow` on 405 and OPTIONS.
+pub const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// The `Server` field every response carries.
+pub const SERVER: &str = "atomserve";
+
+/// Which `Connection` field (if any) the tail carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    /// HTTP/1.1 keep-alive is the default: no field needed.
+    KeepAlive11,
+    /// HTTP/1.0 keep-alive must be confirmed: `Connection: keep-alive`.
+    KeepAlive10,
+    /// `Connection: close`: this is the last response.
+    Close,
+}
+
+/// Appends the per-response tail: `Date`, `Connection` if needed, and the blank line.
+pub fn write_tail(out: &mut Vec<u8>, date: &[u8; super::date::LEN], persistence: Persistence) {
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(match persistence {
+        Persistence::KeepAlive11 => b"\r\n\r\n".as_slice(),
+        Persistence::KeepAlive10 => b"\r\nConnection: keep-alive\r\n\r\n",
+        Persistence::Close => b"\r\nConnection: close\r\n\r\n",
+    });
+}
+
+/// Renders the fixed head of a `200 OK` for a cached file (everything but the tail).
+pub fn render_file_head(content_type: &str, len: usize) -> Vec<u8> {
+    let mut head = Vec::with_capacity(128);
+    let _ = write!(
+        head,
+        "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n"
+    );
+    head
+}
+
+/// Extra fields for a generated response.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extra<'a> {
+    /// `Allow` (405, OPTIONS).
+    pub allow: bool,
+    /// `Location` (301): an already-encoded URL path.
+    pub location: Option<&'a [u8]>,
+    /// `Retry-After` in seconds (503).
+    pub retry_after: Option<u32>,
+    /// `Cache-Control: no-store` (health checks must never be cached).
+    pub no_store: bool,
+}
+
+/// Appends a whole generated response (head, tail and, unless `head_only`, a short text body
+/// naming the status) — errors, redirects and `204`s.
+pub fn write_generated(
+    out: &mut Vec<u8>,
+    status: Status,
+    extra: Extra<'_>,
+    date: &[u8; super::date::LEN],
+    persistence: Persistence,
+    head_only: bool,
+) {
+    let mut reason = [0u8; 48];
+    let text = status.reason().as_bytes();
+    reason[..text.len()].copy_from_slice(text);
+    reason[text.len()] = b'\n';
+    let body = if status == Status::NoContent {
+        &[][..]
+    } else {
+        &reason[..text.len() + 1]
+    };
+    write_text(out, status, extra, body, date, persistence, head_only);
+}
+
+/// Appends a whole response with a small `text/plain` body (omitted for HEAD and 204).
+pub fn write_text(
+    out: &mut Vec<u8>,
+    status: Status,
+    extra: Extra<'_>,
+    body: &[u8],
+    date: &[u8; super::date::LEN],
+    persistence: Persistence,
+    head_only: bool,
+) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nServer: {SERVER}\r\n",
+        status.code(),
+        status.reason()
+    );
+    if status != Status::NoContent {
+        let _ = write!(
+            out,
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    if extra.allow {
+        let _ = write!(out, "Allow: {ALLOW}\r\n");
+    }
+    if let Some(location) = extra.location {
+        out.extend_from_slice(b"Location: ");
+        out.extend_from_slice(location);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(secs) = extra.retry_after {
+        let _ = write!(out, "Retry-After: {secs}\r\n");
+    }
+    if extra.no_store {
+        out.extend_from_slice(b"Cache-Control: no-store\r\n");
+    }
+    write_tail(out, date, persistence);
+    if !head_only && status != Status::NoContent {
+        out.extend_from_slice(body);
+    }
+}
+
+/// The fixed answer the acceptor sends when the hand-off queue is full: no Date (RFC 9110
+/// §6.6.1 lets a 5xx omit it), so it can be a constant written with one `send(2)`.
+pub const QUEUE_FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nServer: atomserve\r\nRetry-After: 1\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nConnection: close\r\n\r\nServer is too busy.\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_full_length_is_right() {
+        let text = std::str::from_utf8(QUEUE_FULL).unwrap();
+        let (_, body) = text.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body.len(), 20);
+    }
+
+    #[test]
+    fn generated_has_consistent_length() {
+        let mut out = Vec::new();
+        let date = crate::http::date::format(0);
+        write_generated(
+            &mut out,
+            Status::NotFound,
+            Extra::default(),
+            &date,
+            Persistence::Close,
+            false,
+        );
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert!(head.ends_with("Connection: close"));
+    }
+}

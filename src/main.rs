@@ -1,0 +1,16 @@
+//! The `atomserve` binary: parse the configuration and run the server. No logic lives here.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let config = atomserve::config::Config::parse(); // bad flags: clap prints why and exits 2
+    match atomserve::server::run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("atomserve: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

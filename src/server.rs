@@ -1,0 +1,184 @@
+//! Start-up and shutdown: load the snapshot, bind the listeners, start the pinned workers, run
+//! the acceptor on the main thread, and drain on SIGTERM/SIGINT.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use crate::acceptor::{Acceptor, Exit, Listener};
+use crate::cache::{self, LoadError, LoadOptions};
+use crate::config::{AdminListen, Config};
+use crate::conn::Role;
+use crate::handoff::Handoff;
+use crate::sync::{thread, Arc};
+use crate::sys::eventfd::EventFd;
+use crate::sys::poll::{self, PollFd};
+use crate::sys::signal::{self, Signal};
+use crate::sys::socket::{self, ListenOptions};
+use crate::sys::{affinity, limits};
+use crate::worker::{self, WorkerSetup};
+
+/// A failure to start; `main` prints it on one line and exits with status 2.
+#[derive(Debug)]
+pub enum StartError {
+    Load(LoadError),
+    Bind {
+        addr: SocketAddr,
+        error: io::Error,
+    },
+    Os {
+        what: &'static str,
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Load(e) => write!(f, "cannot load the document root: {e}"),
+            StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Os { what, error } => write!(f, "{what}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn os(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
+    move |error| StartError::Os { what, error }
+}
+
+/// Runs the server until SIGTERM/SIGINT and a drain.
+pub fn run(config: &Config) -> Result<(), StartError> {
+    let nofile = limits::raise_nofile_limit().map_err(os("getrlimit"))?;
+
+    let started = Instant::now();
+    let opts = LoadOptions {
+        root: config.root.clone(),
+        spa_fallback: !config.no_spa_fallback,
+    };
+    let snapshot = Arc::new(cache::load(&opts).map_err(StartError::Load)?);
+    let load_time = started.elapsed();
+
+    let listen_opts = ListenOptions {
+        backlog: config.backlog,
+        defer_accept_secs: 1,
+        reuse_port: false,
+    };
+    let mut listeners = Vec::new();
+    let mut public = Vec::new();
+    for &addr in &config.listen {
+        let fd =
+            socket::listen(addr, listen_opts).map_err(|error| StartError::Bind { addr, error })?;
+        // Accepted sockets inherit TCP_NODELAY from the listener on Linux: no syscall per accept.
+        socket::set_nodelay(fd.as_fd()).map_err(os("setsockopt(TCP_NODELAY)"))?;
+        public.push(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
+        listeners.push(Listener {
+            fd,
+            role: Role::Public,
+        });
+    }
+    let mut admin = None;
+    if let AdminListen::On(addr) = config.admin_listen {
+        let fd = socket::listen(
+            addr,
+            ListenOptions {
+                defer_accept_secs: 0,
+                ..listen_opts
+            },
+        )
+        .map_err(|error| StartError::Bind { addr, error })?;
+        admin = Some(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
+        listeners.push(Listener {
+            fd,
+            role: Role::Admin,
+        });
+    }
+
+    let allowed = affinity::allowed_cpus().map_err(os("sched_getaffinity"))?;
+    let workers = config.workers.map_or(allowed.len().max(1), |n| n as usize);
+    let cpus: Vec<Option<usize>> = (0..workers)
+        .map(|i| (!config.no_pin && !allowed.is_empty()).then(|| allowed[i % allowed.len()]))
+        .collect();
+
+    let bells = (0..workers)
+        .map(|_| EventFd::new())
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(os("eventfd"))?;
+    let handoff = Arc::new(Handoff::new(config.queue_capacity as usize, bells));
+    let signals = EventFd::new().map_err(os("eventfd"))?;
+    signal::install(&signals).map_err(os("sigaction"))?;
+
+    let mut handles = Vec::with_capacity(workers);
+    for (id, &cpu) in cpus.iter().enumerate() {
+        let setup = WorkerSetup {
+            id,
+            cpu,
+            handoff: handoff.clone(),
+            snapshot: snapshot.clone(),
+            limits: config.limits(),
+            timeouts: config.timeouts(),
+            grace: config.shutdown_grace,
+        };
+        let handle = thread::Builder::new()
+            .name(format!("atomserve-w{id}"))
+            .spawn(move || {
+                if let Err(e) = worker::run(setup) {
+                    eprintln!("atomserve: worker {id} stopped: {e}");
+                }
+            })
+            .map_err(os("spawning a worker thread"))?;
+        handles.push(handle);
+    }
+
+    eprintln!(
+        "atomserve {}: serving {} ({} files, {} bytes, loaded in {} ms)",
+        env!("CARGO_PKG_VERSION"),
+        config.root.display(),
+        snapshot.files(),
+        snapshot.bytes(),
+        load_time.as_millis()
+    );
+    for addr in &public {
+        eprintln!("atomserve: listening on http://{addr}");
+    }
+    if let Some(addr) = admin {
+        eprintln!("atomserve: admin on http://{addr}/healthz");
+    }
+    let pinning = if config.no_pin {
+        "unpinned".to_string()
+    } else {
+        format!("pinned to CPUs {cpus:?}")
+            .replace("Some(", "")
+            .replace(')', "")
+    };
+    eprintln!("atomserve: {workers} workers, {pinning}; open-file limit {nofile}");
+
+    let mut acceptor = Acceptor::new(listeners, signals, handoff.clone());
+    let exit = acceptor
+        .run(|| eprintln!("atomserve: SIGHUP received; live reload is not implemented yet, keeping the current snapshot"))
+        .map_err(os("poll"))?;
+    debug_assert_eq!(exit, Exit::Terminate);
+
+    // Drain: stop accepting (closing the listeners), tell the workers, wait for them.
+    acceptor.listeners.clear();
+    handoff.stop();
+    eprintln!("atomserve: draining (grace {:?})", config.shutdown_grace);
+    let deadline = Instant::now() + config.shutdown_grace + Duration::from_secs(1);
+    while !handles.iter().all(|h| h.is_finished()) {
+        let mut fds = [PollFd::readable(acceptor.signals.as_fd())];
+        let _ = poll::poll(&mut fds, Some(Duration::from_millis(20)));
+        acceptor.signals.drain();
+        if signal::take_pending().contains(&Signal::Terminate) || Instant::now() > deadline {
+            eprintln!("atomserve: stopping now, cutting the connections left");
+            std::process::exit(1);
+        }
+    }
+    for handle in handles {
+        let _ = handle.join();
+    }
+    eprintln!("atomserve: stopped");
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The sync shim: the only module that names `std::sync::atomic`, `std::thread` or `loom`.
+//!
+//! Production builds get the standard library's types. Under `--cfg atomserve_loom` the same names
+//! resolve to loom's instrumented versions, so the loom models in `loom-tests/` run atomserve's
+//! real protocol code and explore every interleaving and every weak-memory outcome the C++11 model
+//! allows (see `docs/concurrency.md`). Sizes shrink under loom so that the state space stays small.
+//!
+//! [`BoundedQueue`] is the fd hand-off queue: crossbeam's lock-free `ArrayQueue` normally, and under
+//! loom a `Mutex<VecDeque>` with the same API, because crossbeam-queue has no loom support. The
+//! stand-in checks the protocol *around* the queue (wake-ups, shutdown) but not the queue itself,
+//! which crossbeam tests on its own.
+
+#[cfg(not(atomserve_loom))]
+pub use std::sync::Arc;
+
+#[cfg(atomserve_loom)]
+pub use loom::sync::Arc;
+
+/// Atomics: std's, or loom's under the loom cfg.
+pub mod atomic {
+    #[cfg(not(atomserve_loom))]
+    pub use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+    #[cfg(atomserve_loom)]
+    pub use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+}
+
+/// Threads: std's, or loom's under the loom cfg.
+pub mod thread {
+    #[cfg(not(atomserve_loom))]
+    pub use std::thread::{spawn, yield_now, Builder, JoinHandle};
+
+    #[cfg(atomserve_loom)]
+    pub use loom::thread::{spawn, yield_now, JoinHandle};
+}
+
+/// Atomics that stay std's even under loom: the `static`s shared with signal handlers. A signal
+/// handler is not a thread loom can schedule, so there is nothing for loom to model there.
+pub mod os_atomic {
+    pub use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+}
+
+/// Pads and aligns a value to the cache-line size so that two cores writing neighbouring values
+/// do not bounce one line between them (false sharing).
+pub use crossbeam_utils::CachePadded;
+
+/// Loom explores every interleaving, so its models use tiny sizes.
+pub const LOOM: bool = cfg!(atomserve_loom);
+
+/// A bounded multi-producer multi-consumer queue.
+#[cfg(not(atomserve_loom))]
+pub struct BoundedQueue<T>(crossbeam_queue::ArrayQueue<T>);
+
+#[cfg(not(atomserve_loom))]
+impl<T> BoundedQueue<T> {
+    pub fn new(capacity: usize) -> Self {
+        BoundedQueue(crossbeam_queue::ArrayQueue::new(capacity.max(1)))
+    }
+    /// Adds `value`, or gives it back when the queue is full.
+    pub fn push(&self, value: T) -> Result<(), T> {
+        self.0.push(value)
+    }
+    pub fn pop(&self) -> Option<T> {
+        self.0.pop()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+/// Under loom: a `Mutex<VecDeque>` with `ArrayQueue`'s API. A mutex gives every push/pop
+/// sequentially consistent effects, at least as strong as `ArrayQueue`'s (whose push is a
+/// Release store that its pop Acquires) — so a model passing here relies on nothing more from
+/// the queue than "a pushed item is visible to a later pop, and `is_empty` after a push sees it
+/// or the push comes later in the mutex order".
+#[cfg(atomserve_loom)]
+pub struct BoundedQueue<T> {
+    items: loom::sync::Mutex<std::collections::VecDeque<T>>,
+    capacity: usize,
+}
+
+#[cfg(atomserve_loom)]
+impl<T> BoundedQueue<T> {
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, 4);
+        BoundedQueue {
+            items: loom::sync::Mutex::new(std::collections::VecDeque::new()),
+            capacity,
+        }
+    }
+    pub fn push(&self, value: T) -> Result<(), T> {
+        let mut items = self.items.lock().unwrap();
+        if items.len() >= self.capacity {
+            return Err(value);
+        }
+        items.push_back(value);
+        Ok(())
+    }
+    pub fn pop(&self) -> Option<T> {
+        self.items.lock().unwrap().pop_front()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.lock().unwrap().is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.items.lock().unwrap().len()
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}

@@ -1,0 +1,39 @@
+//! The syscall layer: the only code in atomserve that names `libc`.
+//!
+//! Every wrapper goes through [`syscall!`], which turns the C convention (`-1` and `errno`) into
+//! `io::Result` in one place. A file descriptor becomes an [`OwnedFd`](std::os::fd::OwnedFd) the
+//! moment the kernel hands it out, so dropping it closes it and no error path can leak one.
+//!
+//! | module | syscalls |
+//! |---|---|
+//! | [`socket`] | socket, setsockopt, bind, listen, accept4, getpeername, recv, sendmsg (writev with flags), shutdown |
+//! | [`poll`] | poll |
+//! | [`epoll`] | epoll_create1, epoll_ctl, epoll_wait |
+//! | [`eventfd`] | eventfd, read, write |
+//! | [`signal`] | sigaction |
+//! | [`affinity`] | sched_getaffinity, sched_setaffinity |
+//! | [`limits`] | getrlimit, setrlimit |
+
+/// Calls a `libc` function and turns a `-1` return into `Err(io::Error::last_os_error())`.
+///
+/// Must be used inside an `unsafe` block whose `// SAFETY:` comment justifies the arguments.
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        let res = libc::$fn($($arg),*);
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+pub mod affinity;
+pub mod epoll;
+pub mod eventfd;
+pub mod limits;
+pub mod poll;
+pub mod signal;
+pub mod socket;
+
+pub use libc::{EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM};

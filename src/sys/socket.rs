@@ -1,0 +1,259 @@
+//! TCP sockets: `socket(2)`, `setsockopt(2)`, `bind(2)`, `listen(2)`, `accept4(2)`,
+//! `getsockname(2)`/`getpeername(2)`, `recv(2)`, `sendmsg(2)` and `shutdown(2)`.
+//!
+//! Every socket is created non-blocking and close-on-exec in the same syscall
+//! (`SOCK_NONBLOCK | SOCK_CLOEXEC`, and `accept4` for accepted ones), so there is no window in which
+//! a blocking or inheritable fd exists.
+
+use std::io::{self, IoSlice};
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// Options for a listening socket.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenOptions {
+    /// `listen(2)` backlog: completed connections the kernel queues before `accept`.
+    pub backlog: u32,
+    /// Seconds for `TCP_DEFER_ACCEPT` (0: off). The kernel then wakes the acceptor only once the
+    /// client has sent data, so a connection reaches a worker with its request already waiting.
+    pub defer_accept_secs: u32,
+    /// `SO_REUSEPORT`: let several processes bind the same address (used for upgrades).
+    pub reuse_port: bool,
+}
+
+/// Creates, configures, binds and listens on a TCP socket for `addr`.
+pub fn listen(addr: SocketAddr, opts: ListenOptions) -> io::Result<OwnedFd> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: no pointers; socket returns a fresh fd or -1.
+    let raw = unsafe {
+        syscall!(socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0
+        ))?
+    };
+    // SAFETY: socket(2) succeeded; the fd is ours alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SO_REUSEADDR: rebinding right after a restart must not fail on connections in TIME_WAIT.
+    set_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if opts.reuse_port {
+        set_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    if addr.is_ipv6() {
+        // An explicit [::]:port listens on IPv6 only; 0.0.0.0:port can be given as well.
+        set_int(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    if opts.defer_accept_secs > 0 {
+        set_int(
+            fd.as_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            opts.defer_accept_secs as i32,
+        )?;
+    }
+    let (storage, len) = to_sockaddr(addr);
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family.
+    unsafe {
+        syscall!(bind(
+            raw,
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len
+        ))?
+    };
+    let backlog = opts.backlog.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: `raw` is a bound stream socket.
+    unsafe { syscall!(listen(raw, backlog))? };
+    Ok(fd)
+}
+
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the next pending connection, or `EAGAIN` when none.
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers are allowed (we do not need the peer address here).
+    let raw = unsafe {
+        syscall!(accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC
+        ))?
+    };
+    // SAFETY: accept4(2) succeeded; the new fd is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// `TCP_NODELAY`: send each response at once instead of waiting (Nagle) for more to coalesce.
+/// atomserve already writes a whole response (or batch of pipelined responses) per `sendmsg`.
+pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+/// `getsockname(2)`: the address a listener is bound to (the real port when 0 was asked for).
+pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
+    // SAFETY: all-zero sockaddr_storage is valid to overwrite.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid and writable; len holds the storage's size.
+    unsafe {
+        syscall!(getsockname(
+            fd.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len
+        ))?
+    };
+    from_sockaddr(&storage)
+}
+
+/// `getpeername(2)`: the remote address of a connection, for logs.
+pub fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
+    // SAFETY: as in local_addr.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len are valid and writable; len holds the storage's size.
+    unsafe {
+        syscall!(getpeername(
+            fd.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len
+        ))?
+    };
+    from_sockaddr(&storage)
+}
+
+/// `recv(2)` into `buf`. `Ok(0)` means the peer closed its side.
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes.
+    let n = unsafe { syscall!(recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0))? };
+    Ok(n as usize)
+}
+
+/// `sendmsg(2)` of several buffers at once — `writev(2)` with flags. `MSG_NOSIGNAL` turns a
+/// closed peer into `EPIPE` instead of SIGPIPE; `MSG_DONTWAIT` keeps it non-blocking.
+pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: all-zero msghdr has null name and control, which is what we want.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    // SAFETY: msg points at `msg_iovlen` valid iovecs that live for the call; the kernel only reads them.
+    let n = unsafe {
+        syscall!(sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT
+        ))?
+    };
+    Ok(n as usize)
+}
+
+/// `send(2)` of one buffer, non-blocking, without SIGPIPE.
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    let n = unsafe {
+        syscall!(send(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT
+        ))?
+    };
+    Ok(n as usize)
+}
+
+/// `shutdown(SHUT_WR)`: send FIN after what is queued, telling the client no more is coming,
+/// while still letting us read (and discard) what it sends — a gentler close than `close(2)`
+/// with unread input, which makes the kernel answer with a reset that can destroy our response.
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: no pointers.
+    unsafe { syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_WR))? };
+    Ok(())
+}
+
+fn set_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: passes a valid c_int and its exact size.
+    unsafe {
+        syscall!(setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t
+        ))?
+    };
+    Ok(())
+}
+
+fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero sockaddr_storage is valid; we fill the family-specific prefix below.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn from_sockaddr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin: libc::sockaddr_in =
+                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Ok(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected address family",
+        )),
+    }
+}

@@ -1,0 +1,240 @@
+//! A worker: one thread pinned to one CPU, owning its connections for their whole life and
+//! multiplexing them with its own epoll instance.
+//!
+//! The loop: take new connections from the hand-off queue, wait in `epoll_wait` (announcing
+//! itself idle first, see [`crate::handoff`]), drive every connection epoll reports, and once a
+//! second expire the connections whose timer ran out. No locks, no allocation per request, no
+//! syscall that is not a read, a write or the wait itself.
+//!
+//! Shutdown: when the hand-off says stop, the worker *drains* — idle keep-alive connections are
+//! closed at once, responses in flight finish (with `Connection: close`), connections still
+//! queued are served — and exits when it owns nothing, or when the grace period ends.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use crate::cache::Snapshot;
+use crate::conn::{Accepted, Conn, Ctx, Keep, Timeouts};
+use crate::handoff::{Handoff, Wake};
+use crate::http::date::DateCache;
+use crate::http::request::Limits;
+use crate::sync::Arc;
+use crate::sys::affinity;
+use crate::sys::epoll::{self, Epoll, Events};
+use crate::sys::eventfd::EventFd;
+
+/// The hand-off as the server uses it: accepted sockets, eventfd bells.
+pub type FdHandoff = Handoff<Accepted, EventFd>;
+
+/// Everything a worker starts with.
+pub struct WorkerSetup {
+    pub id: usize,
+    /// The CPU to pin to (`None`: no pinning).
+    pub cpu: Option<usize>,
+    pub handoff: Arc<FdHandoff>,
+    pub snapshot: Arc<Snapshot>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    /// How long to let in-flight work finish after a stop.
+    pub grace: Duration,
+}
+
+impl Wake for EventFd {
+    /// Rings the worker's eventfd: its `epoll_wait` returns, now or at its next call.
+    fn wake(&self) {
+        self.ring();
+    }
+}
+
+/// The epoll token of the worker's own bell.
+const BELL: u64 = u64::MAX;
+/// New connections taken from the queue per loop turn, so that a burst is shared among workers.
+const ADOPT_BATCH: usize = 64;
+/// How often timers are checked.
+const SWEEP_MS: u64 = 1000;
+/// Size of the shared read buffer: room for many pipelined requests per `recv`.
+const SCRATCH: usize = 64 * 1024;
+
+/// Runs the worker until the hand-off stops it and its connections are done.
+pub fn run(setup: WorkerSetup) -> io::Result<()> {
+    if let Some(cpu) = setup.cpu {
+        if let Err(e) = affinity::pin_current_thread(cpu) {
+            eprintln!(
+                "atomserve: worker {} could not be pinned to CPU {cpu}: {e} (running unpinned)",
+                setup.id
+            );
+        }
+    }
+    let handoff = &*setup.handoff;
+    let bell = handoff.bell(setup.id);
+    let epoll = Epoll::new()?;
+    epoll.add(bell.as_fd(), epoll::READ, BELL)?;
+
+    let clock = Instant::now();
+    let now_ms = || clock.elapsed().as_millis() as u64;
+    let mut events = Events::with_capacity(256);
+    let mut conns = Slab::default();
+    let mut scratch = vec![0u8; SCRATCH];
+    let (mut key, mut key2) = (Vec::with_capacity(256), Vec::with_capacity(256));
+    let mut date = DateCache::new();
+    let mut drain_deadline: Option<u64> = None;
+    let mut next_sweep = now_ms() + SWEEP_MS;
+
+    loop {
+        let now = now_ms();
+        date.refresh();
+        let mut ctx = Ctx {
+            snapshot: &setup.snapshot,
+            scratch: &mut scratch,
+            key: &mut key,
+            key2: &mut key2,
+            date: &date,
+            limits: &setup.limits,
+            timeouts: &setup.timeouts,
+            now_ms: now,
+            draining: drain_deadline.is_some(),
+        };
+
+        if drain_deadline.is_none() && handoff.is_stopping() {
+            drain_deadline = Some(now + setup.grace.as_millis() as u64);
+            ctx.draining = true;
+            conns.retain(|conn| conn.drive(&mut ctx) == Keep::Yes);
+        }
+        for _ in 0..ADOPT_BATCH {
+            let Some(accepted) = handoff.pop() else { break };
+            let mut conn = Conn::new(accepted, now, &setup.timeouts);
+            let token = conns.vacant_token();
+            if epoll.add(conn.fd(), epoll::CONNECTION, token).is_err() {
+                continue; // dropping the connection closes it
+            }
+            if conn.drive(&mut ctx) == Keep::Yes {
+                conns.insert(conn);
+            }
+        }
+        if let Some(deadline) = drain_deadline {
+            if conns.is_empty() && handoff.queued() == 0 {
+                return Ok(());
+            }
+            if now >= deadline {
+                return Ok(()); // grace is over: dropping `conns` closes whatever is left
+            }
+        }
+
+        let timeout = match (conns.is_empty(), drain_deadline) {
+            (true, None) => None,
+            (_, Some(deadline)) => Some(Duration::from_millis(
+                next_sweep.min(deadline).saturating_sub(now),
+            )),
+            (false, None) => Some(Duration::from_millis(next_sweep.saturating_sub(now))),
+        };
+        let may_sleep = handoff.prepare_sleep(setup.id);
+        let n = epoll.wait(
+            &mut events,
+            if may_sleep {
+                timeout
+            } else {
+                Some(Duration::ZERO)
+            },
+        );
+        if may_sleep {
+            handoff.woke(setup.id);
+        }
+        n?;
+
+        let now = now_ms();
+        ctx.now_ms = now;
+        for event in events.iter() {
+            if event.token() == BELL {
+                bell.drain();
+                continue;
+            }
+            if let Some(conn) = conns.get_mut(event.token()) {
+                if conn.on_event(event.is_readable(), event.is_writable(), &mut ctx) == Keep::No {
+                    conns.remove(event.token());
+                }
+            }
+        }
+        if now >= next_sweep {
+            next_sweep = now + SWEEP_MS;
+            conns.retain(|conn| conn.deadline_ms() > now || conn.on_timeout(&mut ctx) == Keep::Yes);
+        }
+    }
+}
+
+/// The worker's connections, addressed by epoll token: slot index in the low 32 bits and the
+/// slot's generation in the high 32, so that an event for a closed connection cannot reach a new
+/// one that reused its slot within the same `epoll_wait` batch.
+#[derive(Default)]
+struct Slab {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+impl Slab {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The token the next `insert` will use.
+    fn vacant_token(&mut self) -> u64 {
+        if self.free.is_empty() {
+            self.free.push(self.slots.len() as u32);
+            self.slots.push(Slot::default());
+        }
+        let index = *self.free.last().unwrap_or(&0);
+        token(index, self.slots[index as usize].generation)
+    }
+
+    fn insert(&mut self, conn: Conn) {
+        let _ = self.vacant_token();
+        if let Some(index) = self.free.pop() {
+            self.slots[index as usize].conn = Some(conn);
+            self.len += 1;
+        }
+    }
+
+    fn get_mut(&mut self, token: u64) -> Option<&mut Conn> {
+        let slot = self.slots.get_mut((token & 0xffff_ffff) as usize)?;
+        if u64::from(slot.generation) != token >> 32 {
+            return None;
+        }
+        slot.conn.as_mut()
+    }
+
+    fn remove(&mut self, token: u64) {
+        let index = (token & 0xffff_ffff) as u32;
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            if slot.conn.take().is_some() {
+                slot.generation = slot.generation.wrapping_add(1) % (u32::MAX - 1);
+                self.free.push(index);
+                self.len -= 1;
+            }
+        }
+    }
+
+    /// Keeps the connections for which `keep` returns true; closes the others.
+    fn retain(&mut self, mut keep: impl FnMut(&mut Conn) -> bool) {
+        for index in 0..self.slots.len() {
+            let slot = &mut self.slots[index];
+            let Some(conn) = slot.conn.as_mut() else {
+                continue;
+            };
+            if !keep(conn) {
+                let t = token(index as u32, slot.generation);
+                self.remove(t);
+            }
+        }
+    }
+}
+
+fn token(index: u32, generation: u32) -> u64 {
+    u64::from(generation) << 32 | u64::from(index)
+}
