@@ -177,7 +177,7 @@ impl Conn {
         {
             self.inbuf.clear();
             self.discard = 0;
-            self.fail(Status::RequestTimeout, ctx);
+            self.fail(Status::RequestTimeout, false, ctx);
             let _ = self.out.flush(self.fd.as_fd());
         }
         Keep::No
@@ -337,7 +337,10 @@ impl Conn {
                     self.respond(&req, ctx);
                 }
                 Parsed::Invalid(status) => {
-                    self.fail(status, ctx);
+                    // A response to HEAD never has a body (RFC 9110 §9.3.2), even an error: the
+                    // client would read the body as the start of the next response.
+                    let head_only = data[pos..].starts_with(b"HEAD ");
+                    self.fail(status, head_only, ctx);
                     pos = data.len();
                 }
             }
@@ -390,7 +393,7 @@ impl Conn {
         }
         let normalized = match path::normalize(req.target, ctx.key) {
             Ok(n) => n,
-            Err(_) => return self.fail(Status::BadRequest, ctx),
+            Err(_) => return self.fail(Status::BadRequest, head_only, ctx),
         };
         if self.role == Role::Admin {
             return crate::admin::respond(
@@ -430,7 +433,7 @@ impl Conn {
     }
 
     /// Queues an error response and closes after it: the framing of what follows is in doubt.
-    fn fail(&mut self, status: Status, ctx: &mut Ctx<'_>) {
+    fn fail(&mut self, status: Status, head_only: bool, ctx: &mut Ctx<'_>) {
         let date = ctx.date.text();
         self.out.push_own(|buf| {
             response::write_generated(
@@ -439,7 +442,7 @@ impl Conn {
                 Extra::default(),
                 date,
                 Persistence::Close,
-                false,
+                head_only,
             )
         });
         self.state = State::Closing;

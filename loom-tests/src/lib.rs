@@ -1,1 +1,3 @@
-//! loom models live in `tests/`, one file per protocol; this crate has no code of its own.
+//! loom models of atomserve's atomic protocols, run against the real code in `src/` compiled
+//! with `--cfg atomserve_loom` (see `src/sync.rs`). The models live in `tests/`, one file per
+//! protocol and one model per invariant; run them with `make loom`.

@@ -191,6 +191,10 @@ pub fn parse<'b>(
 fn version_error(buf: &[u8], line_end: Option<usize>) -> Status {
     let line = &buf[..line_end.unwrap_or(buf.len())];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // method SP target SP version: anything else (`GET /a b HTTP/1.1`) is malformed, not a version.
+    if line.iter().filter(|&&c| c == b' ').count() != 2 {
+        return Status::BadRequest;
+    }
     let version = line.rsplit(|&c| c == b' ').next().unwrap_or(b"");
     match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]

@@ -5,10 +5,12 @@
 //! real protocol code and explore every interleaving and every weak-memory outcome the C++11 model
 //! allows (see `docs/concurrency.md`). Sizes shrink under loom so that the state space stays small.
 //!
-//! [`BoundedQueue`] is the fd hand-off queue: crossbeam's lock-free `ArrayQueue` normally, and under
-//! loom a `Mutex<VecDeque>` with the same API, because crossbeam-queue has no loom support. The
-//! stand-in checks the protocol *around* the queue (wake-ups, shutdown) but not the queue itself,
-//! which crossbeam tests on its own.
+//! [`BoundedQueue`] is the fd hand-off queue: crossbeam's lock-free `ArrayQueue` normally. Under
+//! loom it is `loom_queue::BoundedQueue`, a re-implementation of the same algorithm (Vyukov's
+//! bounded MPMC queue) with the same memory orderings on loom's atomics, because crossbeam-queue
+//! has no loom support. A `Mutex<VecDeque>` stand-in would be simpler, but a mutex orders
+//! everything it touches, which hides exactly the weak-memory behaviour the hand-off's fences
+//! exist for: with it, removing those fences still passes every model.
 
 #[cfg(not(atomserve_loom))]
 pub use std::sync::Arc;
@@ -74,44 +76,10 @@ impl<T> BoundedQueue<T> {
     }
 }
 
-/// Under loom: a `Mutex<VecDeque>` with `ArrayQueue`'s API. A mutex gives every push/pop
-/// sequentially consistent effects, at least as strong as `ArrayQueue`'s (whose push is a
-/// Release store that its pop Acquires) — so a model passing here relies on nothing more from
-/// the queue than "a pushed item is visible to a later pop, and `is_empty` after a push sees it
-/// or the push comes later in the mutex order".
+/// Under loom: a loom-instrumented bounded MPMC queue with `ArrayQueue`'s algorithm and
+/// memory orderings (see [`loom_queue`]).
 #[cfg(atomserve_loom)]
-pub struct BoundedQueue<T> {
-    items: loom::sync::Mutex<std::collections::VecDeque<T>>,
-    capacity: usize,
-}
+pub use loom_queue::BoundedQueue;
 
 #[cfg(atomserve_loom)]
-impl<T> BoundedQueue<T> {
-    pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.clamp(1, 4);
-        BoundedQueue {
-            items: loom::sync::Mutex::new(std::collections::VecDeque::new()),
-            capacity,
-        }
-    }
-    pub fn push(&self, value: T) -> Result<(), T> {
-        let mut items = self.items.lock().unwrap();
-        if items.len() >= self.capacity {
-            return Err(value);
-        }
-        items.push_back(value);
-        Ok(())
-    }
-    pub fn pop(&self) -> Option<T> {
-        self.items.lock().unwrap().pop_front()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.items.lock().unwrap().is_empty()
-    }
-    pub fn len(&self) -> usize {
-        self.items.lock().unwrap().len()
-    }
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-}
+mod loom_queue;

@@ -1,0 +1,70 @@
+# atomserve — the README's two commands are `make run` and `make test`; everything else is a step
+# of theirs. Each target installs what it needs when it is missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := run
+
+CARGO        ?= cargo
+DENO         := tools/node_modules/.bin/deno
+VENV         := .tools/venv
+LOOM_MAX_PREEMPTIONS ?= 3
+ARGS         ?=
+
+export DENO_NO_UPDATE_CHECK := 1
+export DENO_NO_PROMPT := 1
+export CARGO_TERM_COLOR := never
+
+.PHONY: run test release frontend unit e2e h11 loom bench deps-node deps-test clean
+
+## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
+run: frontend release
+	./target/release/atomserve --root frontend/dist --listen 127.0.0.1:8080 $(ARGS)
+
+## make test: every test — unit, end-to-end over loopback, the h11 conformance suite, loom models.
+test: frontend deps-test
+	$(CARGO) build --bins
+	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist $(CARGO) test --workspace --all-targets
+	ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/h11
+	$(MAKE) loom
+
+release:
+	$(CARGO) build --release --bin atomserve
+
+## The front end: Deno from the npm registry (pinned in tools/package.json), then vite.
+frontend: frontend/dist/index.html
+
+frontend/dist/index.html: $(DENO) frontend/deno.json frontend/deno.lock frontend/vite.config.ts frontend/index.html $(shell find frontend/src frontend/public -type f 2>/dev/null)
+	cd frontend && ../$(DENO) install --frozen && ../$(DENO) task build
+
+$(DENO): tools/package.json tools/package-lock.json | deps-node
+	npm ci --prefix tools --no-audit --no-fund
+	touch $@
+
+deps-node:
+	@command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
+
+## Python tools for the conformance suite (h11, pytest), pinned in tests/h11/requirements.txt.
+deps-test: $(VENV)/.installed
+
+$(VENV)/.installed: tests/h11/requirements.txt
+	@command -v python3 >/dev/null || { apt-get update && apt-get install -y --no-install-recommends python3 python3-venv; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/h11/requirements.txt
+	touch $@
+
+h11: deps-test
+	$(CARGO) build --bin atomserve
+	ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/h11
+
+## loom models of every atomic protocol, on the real code built with --cfg atomserve_loom.
+loom:
+	RUSTFLAGS="--cfg atomserve_loom" LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) \
+	  $(CARGO) test --release -p loom-tests --target-dir target/loom
+
+bench:
+	$(CARGO) bench --bench hot_path
+
+clean:
+	$(CARGO) clean
+	rm -rf frontend/dist frontend/node_modules tools/node_modules $(VENV)

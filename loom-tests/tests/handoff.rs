@@ -1,0 +1,121 @@
+//! loom models of the acceptor → worker hand-off (`src/handoff.rs`), run on the real `Handoff`.
+//!
+//! The bell is a loom mutex + condition variable with eventfd semantics: a ring sets a flag that
+//! persists until the owner consumes it. A worker that sleeps while an item waits and nobody will
+//! ring its bell leaves every thread blocked, which loom reports as a deadlock — that is how a
+//! lost wake-up shows up here. `stop()` is only called after the last item was consumed, so it
+//! can never mask a lost wake-up.
+#![cfg(atomserve_loom)]
+
+use atomserve::handoff::{Handoff, Wake};
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::{Arc, Condvar, Mutex};
+use loom::thread;
+
+/// An eventfd stand-in: `wake` sets a flag that persists; `sleep` waits for it and clears it.
+struct Bell {
+    rung: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Bell {
+    fn new() -> Self {
+        Bell {
+            rung: Mutex::new(false),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn sleep(&self) {
+        let mut rung = self.rung.lock().unwrap();
+        while !*rung {
+            rung = self.cv.wait(rung).unwrap();
+        }
+        *rung = false;
+    }
+}
+
+impl Wake for Bell {
+    fn wake(&self) {
+        *self.rung.lock().unwrap() = true;
+        self.cv.notify_one();
+    }
+}
+
+/// The worker loop of `src/worker.rs`, reduced to its hand-off calls: take everything queued,
+/// exit once stopped and empty, otherwise announce idleness and sleep.
+fn worker(
+    h: &Handoff<usize, Bell>,
+    id: usize,
+    consumed: &AtomicUsize,
+    total: usize,
+    seen: &Mutex<Vec<usize>>,
+) {
+    loop {
+        while let Some(item) = h.pop() {
+            seen.lock().unwrap().push(item);
+            // The last consumer ends the model by stopping everyone (never before: see above).
+            if consumed.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                h.stop();
+            }
+        }
+        if h.is_stopping() {
+            return;
+        }
+        if h.prepare_sleep(id) {
+            h.bell(id).sleep();
+            h.woke(id);
+        } else {
+            // The real worker polls epoll without blocking here: a scheduling point, not a spin.
+            thread::yield_now();
+        }
+    }
+}
+
+fn run(workers: usize, items: usize) {
+    let h = Arc::new(Handoff::new(4, (0..workers).map(|_| Bell::new()).collect()));
+    let consumed = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handles: Vec<_> = (0..workers)
+        .map(|id| {
+            let (h, consumed, seen) = (h.clone(), consumed.clone(), seen.clone());
+            thread::spawn(move || worker(&h, id, &consumed, items, &seen))
+        })
+        .collect();
+    for item in 0..items {
+        assert!(h.push(item, item).is_ok(), "the queue holds 4");
+    }
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..items).collect::<Vec<_>>(),
+        "every item delivered exactly once"
+    );
+}
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
+
+#[test]
+fn no_lost_wakeup_one_worker() {
+    model(|| run(1, 2));
+}
+
+#[test]
+fn no_lost_wakeup_two_workers() {
+    model(|| run(2, 1));
+}
+
+#[test]
+fn no_item_lost_or_doubled_two_workers_two_items() {
+    model(|| run(2, 2));
+}

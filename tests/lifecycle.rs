@@ -1,0 +1,357 @@
+//! End-to-end lifecycle: start-up errors, signals and draining, timeouts, descriptor hygiene,
+//! concurrency and CPU pinning — against the real binary over loopback.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn sigterm_finishes_an_in_flight_5mib_response_and_exits_zero() {
+    let root = fixture_root("sigterm");
+    let mut s = Server::start(&root.path, &[]);
+    let mut c = s.connect();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Read a little so the response is under way, then stop the server mid-flight.
+    let mut first = [0u8; 1024];
+    c.read_exact(&mut first).unwrap();
+    s.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    // New connections are refused once the listener is closed.
+    assert!(
+        std::net::TcpStream::connect_timeout(&s.addr, Duration::from_secs(1)).is_err(),
+        "still accepting after SIGTERM"
+    );
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap(); // the server closes after the response
+    let all = [first.as_slice(), &rest].concat();
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&all[..split]).into_owned();
+    assert!(
+        head.contains("Connection: close") || head.contains("200 OK"),
+        "{head}"
+    );
+    assert_eq!(all.len() - split, BIG_LEN, "the in-flight body was cut");
+    assert!(all[split..]
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == big_byte(i)));
+    let status = s.wait_exit(Duration::from_secs(5)).expect("exited");
+    assert_eq!(status.code(), Some(0), "{}", s.log());
+}
+
+#[test]
+fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    let root = fixture_root("idle-drain");
+    let mut s = Server::start(&root.path, &["--shutdown-grace", "30s"]);
+    let mut idle: Vec<_> = (0..20).map(|_| s.connect()).collect();
+    for c in &mut idle {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(read_response(c, false).unwrap().status, 200);
+    }
+    let t = Instant::now();
+    s.signal(libc::SIGINT);
+    for c in &mut idle {
+        assert!(is_closed(c), "idle keep-alive connection left open");
+    }
+    let status = s
+        .wait_exit(Duration::from_secs(5))
+        .expect("exit well before the 30 s grace");
+    assert_eq!(status.code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn grace_period_bounds_the_drain() {
+    let root = fixture_root("grace");
+    let mut s = Server::start(&root.path, &["--shutdown-grace", "500ms"]);
+    // A client that starts a big download and stops reading keeps the worker busy forever.
+    let mut c = s.connect();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    s.signal(libc::SIGTERM);
+    let status = s
+        .wait_exit(Duration::from_secs(5))
+        .expect("exit after the grace period");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t.elapsed() >= Duration::from_millis(400) && t.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(c);
+}
+
+#[test]
+fn second_signal_stops_at_once() {
+    let root = fixture_root("double-term");
+    let mut s = Server::start(&root.path, &["--shutdown-grace", "60s"]);
+    let mut c = s.connect();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(100));
+    s.signal(libc::SIGTERM);
+    let status = s
+        .wait_exit(Duration::from_secs(3))
+        .expect("second signal ends the drain");
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn sighup_keeps_serving() {
+    let root = fixture_root("hup");
+    let s = Server::start(&root.path, &[]);
+    s.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(s.get("/").text(), INDEX);
+    assert!(s.log().contains("SIGHUP"), "{}", s.log());
+}
+
+#[test]
+fn no_descriptor_is_left_open_after_clients_leave() {
+    let root = fixture_root("fds");
+    let s = Server::start(&root.path, &["--workers", "2"]);
+    std::thread::sleep(Duration::from_millis(100));
+    let baseline = s.open_fds();
+    {
+        let mut conns = Vec::new();
+        for i in 0..200 {
+            let mut c = s.connect();
+            match i % 5 {
+                0 => c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap(), // keep-alive, left open
+                1 => c.write_all(b"GARBAGE\r\n\r\n").unwrap(),                   // 400 + close
+                2 => c
+                    .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .unwrap(), // unread 5 MiB
+                3 => c.write_all(b"GET / HTTP/1.1\r\nHo").unwrap(),              // half a request
+                _ => {}                                                          // nothing at all
+            }
+            conns.push(c);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            s.open_fds() > baseline + 50,
+            "connections should be open now"
+        );
+        // Some leave with a reset (SO_LINGER 0), the rest with a FIN.
+        for (i, c) in conns.into_iter().enumerate() {
+            if i % 2 == 0 {
+                let l = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                // SAFETY: setsockopt on an fd we own with a valid linger struct.
+                unsafe {
+                    use std::os::fd::AsRawFd;
+                    libc::setsockopt(
+                        c.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&l as *const libc::linger).cast(),
+                        std::mem::size_of::<libc::linger>() as u32,
+                    );
+                }
+            }
+        }
+    }
+    let left = s.wait_fds(baseline, Duration::from_secs(10));
+    assert_eq!(
+        left, baseline,
+        "descriptors leaked: {left} open, {baseline} at start"
+    );
+    assert_eq!(s.get("/").status, 200, "still serving");
+}
+
+#[test]
+fn a_thousand_concurrent_connections() {
+    raise_fd_limit();
+    let root = fixture_root("c1000");
+    let s = Server::start(&root.path, &[]);
+    let mut conns: Vec<_> = (0..1000).map(|_| s.connect()).collect();
+    for c in &mut conns {
+        c.write_all(b"GET /assets/app-Ab12Cd34.js HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = read_response(c, false).unwrap_or_else(|| panic!("connection {i} closed"));
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, APP_JS),
+            "connection {i}"
+        );
+    }
+    // All still open and usable for a second round.
+    for c in &mut conns {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    }
+    for c in &mut conns {
+        assert_eq!(read_response(c, false).unwrap().text(), INDEX);
+    }
+}
+
+#[test]
+fn header_timeout_answers_408_and_closes() {
+    let root = fixture_root("timeout");
+    let s = Server::start(
+        &root.path,
+        &["--header-timeout", "1s", "--keepalive-timeout", "1s"],
+    );
+    // A client that dribbles a request head never finishes it.
+    let mut c = s.connect();
+    let t = Instant::now();
+    for b in b"GET / HTTP/1.1\r\nHost" {
+        if c.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout"), "{text}");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "dribbling must not extend the head timeout: {:?}",
+        t.elapsed()
+    );
+
+    // An idle keep-alive connection is closed after the keep-alive timeout, silently.
+    let mut c = s.connect();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    read_response(&mut c, false).unwrap();
+    let t = Instant::now();
+    assert!(is_closed(&mut c));
+    assert!(t.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn start_up_errors_exit_2_with_one_line() {
+    let bin = env!("CARGO_BIN_EXE_atomserve");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[
+        "--root",
+        "/nonexistent/dir",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "none",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("cannot load the document root") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let root = fixture_root("errors-cli");
+    let root_arg = root.path.to_str().unwrap();
+    let (code, err) = run(&[
+        "--root",
+        root_arg,
+        "--listen",
+        &port,
+        "--admin-listen",
+        "none",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("cannot listen on") && err.contains("in use"),
+        "{err}"
+    );
+
+    let (code, err) = run(&["--root", root_arg, "--workers", "zero"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _) = run(&["--no-such-flag"]);
+    assert_eq!(code, Some(2));
+    let (code, err) = run(&["--root", root_arg, "--shutdown-grace", "soon"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("soon"), "{err}");
+    let (code, out) = run(&["--help"]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn environment_variables_configure_it() {
+    let root = fixture_root("env");
+    let s = Server::start_with(&root.path, &["--admin-listen", "none"], |cmd| {
+        cmd.env("ATOMSERVE_WORKERS", "1")
+            .env("ATOMSERVE_NO_SPA_FALLBACK", "true");
+    });
+    assert!(s.log().contains("1 workers"), "{}", s.log());
+    assert_eq!(s.get("/client/route").status, 404);
+}
+
+#[test]
+fn workers_are_pinned_to_the_allowed_cpus() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let root = fixture_root("pin");
+    let last = cpus - 1;
+    let s = Server::start_with(&root.path, &["--workers", "1"], |cmd| {
+        let exe = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        *cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg(last.to_string())
+            .arg(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+    });
+    let status = find_thread_status(s.pid(), "atomserve-w0").expect("worker thread");
+    let allowed = status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list:"))
+        .unwrap();
+    assert_eq!(
+        allowed.split_whitespace().nth(1),
+        Some(last.to_string().as_str()),
+        "{allowed}"
+    );
+    assert!(
+        s.log().contains(&format!("pinned to CPUs [{last}]")),
+        "{}",
+        s.log()
+    );
+
+    let s = Server::start(&root.path, &["--workers", "2", "--no-pin"]);
+    let status = find_thread_status(s.pid(), "atomserve-w1").expect("worker thread");
+    assert!(s.log().contains("unpinned"));
+    drop(status);
+}
+
+fn find_thread_status(pid: i32, name: &str) -> Option<String> {
+    for _ in 0..50 {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            if status.lines().next().is_some_and(|l| l.ends_with(name)) {
+                return Some(status);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
