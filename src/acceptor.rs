@@ -62,14 +62,7 @@ pub struct Acceptor {
 
 impl Acceptor {
     pub fn new(listeners: Vec<Listener>, signals: EventFd, handoff: Arc<FdHandoff>) -> Self {
-        Acceptor {
-            listeners,
-            signals,
-            handoff,
-            stats: AcceptStats::default(),
-            hint: 0,
-            paused_until: None,
-        }
+        Acceptor { listeners, signals, handoff, stats: AcceptStats::default(), hint: 0, paused_until: None }
     }
 
     /// Accepts until a terminating signal; `on_reload` runs on SIGHUP.
@@ -82,18 +75,10 @@ impl Acceptor {
             let mut fds: Vec<PollFd> = self
                 .listeners
                 .iter()
-                .map(|l| {
-                    if paused {
-                        PollFd::ignored()
-                    } else {
-                        PollFd::readable(l.fd.as_fd())
-                    }
-                })
+                .map(|l| if paused { PollFd::ignored() } else { PollFd::readable(l.fd.as_fd()) })
                 .collect();
             fds.push(PollFd::readable(self.signals.as_fd()));
-            let timeout = self
-                .paused_until
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = self.paused_until.map(|t| t.saturating_duration_since(Instant::now()));
             poll::poll(&mut fds, timeout)?;
 
             if fds.last().is_some_and(PollFd::is_ready) {
@@ -139,6 +124,10 @@ impl Acceptor {
             if let Err(refused) = self.handoff.push(Accepted { fd, role }, self.hint) {
                 // Every worker is behind: say so plainly instead of letting the client hang.
                 self.stats.queue_full += 1;
+                // Read what the client already sent (TCP_DEFER_ACCEPT makes that likely): closing
+                // with unread input makes the kernel send a reset, which can destroy the 503.
+                let mut sink = [0u8; 1024];
+                while matches!(socket::recv(refused.fd.as_fd(), &mut sink), Ok(n) if n > 0) {}
                 let _ = socket::send(refused.fd.as_fd(), response::QUEUE_FULL);
                 let _ = socket::shutdown_write(refused.fd.as_fd());
             }

@@ -18,10 +18,7 @@ pub fn respond(
     persistence: Persistence,
     head_only: bool,
 ) {
-    let extra = Extra {
-        no_store: true,
-        ..Extra::default()
-    };
+    let extra = Extra { no_store: true, ..Extra::default() };
     out.push_own(|buf| match key {
         b"/healthz" if draining => response::write_text(
             buf,
@@ -32,22 +29,7 @@ pub fn respond(
             persistence,
             head_only,
         ),
-        b"/healthz" => response::write_text(
-            buf,
-            Status::Ok,
-            extra,
-            b"ok\n",
-            date,
-            persistence,
-            head_only,
-        ),
-        _ => response::write_generated(
-            buf,
-            Status::NotFound,
-            Extra::default(),
-            date,
-            persistence,
-            head_only,
-        ),
+        b"/healthz" => response::write_text(buf, Status::Ok, extra, b"ok\n", date, persistence, head_only),
+        _ => response::write_generated(buf, Status::NotFound, Extra::default(), date, persistence, head_only),
     });
 }

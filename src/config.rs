@@ -21,12 +21,7 @@ pub struct Config {
     pub root: PathBuf,
 
     /// Address to serve on; repeat (or comma-separate) for several, e.g. `[::1]:8080`.
-    #[arg(
-        long,
-        env = "ATOMSERVE_LISTEN",
-        default_value = "127.0.0.1:8080",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "ATOMSERVE_LISTEN", default_value = "127.0.0.1:8080", value_delimiter = ',')]
     pub listen: Vec<SocketAddr>,
 
     /// Address of the admin endpoints (/healthz), or `none`.
@@ -97,21 +92,14 @@ fn parse_admin(s: &str) -> Result<AdminListen, String> {
     if s.eq_ignore_ascii_case("none") {
         return Ok(AdminListen::Off);
     }
-    s.parse()
-        .map(AdminListen::On)
-        .map_err(|e| format!("{e} (expected host:port or `none`)"))
+    s.parse().map(AdminListen::On).map_err(|e| format!("{e} (expected host:port or `none`)"))
 }
 
 /// `10s`, `500ms`, `2m`, or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (digits, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 10s or 500ms"))?;
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let value: f64 = digits.parse().map_err(|_| format!("`{s}` is not a duration like 10s or 500ms"))?;
     let secs = match unit.trim() {
         "" | "s" => value,
         "ms" => value / 1000.0,

@@ -55,12 +55,7 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            header_ms: 10_000,
-            keep_alive_ms: 30_000,
-            send_ms: 30_000,
-            linger_ms: 2_000,
-        }
+        Timeouts { header_ms: 10_000, keep_alive_ms: 30_000, send_ms: 30_000, linger_ms: 2_000 }
     }
 }
 
@@ -97,13 +92,21 @@ enum State {
     Lingering,
 }
 
-/// Whether the worker keeps the connection.
+/// What the worker does with the connection after a call.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Keep {
+    /// Keep it; it waits for epoll (or its timer).
     Yes,
+    /// Keep it, and call `drive` again soon: it used its work budget with input still waiting.
+    /// Edge-triggered epoll will not report that input again, so the worker must remember.
+    Again,
     /// Close it (drop the fd).
     No,
 }
+
+/// Loop turns one `drive` call may take (each reads up to the scratch size, 64 KiB), so that one
+/// busy client cannot keep its worker from the other connections and the timers.
+const TURN_BUDGET: usize = 16;
 
 /// One client connection.
 pub struct Conn {
@@ -111,7 +114,7 @@ pub struct Conn {
     role: Role,
     state: State,
     /// An incomplete request head (or pipelined requests not yet answered).
-    inbuf: Vec<u8>,
+    inbuf: InBuf,
     /// `inbuf` may hold a complete request: parsing stopped at the output high-water mark.
     parse_pending: bool,
     /// Request body bytes still to read and throw away.
@@ -123,8 +126,13 @@ pub struct Conn {
     writable: bool,
     /// When the current timer expires (coarse monotonic ms).
     deadline_ms: u64,
-    /// When the first byte of the request being read arrived.
+    /// When the request being read (head, or body being discarded) started: its timer runs from
+    /// there, so a client dribbling bytes cannot extend it.
     head_started_ms: Option<u64>,
+    /// The send timer is armed for the output now pending.
+    send_armed: bool,
+    /// Requests answered so far; a connection that has not finished one is not idle.
+    requests: u32,
 }
 
 impl Conn {
@@ -133,7 +141,7 @@ impl Conn {
             fd: accepted.fd,
             role: accepted.role,
             state: State::Open,
-            inbuf: Vec::new(),
+            inbuf: InBuf::default(),
             parse_pending: false,
             discard: 0,
             out: OutQueue::default(),
@@ -142,6 +150,8 @@ impl Conn {
             writable: true,
             deadline_ms: now_ms + timeouts.header_ms,
             head_started_ms: Some(now_ms),
+            send_armed: false,
+            requests: 0,
         }
     }
 
@@ -154,9 +164,11 @@ impl Conn {
         self.deadline_ms
     }
 
-    /// Whether the connection is between requests (closable at once when draining).
-    pub fn is_idle(&self) -> bool {
+    /// Between requests on a keep-alive connection: closable at once when draining. A new
+    /// connection that has not sent its first request yet is not idle — it gets served.
+    fn is_idle(&self) -> bool {
         self.state == State::Open
+            && self.requests > 0
             && self.out.is_empty()
             && self.inbuf.is_empty()
             && self.discard == 0
@@ -171,11 +183,8 @@ impl Conn {
 
     /// The timer fired: answer 408 to a request that stalled mid-head (best effort), else close.
     pub fn on_timeout(&mut self, ctx: &mut Ctx<'_>) -> Keep {
-        if self.state == State::Open
-            && self.out.is_empty()
-            && (!self.inbuf.is_empty() || self.discard > 0)
-        {
-            self.inbuf.clear();
+        if self.state == State::Open && self.out.is_empty() && (!self.inbuf.is_empty() || self.discard > 0) {
+            self.inbuf.release();
             self.discard = 0;
             self.fail(Status::RequestTimeout, false, ctx);
             let _ = self.out.flush(self.fd.as_fd());
@@ -183,19 +192,23 @@ impl Conn {
         Keep::No
     }
 
-    /// Runs the state machine until it needs the kernel to report readiness again.
+    /// Runs the state machine until it needs the kernel to report readiness again, or until its
+    /// work budget is spent (then [`Keep::Again`]).
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Keep {
-        loop {
+        for _ in 0..TURN_BUDGET {
             if !self.out.is_empty() {
                 if !self.writable {
                     return Keep::Yes;
                 }
                 match self.out.flush(self.fd.as_fd()) {
-                    Ok(Flush::Done) => {}
+                    Ok(Flush::Done) => self.send_armed = false,
                     Ok(Flush::Blocked { progress }) => {
                         self.writable = false;
-                        if progress || self.deadline_ms < ctx.now_ms {
+                        // The send timer runs from the last progress, and is armed afresh for
+                        // new output even if an older (shorter) timer is still pending.
+                        if progress || !self.send_armed {
                             self.deadline_ms = ctx.now_ms + ctx.timeouts.send_ms;
+                            self.send_armed = true;
                         }
                         return Keep::Yes;
                     }
@@ -210,19 +223,22 @@ impl Conn {
                         return Keep::No;
                     }
                     self.state = State::Lingering;
-                    self.inbuf = Vec::new();
+                    self.inbuf.release();
                     self.deadline_ms = ctx.now_ms + ctx.timeouts.linger_ms;
+                    return self.linger(ctx);
                 }
                 State::Lingering => return self.linger(ctx),
             }
             if self.parse_pending {
-                let buffered = mem::take(&mut self.inbuf);
-                let used = self.process(&buffered, ctx);
-                self.keep_rest(&buffered[used..], true);
+                let mut inbuf = mem::take(&mut self.inbuf);
+                let used = self.process(inbuf.pending(), ctx);
+                inbuf.consume(used);
+                self.inbuf = inbuf;
+                self.after_process();
                 continue;
             }
-            if ctx.draining && self.inbuf.is_empty() && self.discard == 0 && !self.readable {
-                return Keep::No; // idle while shutting down
+            if ctx.draining && self.is_idle() && !self.readable {
+                return Keep::No; // between requests while shutting down
             }
             if !self.readable {
                 self.arm_read_timer(ctx);
@@ -234,11 +250,17 @@ impl Conn {
                 Err(()) => return Keep::No,
             }
         }
+        if self.out.is_empty() {
+            self.arm_read_timer(ctx);
+        }
+        Keep::Again
     }
 
     /// Reads once, and processes what arrived. `Ok(false)`: end of stream.
     fn read(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, ()> {
         if self.inbuf.is_empty() {
+            // The common case: read into the worker's scratch buffer and answer from there; only
+            // an incomplete tail is copied into the connection's own buffer.
             let n = match socket::recv(self.fd.as_fd(), ctx.scratch.as_mut_slice()) {
                 Ok(0) => return Ok(false),
                 Ok(n) => n,
@@ -246,33 +268,29 @@ impl Conn {
             };
             let scratch = mem::take(ctx.scratch);
             let used = self.process(&scratch[..n], ctx);
-            self.keep_rest(&scratch[used..n], false);
+            if self.state == State::Open {
+                self.inbuf.keep(&scratch[used..n]);
+            }
             *ctx.scratch = scratch;
         } else {
-            // Append to the partial request. Reading more than the head limit would only be
-            // rejected: the parser answers 431 once the buffer exceeds it.
-            let mut buffered = mem::take(&mut self.inbuf);
-            let old = buffered.len();
-            buffered.resize(old + 4096, 0);
-            let n = match socket::recv(self.fd.as_fd(), &mut buffered[old..]) {
+            // Append to what is buffered. Reading past the head limit would only be rejected:
+            // the parser answers 431 once the buffer exceeds it.
+            let mut inbuf = mem::take(&mut self.inbuf);
+            let n = match socket::recv(self.fd.as_fd(), inbuf.spare(4096)) {
                 Ok(0) => return Ok(false),
                 Ok(n) => n,
                 Err(e) => {
-                    buffered.truncate(old);
-                    self.inbuf = buffered;
+                    inbuf.commit(0);
+                    self.inbuf = inbuf;
                     return self.read_error(e);
                 }
             };
-            buffered.truncate(old + n);
-            let used = self.process(&buffered, ctx);
-            buffered.drain(..used);
-            self.inbuf = buffered;
-            self.head_started_ms = if self.inbuf.is_empty() {
-                None
-            } else {
-                self.head_started_ms
-            };
+            inbuf.commit(n);
+            let used = self.process(inbuf.pending(), ctx);
+            inbuf.consume(used);
+            self.inbuf = inbuf;
         }
+        self.after_process();
         Ok(true)
     }
 
@@ -287,17 +305,19 @@ impl Conn {
         }
     }
 
-    /// Keeps unparsed input after `process`. `from_inbuf`: it came from `self.inbuf`.
-    fn keep_rest(&mut self, rest: &[u8], from_inbuf: bool) {
-        if rest.is_empty() || self.state != State::Open {
-            self.inbuf = Vec::new();
-            self.head_started_ms = None;
-            return;
+    /// Drops buffered input once the connection is closing, and ends the request timer when
+    /// nothing is half-read.
+    fn after_process(&mut self) {
+        if self.state != State::Open {
+            self.inbuf.release();
         }
-        if from_inbuf {
-            self.inbuf = rest.to_vec();
-        } else {
-            self.inbuf.extend_from_slice(rest);
+        self.end_request_timer_if_done();
+    }
+
+    /// Clears the request timer once no request is half-read (nothing buffered, no body left).
+    fn end_request_timer_if_done(&mut self) {
+        if self.inbuf.is_empty() && self.discard == 0 {
+            self.head_started_ms = None;
         }
     }
 
@@ -313,6 +333,7 @@ impl Conn {
                 if self.discard > 0 {
                     break;
                 }
+                self.head_started_ms = None; // the body is done; the next request starts afresh
             }
             if pos == data.len() {
                 break;
@@ -333,7 +354,9 @@ impl Conn {
                 Parsed::Complete(req) => {
                     pos += req.head_len;
                     self.discard = req.body_len;
-                    self.head_started_ms = None;
+                    // A body to discard keeps the request's timer running from now, once.
+                    self.head_started_ms = (req.body_len > 0).then_some(ctx.now_ms);
+                    self.requests = self.requests.saturating_add(1);
                     self.respond(&req, ctx);
                 }
                 Parsed::Invalid(status) => {
@@ -350,7 +373,14 @@ impl Conn {
 
     /// Queues the response to one request.
     fn respond(&mut self, req: &Request<'_>, ctx: &mut Ctx<'_>) {
-        let persistence = if !req.keep_alive || ctx.draining {
+        // A client that sent `Expect: 100-continue` may never send the body we would wait to
+        // discard (we never say 100): answer and close instead of guessing where the next
+        // request starts. The lingering close swallows a body that does come.
+        let body_in_doubt = req.expect_continue && req.body_len > 0;
+        if body_in_doubt {
+            self.discard = 0;
+        }
+        let persistence = if !req.keep_alive || ctx.draining || body_in_doubt {
             self.state = State::Closing;
             Persistence::Close
         } else if req.minor_version == 0 {
@@ -361,57 +391,35 @@ impl Conn {
         let head_only = req.method == Method::Head;
         let date = ctx.date.text();
         let generated = |out: &mut OutQueue, status: Status, extra: Extra<'_>| {
-            out.push_own(|buf| {
-                response::write_generated(buf, status, extra, date, persistence, head_only)
-            });
+            out.push_own(|buf| response::write_generated(buf, status, extra, date, persistence, head_only));
         };
         match req.method {
             Method::Get | Method::Head => {}
             Method::Options => {
-                return generated(
-                    &mut self.out,
-                    Status::NoContent,
-                    Extra {
-                        allow: true,
-                        ..Extra::default()
-                    },
-                )
+                return generated(&mut self.out, Status::NoContent, Extra { allow: true, ..Extra::default() })
             }
             Method::NotAllowed => {
                 return generated(
                     &mut self.out,
                     Status::MethodNotAllowed,
-                    Extra {
-                        allow: true,
-                        ..Extra::default()
-                    },
+                    Extra { allow: true, ..Extra::default() },
                 )
             }
-            Method::Unknown => {
-                return generated(&mut self.out, Status::NotImplemented, Extra::default())
-            }
+            Method::Unknown => return generated(&mut self.out, Status::NotImplemented, Extra::default()),
         }
         let normalized = match path::normalize(req.target, ctx.key) {
             Ok(n) => n,
             Err(_) => return self.fail(Status::BadRequest, head_only, ctx),
         };
         if self.role == Role::Admin {
-            return crate::admin::respond(
-                ctx.key,
-                ctx.draining,
-                &mut self.out,
-                date,
-                persistence,
-                head_only,
-            );
+            return crate::admin::respond(ctx.key, ctx.draining, &mut self.out, date, persistence, head_only);
         }
         match ctx.snapshot.resolve(ctx.key, normalized.dir, ctx.key2) {
             Lookup::File(entry) => {
                 // SAFETY: the entry lives in `ctx.snapshot`, which the worker keeps alive until
                 // every connection that may hold its bytes is gone (see Worker::snapshot).
                 unsafe { self.out.push_shared(&entry.head) };
-                self.out
-                    .push_own(|buf| response::write_tail(buf, date, persistence));
+                self.out.push_own(|buf| response::write_tail(buf, date, persistence));
                 if !head_only {
                     // SAFETY: as above.
                     unsafe { self.out.push_shared(&entry.body) };
@@ -422,10 +430,7 @@ impl Conn {
                 path::encode_into(ctx.key, ctx.key2);
                 ctx.key2.push(b'/');
                 ctx.key2.extend_from_slice(path::query(req.target));
-                let extra = Extra {
-                    location: Some(ctx.key2.as_slice()),
-                    ..Extra::default()
-                };
+                let extra = Extra { location: Some(ctx.key2.as_slice()), ..Extra::default() };
                 generated(&mut self.out, Status::MovedPermanently, extra);
             }
             Lookup::NotFound => generated(&mut self.out, Status::NotFound, Extra::default()),
@@ -436,14 +441,7 @@ impl Conn {
     fn fail(&mut self, status: Status, head_only: bool, ctx: &mut Ctx<'_>) {
         let date = ctx.date.text();
         self.out.push_own(|buf| {
-            response::write_generated(
-                buf,
-                status,
-                Extra::default(),
-                date,
-                Persistence::Close,
-                head_only,
-            )
+            response::write_generated(buf, status, Extra::default(), date, Persistence::Close, head_only)
         });
         self.state = State::Closing;
         self.discard = 0;
@@ -451,7 +449,7 @@ impl Conn {
 
     /// Lingering close: discard input until end of stream, an error, or the timer.
     fn linger(&mut self, ctx: &mut Ctx<'_>) -> Keep {
-        loop {
+        for _ in 0..TURN_BUDGET {
             match socket::recv(self.fd.as_fd(), ctx.scratch.as_mut_slice()) {
                 Ok(0) => return Keep::No,
                 Ok(_) => continue,
@@ -463,19 +461,87 @@ impl Conn {
                 Err(_) => return Keep::No,
             }
         }
+        Keep::Again
     }
 
     /// Sets the timer while waiting for input: the head timeout runs from a request's first byte
     /// (a client dribbling bytes cannot extend it), the keep-alive timeout between requests.
     fn arm_read_timer(&mut self, ctx: &Ctx<'_>) {
+        if self.state == State::Lingering {
+            return; // the linger deadline stands
+        }
         self.deadline_ms = match self.head_started_ms {
             Some(started) => started + ctx.timeouts.header_ms,
-            None if self.discard > 0 => ctx.now_ms + ctx.timeouts.header_ms,
             None => {
                 self.out.shrink();
                 ctx.now_ms + ctx.timeouts.keep_alive_ms
             }
         };
+    }
+}
+
+/// Input kept between reads: an incomplete request, or pipelined requests not yet answered
+/// because the output high-water mark was reached. Consumed from the front by moving `start`,
+/// so answering a long pipeline in batches does not copy the rest of it each time; compacted
+/// only before new bytes are appended. Its memory is released whenever it empties, so an idle
+/// connection holds no input buffer.
+#[derive(Default)]
+struct InBuf {
+    buf: Vec<u8>,
+    start: usize,
+    /// Bytes `spare` added that `commit` has not settled yet.
+    spare_len: usize,
+}
+
+impl InBuf {
+    fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.is_empty() {
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        *self = InBuf::default();
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// Appends `bytes` (an incomplete tail from the scratch buffer).
+    fn keep(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.compact();
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    /// Room for `n` more bytes at the end; follow with `commit(bytes actually written)`.
+    fn spare(&mut self, n: usize) -> &mut [u8] {
+        self.compact();
+        let len = self.buf.len();
+        self.buf.resize(len + n, 0);
+        self.spare_len = n;
+        &mut self.buf[len..]
+    }
+
+    fn commit(&mut self, written: usize) {
+        let len = self.buf.len();
+        // `spare` grew the buffer by the room it offered; keep only what was written.
+        self.buf.truncate(len - self.spare_len + written);
+        self.spare_len = 0;
     }
 }
 

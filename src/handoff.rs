@@ -43,11 +43,7 @@ pub struct IdleSet {
 
 impl IdleSet {
     pub fn new(workers: usize) -> Self {
-        IdleSet {
-            words: (0..workers.div_ceil(64).max(1))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-        }
+        IdleSet { words: (0..workers.div_ceil(64).max(1)).map(|_| AtomicU64::new(0)).collect() }
     }
 
     fn insert(&self, worker: usize) {

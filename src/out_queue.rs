@@ -65,10 +65,7 @@ impl OutQueue {
     pub unsafe fn push_shared(&mut self, bytes: &[u8]) {
         if !bytes.is_empty() {
             self.pending += bytes.len();
-            self.chunks.push_back(Chunk::Shared {
-                ptr: bytes.as_ptr(),
-                len: bytes.len(),
-            });
+            self.chunks.push_back(Chunk::Shared { ptr: bytes.as_ptr(), len: bytes.len() });
         }
     }
 

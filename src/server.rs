@@ -24,14 +24,8 @@ use crate::worker::{self, WorkerSetup};
 #[derive(Debug)]
 pub enum StartError {
     Load(LoadError),
-    Bind {
-        addr: SocketAddr,
-        error: io::Error,
-    },
-    Os {
-        what: &'static str,
-        error: io::Error,
-    },
+    Bind { addr: SocketAddr, error: io::Error },
+    Os { what: &'static str, error: io::Error },
 }
 
 impl fmt::Display for StartError {
@@ -55,46 +49,26 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let nofile = limits::raise_nofile_limit().map_err(os("getrlimit"))?;
 
     let started = Instant::now();
-    let opts = LoadOptions {
-        root: config.root.clone(),
-        spa_fallback: !config.no_spa_fallback,
-    };
+    let opts = LoadOptions { root: config.root.clone(), spa_fallback: !config.no_spa_fallback };
     let snapshot = Arc::new(cache::load(&opts).map_err(StartError::Load)?);
     let load_time = started.elapsed();
 
-    let listen_opts = ListenOptions {
-        backlog: config.backlog,
-        defer_accept_secs: 1,
-        reuse_port: false,
-    };
+    let listen_opts = ListenOptions { backlog: config.backlog, defer_accept_secs: 1, reuse_port: false };
     let mut listeners = Vec::new();
     let mut public = Vec::new();
     for &addr in &config.listen {
-        let fd =
-            socket::listen(addr, listen_opts).map_err(|error| StartError::Bind { addr, error })?;
+        let fd = socket::listen(addr, listen_opts).map_err(|error| StartError::Bind { addr, error })?;
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux: no syscall per accept.
         socket::set_nodelay(fd.as_fd()).map_err(os("setsockopt(TCP_NODELAY)"))?;
         public.push(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
-        listeners.push(Listener {
-            fd,
-            role: Role::Public,
-        });
+        listeners.push(Listener { fd, role: Role::Public });
     }
     let mut admin = None;
     if let AdminListen::On(addr) = config.admin_listen {
-        let fd = socket::listen(
-            addr,
-            ListenOptions {
-                defer_accept_secs: 0,
-                ..listen_opts
-            },
-        )
-        .map_err(|error| StartError::Bind { addr, error })?;
+        let fd = socket::listen(addr, ListenOptions { defer_accept_secs: 0, ..listen_opts })
+            .map_err(|error| StartError::Bind { addr, error })?;
         admin = Some(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
-        listeners.push(Listener {
-            fd,
-            role: Role::Admin,
-        });
+        listeners.push(Listener { fd, role: Role::Admin });
     }
 
     let allowed = affinity::allowed_cpus().map_err(os("sched_getaffinity"))?;
@@ -103,10 +77,8 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         .map(|i| (!config.no_pin && !allowed.is_empty()).then(|| allowed[i % allowed.len()]))
         .collect();
 
-    let bells = (0..workers)
-        .map(|_| EventFd::new())
-        .collect::<io::Result<Vec<_>>>()
-        .map_err(os("eventfd"))?;
+    let bells =
+        (0..workers).map(|_| EventFd::new()).collect::<io::Result<Vec<_>>>().map_err(os("eventfd"))?;
     let handoff = Arc::new(Handoff::new(config.queue_capacity as usize, bells));
     let signals = EventFd::new().map_err(os("eventfd"))?;
     signal::install(&signals).map_err(os("sigaction"))?;
@@ -150,9 +122,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let pinning = if config.no_pin {
         "unpinned".to_string()
     } else {
-        format!("pinned to CPUs {cpus:?}")
-            .replace("Some(", "")
-            .replace(')', "")
+        format!("pinned to CPUs {cpus:?}").replace("Some(", "").replace(')', "")
     };
     eprintln!("atomserve: {workers} workers, {pinning}; open-file limit {nofile}");
 
@@ -179,6 +149,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     for handle in handles {
         let _ = handle.join();
     }
+    signal::detach();
     eprintln!("atomserve: stopped");
     Ok(())
 }

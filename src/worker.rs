@@ -79,6 +79,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let (mut key, mut key2) = (Vec::with_capacity(256), Vec::with_capacity(256));
     let mut date = DateCache::new();
     let mut drain_deadline: Option<u64> = None;
+    // Connections that stopped at their work budget with input left (see `Keep::Again`).
+    let mut ready: Vec<u64> = Vec::new();
     let mut next_sweep = now_ms() + SWEEP_MS;
 
     loop {
@@ -99,7 +101,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         if drain_deadline.is_none() && handoff.is_stopping() {
             drain_deadline = Some(now + setup.grace.as_millis() as u64);
             ctx.draining = true;
-            conns.retain(|conn| conn.drive(&mut ctx) == Keep::Yes);
+            conns.retain(|token, conn| keep(conn.drive(&mut ctx), token, &mut ready));
         }
         for _ in 0..ADOPT_BATCH {
             let Some(accepted) = handoff.pop() else { break };
@@ -108,7 +110,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             if epoll.add(conn.fd(), epoll::CONNECTION, token).is_err() {
                 continue; // dropping the connection closes it
             }
-            if conn.drive(&mut ctx) == Keep::Yes {
+            if keep(conn.drive(&mut ctx), token, &mut ready) {
                 conns.insert(conn);
             }
         }
@@ -123,20 +125,12 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
 
         let timeout = match (conns.is_empty(), drain_deadline) {
             (true, None) => None,
-            (_, Some(deadline)) => Some(Duration::from_millis(
-                next_sweep.min(deadline).saturating_sub(now),
-            )),
+            (_, Some(deadline)) => Some(Duration::from_millis(next_sweep.min(deadline).saturating_sub(now))),
             (false, None) => Some(Duration::from_millis(next_sweep.saturating_sub(now))),
         };
-        let may_sleep = handoff.prepare_sleep(setup.id);
-        let n = epoll.wait(
-            &mut events,
-            if may_sleep {
-                timeout
-            } else {
-                Some(Duration::ZERO)
-            },
-        );
+        let timeout = if ready.is_empty() { timeout } else { Some(Duration::ZERO) };
+        let may_sleep = timeout != Some(Duration::ZERO) && handoff.prepare_sleep(setup.id);
+        let n = epoll.wait(&mut events, if may_sleep { timeout } else { Some(Duration::ZERO) });
         if may_sleep {
             handoff.woke(setup.id);
         }
@@ -150,14 +144,22 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 continue;
             }
             if let Some(conn) = conns.get_mut(event.token()) {
-                if conn.on_event(event.is_readable(), event.is_writable(), &mut ctx) == Keep::No {
+                let verdict = conn.on_event(event.is_readable(), event.is_writable(), &mut ctx);
+                if !keep(verdict, event.token(), &mut ready) {
                     conns.remove(event.token());
+                }
+            }
+        }
+        for token in std::mem::take(&mut ready) {
+            if let Some(conn) = conns.get_mut(token) {
+                if !keep(conn.drive(&mut ctx), token, &mut ready) {
+                    conns.remove(token);
                 }
             }
         }
         if now >= next_sweep {
             next_sweep = now + SWEEP_MS;
-            conns.retain(|conn| conn.deadline_ms() > now || conn.on_timeout(&mut ctx) == Keep::Yes);
+            conns.retain(|_, conn| conn.deadline_ms() > now || conn.on_timeout(&mut ctx) != Keep::No);
         }
     }
 }
@@ -220,18 +222,28 @@ impl Slab {
         }
     }
 
-    /// Keeps the connections for which `keep` returns true; closes the others.
-    fn retain(&mut self, mut keep: impl FnMut(&mut Conn) -> bool) {
+    /// Keeps the connections for which `keep(token, conn)` returns true; closes the others.
+    fn retain(&mut self, mut keep: impl FnMut(u64, &mut Conn) -> bool) {
         for index in 0..self.slots.len() {
             let slot = &mut self.slots[index];
-            let Some(conn) = slot.conn.as_mut() else {
-                continue;
-            };
-            if !keep(conn) {
-                let t = token(index as u32, slot.generation);
+            let t = token(index as u32, slot.generation);
+            let Some(conn) = slot.conn.as_mut() else { continue };
+            if !keep(t, conn) {
                 self.remove(t);
             }
         }
+    }
+}
+
+/// Applies a connection's verdict: `false` means close it; `Again` also queues it on `ready`.
+fn keep(verdict: Keep, token: u64, ready: &mut Vec<u64>) -> bool {
+    match verdict {
+        Keep::Yes => true,
+        Keep::Again => {
+            ready.push(token);
+            true
+        }
+        Keep::No => false,
     }
 }
 

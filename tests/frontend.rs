@@ -15,11 +15,7 @@ fn bundled_front_end_is_served_with_all_its_assets() {
         return;
     };
     let dist = std::path::PathBuf::from(dist);
-    assert!(
-        dist.join("index.html").is_file(),
-        "{} has no index.html: run make frontend",
-        dist.display()
-    );
+    assert!(dist.join("index.html").is_file(), "{} has no index.html: run make frontend", dist.display());
     let s = Server::start(&dist, &[]);
     let index = s.get("/");
     assert_eq!(index.status, 200);
@@ -31,11 +27,7 @@ fn bundled_front_end_is_served_with_all_its_assets() {
         .split(['"', '\''])
         .filter(|s| s.starts_with('/') && s.len() > 1 && !s.starts_with("//"))
         .collect();
-    assert!(
-        refs.iter()
-            .any(|r| r.starts_with("/assets/") && r.ends_with(".js")),
-        "no script in {html}"
-    );
+    assert!(refs.iter().any(|r| r.starts_with("/assets/") && r.ends_with(".js")), "no script in {html}");
     for r in &refs {
         let resp = s.get(r);
         assert_eq!(resp.status, 200, "{r}");

@@ -20,36 +20,18 @@ fn serves_files_with_type_length_and_standard_fields() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), INDEX);
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
-    assert_eq!(
-        r.header("content-length"),
-        Some(INDEX.len().to_string().as_str())
-    );
+    assert_eq!(r.header("content-length"), Some(INDEX.len().to_string().as_str()));
     assert_eq!(r.header("server"), Some("atomserve"));
     let date = r.header("date").expect("Date");
-    assert!(
-        date.ends_with(" GMT") && date.len() == 29,
-        "IMF-fixdate: {date}"
-    );
+    assert!(date.ends_with(" GMT") && date.len() == 29, "IMF-fixdate: {date}");
     assert_eq!(r.header("connection"), Some("close"));
 
     let js = s.get("/assets/app-Ab12Cd34.js");
     assert_eq!((js.status, js.text().as_str()), (200, APP_JS));
-    assert_eq!(
-        js.header("content-type"),
-        Some("text/javascript; charset=utf-8")
-    );
-    assert_eq!(
-        s.get("/assets/style-Zz9.css").header("content-type"),
-        Some("text/css; charset=utf-8")
-    );
-    assert_eq!(
-        s.get("/assets/logo.svg").header("content-type"),
-        Some("image/svg+xml; charset=utf-8")
-    );
-    assert_eq!(
-        s.get("/data.bin").header("content-type"),
-        Some("application/octet-stream")
-    );
+    assert_eq!(js.header("content-type"), Some("text/javascript; charset=utf-8"));
+    assert_eq!(s.get("/assets/style-Zz9.css").header("content-type"), Some("text/css; charset=utf-8"));
+    assert_eq!(s.get("/assets/logo.svg").header("content-type"), Some("image/svg+xml; charset=utf-8"));
+    assert_eq!(s.get("/data.bin").header("content-type"), Some("application/octet-stream"));
     assert_eq!(s.get("/a%20b.txt").text(), "space\n");
     // The query string is ignored for lookup.
     assert_eq!(s.get("/assets/app-Ab12Cd34.js?v=2").text(), APP_JS);
@@ -63,10 +45,7 @@ fn big_file_arrives_intact() {
     let r = s.get("/big.bin");
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), BIG_LEN);
-    assert!(
-        r.body.iter().enumerate().all(|(i, &b)| b == big_byte(i)),
-        "5 MiB body corrupted"
-    );
+    assert!(r.body.iter().enumerate().all(|(i, &b)| b == big_byte(i)), "5 MiB body corrupted");
 }
 
 #[test]
@@ -74,19 +53,11 @@ fn two_hundred_keep_alive_requests_on_one_connection() {
     let (_root, s) = server("keepalive", &[]);
     let mut c = s.connect();
     for i in 0..200 {
-        let path = if i % 2 == 0 {
-            "/"
-        } else {
-            "/assets/app-Ab12Cd34.js"
-        };
+        let path = if i % 2 == 0 { "/" } else { "/assets/app-Ab12Cd34.js" };
         write!(c, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         let r = read_response(&mut c, false).expect("response");
         assert_eq!(r.status, 200, "request {i}");
-        assert_eq!(
-            r.header("connection"),
-            None,
-            "HTTP/1.1 keep-alive needs no Connection field"
-        );
+        assert_eq!(r.header("connection"), None, "HTTP/1.1 keep-alive needs no Connection field");
         assert_eq!(r.text(), if i % 2 == 0 { INDEX } else { APP_JS });
     }
 }
@@ -94,21 +65,10 @@ fn two_hundred_keep_alive_requests_on_one_connection() {
 #[test]
 fn thirty_two_pipelined_requests_answered_in_order() {
     let (_root, s) = server("pipeline", &[]);
-    let paths = [
-        "/",
-        "/assets/app-Ab12Cd34.js",
-        "/docs/",
-        "/missing.js",
-        "/docs/deep/page.txt",
-    ];
+    let paths = ["/", "/assets/app-Ab12Cd34.js", "/docs/", "/missing.js", "/docs/deep/page.txt"];
     let mut batch = Vec::new();
     for i in 0..32 {
-        write!(
-            batch,
-            "GET {} HTTP/1.1\r\nHost: t\r\n\r\n",
-            paths[i % paths.len()]
-        )
-        .unwrap();
+        write!(batch, "GET {} HTTP/1.1\r\nHost: t\r\n\r\n", paths[i % paths.len()]).unwrap();
     }
     let mut c = s.connect();
     c.write_all(&batch).unwrap(); // all 32 in one write
@@ -121,34 +81,21 @@ fn thirty_two_pipelined_requests_answered_in_order() {
             "/missing.js" => (404, "Not Found\n"),
             _ => (200, "deep\n"),
         };
-        assert_eq!(
-            (r.status, r.text().as_str()),
-            want,
-            "response {i} out of order or wrong"
-        );
+        assert_eq!((r.status, r.text().as_str()), want, "response {i} out of order or wrong");
     }
 }
 
 #[test]
 fn pipelined_requests_split_at_every_byte_boundary() {
     let (_root, s) = server("split", &[]);
-    let req =
-        b"GET /docs/deep/page.txt HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    let req = b"GET /docs/deep/page.txt HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n";
     for cut in [1, 5, 17, 30, 44, 45, 46, 60] {
         let mut c = s.connect();
         c.write_all(&req[..cut]).unwrap();
         std::thread::sleep(Duration::from_millis(5));
         c.write_all(&req[cut..]).unwrap();
-        assert_eq!(
-            read_response(&mut c, false).unwrap().text(),
-            "deep\n",
-            "cut at {cut}"
-        );
-        assert_eq!(
-            read_response(&mut c, false).unwrap().text(),
-            INDEX,
-            "cut at {cut}"
-        );
+        assert_eq!(read_response(&mut c, false).unwrap().text(), "deep\n", "cut at {cut}");
+        assert_eq!(read_response(&mut c, false).unwrap().text(), INDEX, "cut at {cut}");
     }
 }
 
@@ -162,8 +109,7 @@ fn http10_closes_by_default_and_keeps_alive_on_request() {
 
     let mut c = s.connect();
     for _ in 0..3 {
-        c.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-            .unwrap();
+        c.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
         let r = read_response(&mut c, false).unwrap();
         assert_eq!(r.header("connection"), Some("keep-alive"));
         assert_eq!(r.text(), INDEX);
@@ -177,13 +123,13 @@ fn http10_closes_by_default_and_keeps_alive_on_request() {
 fn head_has_length_and_no_body() {
     let (_root, s) = server("head", &[]);
     let mut c = s.connect();
-    c.write_all(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /docs/deep/page.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    c.write_all(
+        b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /docs/deep/page.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
     let head = read_response(&mut c, true).unwrap();
     assert_eq!(head.status, 200);
-    assert_eq!(
-        head.header("content-length"),
-        Some(BIG_LEN.to_string().as_str())
-    );
+    assert_eq!(head.header("content-length"), Some(BIG_LEN.to_string().as_str()));
     // If HEAD had sent a body, this next response would be garbage.
     let next = read_response(&mut c, false).unwrap();
     assert_eq!((next.status, next.text().as_str()), (200, "deep\n"));
@@ -200,17 +146,10 @@ fn error_statuses() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
     for m in ["PUT", "DELETE", "PATCH", "TRACE", "CONNECT"] {
-        assert_eq!(
-            status(format!("{m} / HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).status,
-            405,
-            "{m}"
-        );
+        assert_eq!(status(format!("{m} / HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).status, 405, "{m}");
     }
     let r = status(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(
-        (r.status, r.header("allow")),
-        (204, Some("GET, HEAD, OPTIONS"))
-    );
+    assert_eq!((r.status, r.header("allow")), (204, Some("GET, HEAD, OPTIONS")));
     assert_eq!(status(b"BREW / HTTP/1.1\r\nHost: t\r\n\r\n").status, 501);
     assert_eq!(status(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n").status, 505);
     assert_eq!(status(b"GET / HTTP/3.0\r\nHost: t\r\n\r\n").status, 505);
@@ -231,19 +170,12 @@ fn error_statuses() {
         let (r, mut c) = s.raw(bad);
         assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(bad));
         assert_eq!(r.header("connection"), Some("close"));
-        assert!(
-            is_closed(&mut c),
-            "closed after 400 for {:?}",
-            String::from_utf8_lossy(bad)
-        );
+        assert!(is_closed(&mut c), "closed after 400 for {:?}", String::from_utf8_lossy(bad));
     }
 
     let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
     assert_eq!(status(long.as_bytes()).status, 414);
-    let big_head = format!(
-        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
-        "b".repeat(17 * 1024)
-    );
+    let big_head = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(17 * 1024));
     assert_eq!(status(big_head.as_bytes()).status, 431);
     let mut many = String::from("GET / HTTP/1.1\r\nHost: t\r\n");
     for i in 0..100 {
@@ -251,56 +183,30 @@ fn error_statuses() {
     }
     many.push_str("\r\n");
     assert_eq!(status(many.as_bytes()).status, 431, "101 fields");
-    let body = format!(
-        "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
-        2 * 1024 * 1024
-    );
+    let body = format!("GET / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", 2 * 1024 * 1024);
     assert_eq!(status(body.as_bytes()).status, 413);
 }
 
 #[test]
 fn limits_are_flags() {
-    let (_root, s) = server(
-        "limits",
-        &[
-            "--max-request-line",
-            "100",
-            "--max-headers",
-            "3",
-            "--max-header-bytes",
-            "300",
-        ],
-    );
+    let (_root, s) =
+        server("limits", &["--max-request-line", "100", "--max-headers", "3", "--max-header-bytes", "300"]);
     let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(120));
     assert_eq!(s.raw(long.as_bytes()).0.status, 414);
-    assert_eq!(
-        s.raw(b"GET / HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n")
-            .0
-            .status,
-        431
-    );
-    let big = format!(
-        "GET / HTTP/1.1\r\nHost: t\r\nA: {}\r\n\r\n",
-        "x".repeat(300)
-    );
+    assert_eq!(s.raw(b"GET / HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n").0.status, 431);
+    let big = format!("GET / HTTP/1.1\r\nHost: t\r\nA: {}\r\n\r\n", "x".repeat(300));
     assert_eq!(s.raw(big.as_bytes()).0.status, 431);
-    assert_eq!(
-        s.raw(b"GET / HTTP/1.1\r\nHost: t\r\nA: 1\r\n\r\n").0.status,
-        200
-    );
+    assert_eq!(s.raw(b"GET / HTTP/1.1\r\nHost: t\r\nA: 1\r\n\r\n").0.status, 200);
 }
 
 #[test]
 fn request_body_is_discarded_and_the_connection_kept() {
     let (_root, s) = server("body", &[]);
     let mut c = s.connect();
-    c.write_all(b"POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world")
-        .unwrap();
-    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n")
-        .unwrap();
+    c.write_all(b"POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world").unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    c.write_all(b"abcdGET /docs/deep/page.txt HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    c.write_all(b"abcdGET /docs/deep/page.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut c, false).unwrap().status, 405);
     assert_eq!(read_response(&mut c, false).unwrap().text(), INDEX);
     assert_eq!(read_response(&mut c, false).unwrap().text(), "deep\n");
@@ -313,20 +219,12 @@ fn spa_fallback_and_its_limits() {
         let r = s.get(route);
         assert_eq!((r.status, r.text().as_str()), (200, INDEX), "{route}");
     }
-    for missing in [
-        "/assets/missing.js",
-        "/nope.css",
-        "/favicon.ico",
-        "/docs/deep/none.txt",
-    ] {
+    for missing in ["/assets/missing.js", "/nope.css", "/favicon.ico", "/docs/deep/none.txt"] {
         assert_eq!(s.get(missing).status, 404, "{missing}");
     }
     // A directory without its slash redirects, keeping the query string.
     let r = s.get("/docs?tab=2");
-    assert_eq!(
-        (r.status, r.header("location")),
-        (301, Some("/docs/?tab=2"))
-    );
+    assert_eq!((r.status, r.header("location")), (301, Some("/docs/?tab=2")));
     assert_eq!(s.get("/docs/").text(), DOCS_INDEX);
     assert_eq!(s.get("/docs/index.html").text(), DOCS_INDEX);
     drop(s);
@@ -364,14 +262,8 @@ fn traversal_attempts_never_escape_the_root() {
             assert_eq!(r.status, want, "{path}");
         }
         let body = r.text();
-        assert!(
-            !body.contains("root:") && !body.contains("TOP-SECRET"),
-            "{path} leaked: {body}"
-        );
-        assert!(
-            passwd.is_empty() || !body.contains(passwd.lines().next().unwrap()),
-            "{path}"
-        );
+        assert!(!body.contains("root:") && !body.contains("TOP-SECRET"), "{path} leaked: {body}");
+        assert!(passwd.is_empty() || !body.contains(passwd.lines().next().unwrap()), "{path}");
     }
     // A symlink that stays inside the root is followed.
     assert_eq!(s.get("/alias.txt").text(), "deep\n");
@@ -380,28 +272,17 @@ fn traversal_attempts_never_escape_the_root() {
 #[test]
 fn ipv6_and_several_listeners() {
     let root = fixture_root("ipv6");
-    let s = Server::start(
-        &root.path,
-        &["--listen", "[::1]:0", "--listen", "127.0.0.1:0"],
-    );
+    let s = Server::start(&root.path, &["--listen", "[::1]:0", "--listen", "127.0.0.1:0"]);
     let log = s.log();
     let addrs: Vec<std::net::SocketAddr> = log
         .lines()
-        .filter_map(|l| {
-            l.split_once("listening on http://")
-                .map(|(_, a)| a.parse().unwrap())
-        })
+        .filter_map(|l| l.split_once("listening on http://").map(|(_, a)| a.parse().unwrap()))
         .collect();
     assert_eq!(addrs.len(), 2, "{log}");
     for addr in addrs {
         let mut c = connect(addr);
-        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        assert_eq!(
-            read_response(&mut c, false).unwrap().text(),
-            INDEX,
-            "{addr}"
-        );
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut c, false).unwrap().text(), INDEX, "{addr}");
     }
 }
 
@@ -409,18 +290,12 @@ fn ipv6_and_several_listeners() {
 fn admin_healthz() {
     let (_root, s) = server("admin", &[]);
     let mut c = connect(s.admin.expect("admin address"));
-    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let r = read_response(&mut c, false).unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    c.write_all(b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    assert_eq!(
-        read_response(&mut c, false).unwrap().status,
-        404,
-        "admin port serves no files"
-    );
+    c.write_all(b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut c, false).unwrap().status, 404, "admin port serves no files");
 
     let root = fixture_root("admin-off");
     let s = Server::start(&root.path, &["--admin-listen", "none"]);
@@ -432,7 +307,10 @@ fn admin_healthz() {
 fn slow_reader_gets_every_byte() {
     let (_root, s) = server("slowreader", &[]);
     let mut c = s.connect();
-    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /docs/deep/page.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    c.write_all(
+        b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /docs/deep/page.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
     // Let the socket buffers fill so the server has to resume on EPOLLOUT many times.
     std::thread::sleep(Duration::from_millis(300));
     let mut head = [0u8; 64];
@@ -454,4 +332,65 @@ fn slow_reader_gets_every_byte() {
     let body = &all[split..split + BIG_LEN];
     assert!(body.iter().enumerate().all(|(i, &b)| b == big_byte(i)));
     assert!(all[split + BIG_LEN..].starts_with(b"HTTP/1.1 200 OK"));
+}
+
+#[test]
+fn a_flood_of_empty_lines_is_refused() {
+    // Regression: leading CRLFs were skipped before the size checks, so a client streaming them
+    // grew its buffer without bound and could pin its worker in a quadratic re-scan.
+    let (_root, s) = server("crlf-flood", &["--workers", "1"]);
+    let mut c = s.connect();
+    let flood = b"\r\n".repeat(32 * 1024);
+    let _ = c.write_all(&flood); // the server may close before taking it all
+    let r = read_response(&mut c, false).expect("a response");
+    assert_eq!(r.status, 400);
+    assert!(is_closed(&mut c));
+    assert_eq!(s.get("/").status, 200);
+}
+
+#[test]
+fn expect_continue_with_a_body_is_answered_and_closed() {
+    // We never send 100 Continue, so the client may hold the body back: answering and closing is
+    // the only framing we can be sure of.
+    let (_root, s) = server("expect", &[]);
+    let (r, mut c) =
+        s.raw(b"POST /upload HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(is_closed(&mut c));
+}
+
+#[test]
+fn one_greedy_pipelining_client_does_not_starve_another() {
+    // Regression: a connection whose input never ran dry kept its worker in one drive() call,
+    // delaying every other connection (and the timers) on that worker.
+    let (_root, s) = server("fairness", &["--workers", "1"]);
+    let greedy_conn = s.connect();
+    let mut reader = greedy_conn.try_clone().unwrap();
+    let mut writer = greedy_conn.try_clone().unwrap();
+    let greedy = std::thread::spawn(move || {
+        let batch = b"GET /docs/deep/page.txt HTTP/1.1\r\nHost: t\r\n\r\n".repeat(512);
+        let w = std::thread::spawn(move || {
+            for _ in 0..400 {
+                if writer.write_all(&batch).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut sink = vec![0u8; 1 << 16];
+        while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+        let _ = w.join();
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut worst = Duration::ZERO;
+    let mut c = s.connect();
+    for _ in 0..30 {
+        let t = std::time::Instant::now();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut c, false).unwrap().text(), INDEX);
+        worst = worst.max(t.elapsed());
+    }
+    let _ = greedy_conn.shutdown(std::net::Shutdown::Both); // ends the greedy reader and writer
+    let _ = greedy.join();
+    assert!(worst < Duration::from_millis(500), "a request waited {worst:?} behind a greedy client");
 }

@@ -15,8 +15,7 @@ fn sigterm_finishes_an_in_flight_5mib_response_and_exits_zero() {
     let root = fixture_root("sigterm");
     let mut s = Server::start(&root.path, &[]);
     let mut c = s.connect();
-    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     // Read a little so the response is under way, then stop the server mid-flight.
     let mut first = [0u8; 1024];
     c.read_exact(&mut first).unwrap();
@@ -32,15 +31,9 @@ fn sigterm_finishes_an_in_flight_5mib_response_and_exits_zero() {
     let all = [first.as_slice(), &rest].concat();
     let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let head = String::from_utf8_lossy(&all[..split]).into_owned();
-    assert!(
-        head.contains("Connection: close") || head.contains("200 OK"),
-        "{head}"
-    );
+    assert!(head.contains("Connection: close") || head.contains("200 OK"), "{head}");
     assert_eq!(all.len() - split, BIG_LEN, "the in-flight body was cut");
-    assert!(all[split..]
-        .iter()
-        .enumerate()
-        .all(|(i, &b)| b == big_byte(i)));
+    assert!(all[split..].iter().enumerate().all(|(i, &b)| b == big_byte(i)));
     let status = s.wait_exit(Duration::from_secs(5)).expect("exited");
     assert_eq!(status.code(), Some(0), "{}", s.log());
 }
@@ -59,9 +52,7 @@ fn sigterm_closes_idle_keep_alive_connections_at_once() {
     for c in &mut idle {
         assert!(is_closed(c), "idle keep-alive connection left open");
     }
-    let status = s
-        .wait_exit(Duration::from_secs(5))
-        .expect("exit well before the 30 s grace");
+    let status = s.wait_exit(Duration::from_secs(5)).expect("exit well before the 30 s grace");
     assert_eq!(status.code(), Some(0));
     assert!(t.elapsed() < Duration::from_secs(5));
 }
@@ -72,14 +63,11 @@ fn grace_period_bounds_the_drain() {
     let mut s = Server::start(&root.path, &["--shutdown-grace", "500ms"]);
     // A client that starts a big download and stops reading keeps the worker busy forever.
     let mut c = s.connect();
-    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
     s.signal(libc::SIGTERM);
-    let status = s
-        .wait_exit(Duration::from_secs(5))
-        .expect("exit after the grace period");
+    let status = s.wait_exit(Duration::from_secs(5)).expect("exit after the grace period");
     assert_eq!(status.code(), Some(0));
     assert!(
         t.elapsed() >= Duration::from_millis(400) && t.elapsed() < Duration::from_secs(3),
@@ -94,15 +82,12 @@ fn second_signal_stops_at_once() {
     let root = fixture_root("double-term");
     let mut s = Server::start(&root.path, &["--shutdown-grace", "60s"]);
     let mut c = s.connect();
-    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(100));
     s.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(100));
     s.signal(libc::SIGTERM);
-    let status = s
-        .wait_exit(Duration::from_secs(3))
-        .expect("second signal ends the drain");
+    let status = s.wait_exit(Duration::from_secs(3)).expect("second signal ends the drain");
     assert_eq!(status.code(), Some(1));
 }
 
@@ -129,26 +114,18 @@ fn no_descriptor_is_left_open_after_clients_leave() {
             match i % 5 {
                 0 => c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap(), // keep-alive, left open
                 1 => c.write_all(b"GARBAGE\r\n\r\n").unwrap(),                   // 400 + close
-                2 => c
-                    .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-                    .unwrap(), // unread 5 MiB
+                2 => c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap(), // unread 5 MiB
                 3 => c.write_all(b"GET / HTTP/1.1\r\nHo").unwrap(),              // half a request
                 _ => {}                                                          // nothing at all
             }
             conns.push(c);
         }
         std::thread::sleep(Duration::from_millis(300));
-        assert!(
-            s.open_fds() > baseline + 50,
-            "connections should be open now"
-        );
+        assert!(s.open_fds() > baseline + 50, "connections should be open now");
         // Some leave with a reset (SO_LINGER 0), the rest with a FIN.
         for (i, c) in conns.into_iter().enumerate() {
             if i % 2 == 0 {
-                let l = libc::linger {
-                    l_onoff: 1,
-                    l_linger: 0,
-                };
+                let l = libc::linger { l_onoff: 1, l_linger: 0 };
                 // SAFETY: setsockopt on an fd we own with a valid linger struct.
                 unsafe {
                     use std::os::fd::AsRawFd;
@@ -164,10 +141,7 @@ fn no_descriptor_is_left_open_after_clients_leave() {
         }
     }
     let left = s.wait_fds(baseline, Duration::from_secs(10));
-    assert_eq!(
-        left, baseline,
-        "descriptors leaked: {left} open, {baseline} at start"
-    );
+    assert_eq!(left, baseline, "descriptors leaked: {left} open, {baseline} at start");
     assert_eq!(s.get("/").status, 200, "still serving");
 }
 
@@ -178,16 +152,11 @@ fn a_thousand_concurrent_connections() {
     let s = Server::start(&root.path, &[]);
     let mut conns: Vec<_> = (0..1000).map(|_| s.connect()).collect();
     for c in &mut conns {
-        c.write_all(b"GET /assets/app-Ab12Cd34.js HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
+        c.write_all(b"GET /assets/app-Ab12Cd34.js HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     }
     for (i, c) in conns.iter_mut().enumerate() {
         let r = read_response(c, false).unwrap_or_else(|| panic!("connection {i} closed"));
-        assert_eq!(
-            (r.status, r.text().as_str()),
-            (200, APP_JS),
-            "connection {i}"
-        );
+        assert_eq!((r.status, r.text().as_str()), (200, APP_JS), "connection {i}");
     }
     // All still open and usable for a second round.
     for c in &mut conns {
@@ -201,10 +170,7 @@ fn a_thousand_concurrent_connections() {
 #[test]
 fn header_timeout_answers_408_and_closes() {
     let root = fixture_root("timeout");
-    let s = Server::start(
-        &root.path,
-        &["--header-timeout", "1s", "--keepalive-timeout", "1s"],
-    );
+    let s = Server::start(&root.path, &["--header-timeout", "1s", "--keepalive-timeout", "1s"]);
     // A client that dribbles a request head never finishes it.
     let mut c = s.connect();
     let t = Instant::now();
@@ -234,50 +200,66 @@ fn header_timeout_answers_408_and_closes() {
 }
 
 #[test]
+fn a_trickled_body_cannot_extend_its_timer() {
+    // Regression: the timer of a body being discarded was re-armed on every read, so one byte
+    // every few seconds kept a connection forever.
+    let root = fixture_root("body-trickle");
+    let s = Server::start(&root.path, &["--header-timeout", "1s"]);
+    let mut c = s.connect();
+    c.write_all(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut c, false).unwrap().status, 405);
+    let t = Instant::now();
+    for _ in 0..12 {
+        std::thread::sleep(Duration::from_millis(250));
+        if c.write_all(b"x").is_err() {
+            break;
+        }
+    }
+    assert!(is_closed(&mut c), "still open after {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
+#[test]
+fn healthz_says_draining_and_new_connections_are_still_answered() {
+    // Regression: during the drain a connection accepted but without its first byte yet was
+    // closed unanswered; it must be served (and /healthz says 503 draining).
+    let root = fixture_root("drain-health");
+    let mut s = Server::start(&root.path, &["--shutdown-grace", "3s"]);
+    let admin = s.admin.unwrap();
+    // Hold the drain open with a slow download, so the server stays up for a while.
+    let mut slow = s.connect();
+    slow.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut c = connect(admin);
+    std::thread::sleep(Duration::from_millis(150)); // accepted, no request yet
+    s.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(150));
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut c, false).expect("answered during the drain");
+    assert_eq!((r.status, r.text().as_str()), (503, "draining\n"));
+    assert_eq!(r.header("connection"), Some("close"));
+    drop(slow);
+    assert_eq!(s.wait_exit(Duration::from_secs(5)).and_then(|st| st.code()), Some(0));
+}
+
+#[test]
 fn start_up_errors_exit_2_with_one_line() {
     let bin = env!("CARGO_BIN_EXE_atomserve");
     let run = |args: &[&str]| {
-        let out = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let out = Command::new(bin).args(args).stdin(Stdio::null()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let (code, err) = run(&[
-        "--root",
-        "/nonexistent/dir",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "none",
-    ]);
+    let (code, err) =
+        run(&["--root", "/nonexistent/dir", "--listen", "127.0.0.1:0", "--admin-listen", "none"]);
     assert_eq!(code, Some(2));
-    assert!(
-        err.contains("cannot load the document root") && err.lines().count() == 1,
-        "{err}"
-    );
+    assert!(err.contains("cannot load the document root") && err.lines().count() == 1, "{err}");
 
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().to_string();
     let root = fixture_root("errors-cli");
     let root_arg = root.path.to_str().unwrap();
-    let (code, err) = run(&[
-        "--root",
-        root_arg,
-        "--listen",
-        &port,
-        "--admin-listen",
-        "none",
-    ]);
+    let (code, err) = run(&["--root", root_arg, "--listen", &port, "--admin-listen", "none"]);
     assert_eq!(code, Some(2));
-    assert!(
-        err.contains("cannot listen on") && err.contains("in use"),
-        "{err}"
-    );
+    assert!(err.contains("cannot listen on") && err.contains("in use"), "{err}");
 
     let (code, err) = run(&["--root", root_arg, "--workers", "zero"]);
     assert_eq!(code, Some(2), "{err}");
@@ -294,8 +276,7 @@ fn start_up_errors_exit_2_with_one_line() {
 fn environment_variables_configure_it() {
     let root = fixture_root("env");
     let s = Server::start_with(&root.path, &["--admin-listen", "none"], |cmd| {
-        cmd.env("ATOMSERVE_WORKERS", "1")
-            .env("ATOMSERVE_NO_SPA_FALLBACK", "true");
+        cmd.env("ATOMSERVE_WORKERS", "1").env("ATOMSERVE_NO_SPA_FALLBACK", "true");
     });
     assert!(s.log().contains("1 workers"), "{}", s.log());
     assert_eq!(s.get("/client/route").status, 404);
@@ -319,20 +300,9 @@ fn workers_are_pinned_to_the_allowed_cpus() {
             .stderr(Stdio::piped());
     });
     let status = find_thread_status(s.pid(), "atomserve-w0").expect("worker thread");
-    let allowed = status
-        .lines()
-        .find(|l| l.starts_with("Cpus_allowed_list:"))
-        .unwrap();
-    assert_eq!(
-        allowed.split_whitespace().nth(1),
-        Some(last.to_string().as_str()),
-        "{allowed}"
-    );
-    assert!(
-        s.log().contains(&format!("pinned to CPUs [{last}]")),
-        "{}",
-        s.log()
-    );
+    let allowed = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
+    assert_eq!(allowed.split_whitespace().nth(1), Some(last.to_string().as_str()), "{allowed}");
+    assert!(s.log().contains(&format!("pinned to CPUs [{last}]")), "{}", s.log());
 
     let s = Server::start(&root.path, &["--workers", "2", "--no-pin"]);
     let status = find_thread_status(s.pid(), "atomserve-w1").expect("worker thread");
@@ -342,10 +312,7 @@ fn workers_are_pinned_to_the_allowed_cpus() {
 
 fn find_thread_status(pid: i32, name: &str) -> Option<String> {
     for _ in 0..50 {
-        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-            .ok()?
-            .flatten()
-        {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
             let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
             if status.lines().next().is_some_and(|l| l.ends_with(name)) {
                 return Some(status);

@@ -20,10 +20,7 @@ struct Bell {
 
 impl Bell {
     fn new() -> Self {
-        Bell {
-            rung: Mutex::new(false),
-            cv: Condvar::new(),
-        }
+        Bell { rung: Mutex::new(false), cv: Condvar::new() }
     }
 
     fn sleep(&self) {
@@ -90,11 +87,7 @@ fn run(workers: usize, items: usize) {
     }
     let mut seen = seen.lock().unwrap().clone();
     seen.sort_unstable();
-    assert_eq!(
-        seen,
-        (0..items).collect::<Vec<_>>(),
-        "every item delivered exactly once"
-    );
+    assert_eq!(seen, (0..items).collect::<Vec<_>>(), "every item delivered exactly once");
 }
 
 fn model(f: impl Fn() + Sync + Send + 'static) {

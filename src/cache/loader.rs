@@ -49,11 +49,8 @@ pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
             error: io::Error::new(io::ErrorKind::InvalidInput, "not a directory"),
         });
     }
-    let mut walk = Walk {
-        root: root.clone(),
-        snapshot: Snapshot::new(opts.spa_fallback),
-        visited: HashSet::new(),
-    };
+    let mut walk =
+        Walk { root: root.clone(), snapshot: Snapshot::new(opts.spa_fallback), visited: HashSet::new() };
     walk.visited.insert(root.clone());
     walk.dir(&root, &mut b"".to_vec())?;
     Ok(walk.snapshot)
@@ -68,10 +65,8 @@ struct Walk {
 
 impl Walk {
     fn dir(&mut self, dir: &Path, key: &mut Vec<u8>) -> Result<(), LoadError> {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .map_err(at(dir))?
-            .collect::<Result<_, _>>()
-            .map_err(at(dir))?;
+        let mut names: Vec<_> =
+            fs::read_dir(dir).map_err(at(dir))?.collect::<Result<_, _>>().map_err(at(dir))?;
         names.sort_by_key(|e| e.file_name());
         for dirent in names {
             let name = dirent.file_name();
@@ -109,14 +104,8 @@ impl Walk {
                 let body = fs::read(&path).map_err(at(&path))?;
                 let content_type = mime::for_path(key);
                 let head = response::render_file_head(content_type, body.len()).into_boxed_slice();
-                self.snapshot.insert(
-                    key.clone(),
-                    Entry {
-                        head,
-                        body: body.into_boxed_slice(),
-                        content_type,
-                    },
-                );
+                self.snapshot
+                    .insert(key.clone(), Entry { head, body: body.into_boxed_slice(), content_type });
             }
             key.truncate(len);
         }
@@ -126,8 +115,5 @@ impl Walk {
 
 /// Wraps an I/O error with the path it happened on.
 fn at(path: &Path) -> impl FnOnce(io::Error) -> LoadError + '_ {
-    move |error| LoadError {
-        path: path.to_path_buf(),
-        error,
-    }
+    move |error| LoadError { path: path.to_path_buf(), error }
 }

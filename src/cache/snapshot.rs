@@ -41,12 +41,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// An empty snapshot; the loader adds files and then freezes it by handing it out.
     pub(crate) fn new(spa_fallback: bool) -> Self {
-        Snapshot {
-            files: HashMap::new(),
-            dirs: HashSet::new(),
-            spa_fallback,
-            bytes: 0,
-        }
+        Snapshot { files: HashMap::new(), dirs: HashSet::new(), spa_fallback, bytes: 0 }
     }
 
     pub(crate) fn insert(&mut self, key: Vec<u8>, entry: Entry) {

@@ -24,19 +24,14 @@ impl Default for DateCache {
 
 impl DateCache {
     pub fn new() -> Self {
-        let mut cache = DateCache {
-            secs: u64::MAX,
-            text: [0; LEN],
-        };
+        let mut cache = DateCache { secs: u64::MAX, text: [0; LEN] };
         cache.refresh();
         cache
     }
 
     /// Re-renders the date if the second changed. Cheap: a vDSO clock read and a compare.
     pub fn refresh(&mut self) {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.secs {
             self.secs = secs;
             self.text = format(secs);
@@ -52,10 +47,8 @@ impl DateCache {
 /// Renders Unix time `secs` as an IMF-fixdate.
 pub fn format(secs: u64) -> [u8; LEN] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
+    const MONTHS: [&[u8; 3]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days as i64);

@@ -61,17 +61,11 @@ mod tests {
     #[test]
     fn known_types() {
         assert_eq!(for_path(b"/index.html"), "text/html; charset=utf-8");
-        assert_eq!(
-            for_path(b"/assets/index-ThlbQ9On.js"),
-            "text/javascript; charset=utf-8"
-        );
+        assert_eq!(for_path(b"/assets/index-ThlbQ9On.js"), "text/javascript; charset=utf-8");
         assert_eq!(for_path(b"/a/b.MJS"), "text/javascript; charset=utf-8");
         assert_eq!(for_path(b"/x.css"), "text/css; charset=utf-8");
         assert_eq!(for_path(b"/x.js.map"), "application/json; charset=utf-8");
-        assert_eq!(
-            for_path(b"/site.webmanifest"),
-            "application/manifest+json; charset=utf-8"
-        );
+        assert_eq!(for_path(b"/site.webmanifest"), "application/manifest+json; charset=utf-8");
         assert_eq!(for_path(b"/f.woff2"), "font/woff2");
         assert_eq!(for_path(b"/p.JPEG"), "image/jpeg");
         assert_eq!(for_path(b"/m.wasm"), "application/wasm");

@@ -47,14 +47,8 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<Normalized, PathErr
         let byte = if i == path.len() {
             b'/'
         } else if path[i] == b'%' {
-            let hi = path
-                .get(i + 1)
-                .and_then(|&c| hex(c))
-                .ok_or(PathError::BadEscape)?;
-            let lo = path
-                .get(i + 2)
-                .and_then(|&c| hex(c))
-                .ok_or(PathError::BadEscape)?;
+            let hi = path.get(i + 1).and_then(|&c| hex(c)).ok_or(PathError::BadEscape)?;
+            let lo = path.get(i + 2).and_then(|&c| hex(c)).ok_or(PathError::BadEscape)?;
             i += 2;
             hi << 4 | lo
         } else {
@@ -80,10 +74,7 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<Normalized, PathErr
                     return Err(PathError::AboveRoot);
                 }
                 // Drop the previous segment and its trailing slash.
-                let prev = out[..segment_start - 1]
-                    .iter()
-                    .rposition(|&c| c == b'/')
-                    .unwrap_or(0);
+                let prev = out[..segment_start - 1].iter().rposition(|&c| c == b'/').unwrap_or(0);
                 out.truncate(prev + 1);
                 segment_start = prev + 1;
                 dir = true;
@@ -104,31 +95,20 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<Normalized, PathErr
 
 /// The part of a target before `?` or `#`.
 pub fn strip_query(target: &[u8]) -> &[u8] {
-    let end = target
-        .iter()
-        .position(|&c| c == b'?' || c == b'#')
-        .unwrap_or(target.len());
+    let end = target.iter().position(|&c| c == b'?' || c == b'#').unwrap_or(target.len());
     &target[..end]
 }
 
 /// The query string including its `?`, or empty.
 pub fn query(target: &[u8]) -> &[u8] {
-    let start = target
-        .iter()
-        .position(|&c| c == b'?')
-        .unwrap_or(target.len());
-    let end = target
-        .iter()
-        .position(|&c| c == b'#')
-        .unwrap_or(target.len())
-        .max(start);
+    let start = target.iter().position(|&c| c == b'?').unwrap_or(target.len());
+    let end = target.iter().position(|&c| c == b'#').unwrap_or(target.len()).max(start);
     &target[start..end]
 }
 
 /// For absolute-form (`http://host:port/path`), the path part (`/` when empty); origin-form as is.
 fn strip_authority(target: &[u8]) -> Option<&[u8]> {
-    let lower_starts =
-        |p: &[u8]| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
+    let lower_starts = |p: &[u8]| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
     let rest = if lower_starts(b"http://") {
         &target[7..]
     } else if lower_starts(b"https://") {
@@ -177,18 +157,14 @@ mod tests {
 
     fn norm(t: &str) -> Result<(String, bool), PathError> {
         let mut out = Vec::new();
-        normalize(t.as_bytes(), &mut out)
-            .map(|n| (String::from_utf8_lossy(&out).into_owned(), n.dir))
+        normalize(t.as_bytes(), &mut out).map(|n| (String::from_utf8_lossy(&out).into_owned(), n.dir))
     }
 
     #[test]
     fn plain_paths() {
         assert_eq!(norm("/"), Ok(("/".into(), true)));
         assert_eq!(norm("/index.html"), Ok(("/index.html".into(), false)));
-        assert_eq!(
-            norm("/assets/app.js?v=3#x"),
-            Ok(("/assets/app.js".into(), false))
-        );
+        assert_eq!(norm("/assets/app.js?v=3#x"), Ok(("/assets/app.js".into(), false)));
         assert_eq!(norm("/docs/"), Ok(("/docs".into(), true)));
         assert_eq!(norm("//a///b"), Ok(("/a/b".into(), false)));
     }
@@ -215,10 +191,7 @@ mod tests {
         assert_eq!(norm("/a%zz"), Err(PathError::BadEscape));
         assert_eq!(norm("/a%4"), Err(PathError::BadEscape));
         // A backslash is an ordinary byte in a URL path, not a separator.
-        assert_eq!(
-            norm("/..\\..\\etc\\passwd"),
-            Ok(("/..\\..\\etc\\passwd".into(), false))
-        );
+        assert_eq!(norm("/..\\..\\etc\\passwd"), Ok(("/..\\..\\etc\\passwd".into(), false)));
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct Request<'b> {
     pub head_len: usize,
     /// `Content-Length` of the body to discard (0 when absent).
     pub body_len: u64,
+    /// `Expect: 100-continue`: the client may hold the body back until it hears from us.
+    pub expect_continue: bool,
 }
 
 /// The outcome of parsing the start of a buffer.
@@ -92,16 +94,20 @@ pub fn parse<'b>(
     headers: &mut [MaybeUninit<httparse::Header<'b>>],
     limits: &Limits,
 ) -> Parsed<'b> {
-    // Clients may send empty lines between requests (RFC 9112 §2.2): skip them first.
-    let skip = buf
-        .iter()
-        .position(|&c| c != b'\r' && c != b'\n')
-        .unwrap_or(buf.len());
+    // Clients may send empty lines between requests (RFC 9112 §2.2): skip them first. They
+    // count against the head limit, or a stream of CRLFs would grow the buffer without end.
+    let skip = buf.iter().position(|&c| c != b'\r' && c != b'\n').unwrap_or(buf.len());
     if skip > 0 {
+        if skip > limits.max_request_line {
+            return Parsed::Invalid(Status::BadRequest);
+        }
         return match parse(&buf[skip..], headers, limits) {
             Parsed::Complete(mut req) => {
                 req.head_len += skip;
                 Parsed::Complete(req)
+            }
+            Parsed::Partial if buf.len() > limits.max_header_bytes => {
+                Parsed::Invalid(Status::HeaderFieldsTooLarge)
             }
             other => other,
         };
@@ -119,17 +125,14 @@ pub fn parse<'b>(
             }
             return Parsed::Partial;
         }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Parsed::Invalid(Status::HeaderFieldsTooLarge)
-        }
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Invalid(Status::HeaderFieldsTooLarge),
         Err(httparse::Error::Version) => return Parsed::Invalid(version_error(buf, line_end)),
         Err(_) => return Parsed::Invalid(Status::BadRequest),
     };
     if head_len > limits.max_header_bytes {
         return Parsed::Invalid(Status::HeaderFieldsTooLarge);
     }
-    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
-    else {
+    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version) else {
         return Parsed::Invalid(Status::BadRequest);
     };
 
@@ -137,6 +140,7 @@ pub fn parse<'b>(
     let mut keep_alive_token = false;
     let mut hosts = 0;
     let mut body_len: Option<u64> = None;
+    let mut expect_continue = false;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"connection") {
@@ -157,6 +161,8 @@ pub fn parse<'b>(
                 Some(n) => body_len = Some(n),
                 None => return Parsed::Invalid(Status::BadRequest),
             }
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // A static server takes no request bodies, and a chunked one cannot be skipped
             // without decoding it: refuse and close rather than guess at the framing.
@@ -171,11 +177,7 @@ pub fn parse<'b>(
     if body_len > limits.max_body {
         return Parsed::Invalid(Status::PayloadTooLarge);
     }
-    let keep_alive = if minor_version == 1 {
-        !close
-    } else {
-        keep_alive_token && !close
-    };
+    let keep_alive = if minor_version == 1 { !close } else { keep_alive_token && !close };
     Parsed::Complete(Request {
         method: Method::parse(method),
         target: target.as_bytes(),
@@ -183,6 +185,7 @@ pub fn parse<'b>(
         keep_alive,
         head_len,
         body_len,
+        expect_continue,
     })
 }
 
@@ -238,9 +241,7 @@ mod tests {
 
     #[test]
     fn simple_get() {
-        let Parsed::Complete(req) = run(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nGET") else {
-            panic!()
-        };
+        let Parsed::Complete(req) = run(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nGET") else { panic!() };
         assert_eq!(req.method, Method::Get);
         assert_eq!(req.target, b"/a?b");
         assert!(req.keep_alive);
@@ -255,20 +256,13 @@ mod tests {
         };
         assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(ka(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
-        assert!(!ka(
-            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        ));
-        assert!(!ka(
-            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, CLOSE\r\n\r\n"
-        ));
+        assert!(!ka(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        assert!(!ka(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, CLOSE\r\n\r\n"));
     }
 
     #[test]
     fn partial_and_limits() {
-        assert!(matches!(
-            run(b"GET / HTTP/1.1\r\nHost: x\r\n"),
-            Parsed::Partial
-        ));
+        assert!(matches!(run(b"GET / HTTP/1.1\r\nHost: x\r\n"), Parsed::Partial));
         assert!(matches!(run(b"\r\n\r\nGET / HT"), Parsed::Partial));
         let long_line = [b"GET /".as_slice(), &[b'a'; 9000]].concat();
         assert_eq!(status(&long_line), Some(Status::UriTooLong));
@@ -288,22 +282,10 @@ mod tests {
     #[test]
     fn bad_requests() {
         assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), Some(Status::BadRequest)); // no Host
-        assert_eq!(
-            status(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
-            Some(Status::BadRequest)
-        );
-        assert_eq!(
-            status(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
-            Some(Status::VersionNotSupported)
-        );
-        assert_eq!(
-            status(b"GET / HTTP/1.x\r\nHost: a\r\n\r\n"),
-            Some(Status::BadRequest)
-        );
-        assert_eq!(
-            status(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
-            Some(Status::BadRequest)
-        );
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), Some(Status::BadRequest));
+        assert_eq!(status(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Some(Status::VersionNotSupported));
+        assert_eq!(status(b"GET / HTTP/1.x\r\nHost: a\r\n\r\n"), Some(Status::BadRequest));
+        assert_eq!(status(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), Some(Status::BadRequest));
         assert_eq!(
             status(b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Some(Status::BadRequest)
@@ -324,14 +306,20 @@ mod tests {
             status(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n"),
             Some(Status::PayloadTooLarge)
         );
-        assert_eq!(
-            status(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
-            Some(Status::BadRequest)
-        );
-        assert_eq!(
-            status(b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n"),
-            Some(Status::BadRequest)
-        );
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"), Some(Status::BadRequest));
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n"), Some(Status::BadRequest));
+    }
+
+    #[test]
+    fn empty_lines_count_against_the_limits() {
+        // Regression: leading CRLFs were skipped before the size checks, so a stream of them
+        // grew the connection buffer without bound.
+        assert!(matches!(run(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"), Parsed::Complete(_)));
+        assert_eq!(status(&b"\r\n".repeat(5000)), Some(Status::BadRequest));
+        let mut padded = b"\r\n".repeat(100);
+        padded.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\nX: ");
+        padded.extend_from_slice(&[b'a'; 16 * 1024]);
+        assert_eq!(status(&padded), Some(Status::HeaderFieldsTooLarge));
     }
 
     #[test]

@@ -135,11 +135,7 @@ pub fn write_generated(
     let text = status.reason().as_bytes();
     reason[..text.len()].copy_from_slice(text);
     reason[text.len()] = b'\n';
-    let body = if status == Status::NoContent {
-        &[][..]
-    } else {
-        &reason[..text.len() + 1]
-    };
+    let body = if status == Status::NoContent { &[][..] } else { &reason[..text.len() + 1] };
     write_text(out, status, extra, body, date, persistence, head_only);
 }
 
@@ -153,18 +149,9 @@ pub fn write_text(
     persistence: Persistence,
     head_only: bool,
 ) {
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {}\r\nServer: {SERVER}\r\n",
-        status.code(),
-        status.reason()
-    );
+    let _ = write!(out, "HTTP/1.1 {} {}\r\nServer: {SERVER}\r\n", status.code(), status.reason());
     if status != Status::NoContent {
-        let _ = write!(
-            out,
-            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
-            body.len()
-        );
+        let _ = write!(out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n", body.len());
     }
     if extra.allow {
         let _ = write!(out, "Allow: {ALLOW}\r\n");
@@ -206,14 +193,7 @@ mod tests {
     fn generated_has_consistent_length() {
         let mut out = Vec::new();
         let date = crate::http::date::format(0);
-        write_generated(
-            &mut out,
-            Status::NotFound,
-            Extra::default(),
-            &date,
-            Persistence::Close,
-            false,
-        );
+        write_generated(&mut out, Status::NotFound, Extra::default(), &date, Persistence::Close, false);
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"));

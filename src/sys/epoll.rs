@@ -27,8 +27,7 @@ impl Event {
     }
     /// Input is available (or the peer closed: a read will return 0).
     pub fn is_readable(&self) -> bool {
-        self.0.events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
-            != 0
+        self.0.events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
     }
     /// The socket's send buffer has room again.
     pub fn is_writable(&self) -> bool {
@@ -44,10 +43,7 @@ pub struct Events {
 
 impl Events {
     pub fn with_capacity(cap: usize) -> Self {
-        Events {
-            buf: vec![libc::epoll_event { events: 0, u64: 0 }; cap.max(1)],
-            len: 0,
-        }
+        Events { buf: vec![libc::epoll_event { events: 0, u64: 0 }; cap.max(1)], len: 0 }
     }
     pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
         self.buf[..self.len].iter().map(|e| Event(*e))
@@ -57,8 +53,7 @@ impl Events {
 /// Interest in readability only (for the worker's eventfd), level-triggered.
 pub const READ: u32 = libc::EPOLLIN as u32;
 /// Edge-triggered interest in both directions and in the peer's half-close: for connections.
-pub const CONNECTION: u32 =
-    (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+pub const CONNECTION: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
 
 impl Epoll {
     /// `epoll_create1(EPOLL_CLOEXEC)`.
@@ -66,26 +61,14 @@ impl Epoll {
         // SAFETY: no pointers; epoll_create1 returns a fresh fd or -1.
         let raw = unsafe { syscall!(epoll_create1(libc::EPOLL_CLOEXEC))? };
         // SAFETY: epoll_create1(2) succeeded, so `raw` is a valid fd that nothing else owns.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
+        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
     }
 
     /// `epoll_ctl(EPOLL_CTL_ADD)`: watch `fd` with `interest`, reporting `token`.
     pub fn add(&self, fd: BorrowedFd<'_>, interest: u32, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: interest,
-            u64: token,
-        };
+        let mut ev = libc::epoll_event { events: interest, u64: token };
         // SAFETY: both fds are open (borrowed for the call) and `ev` is a valid epoll_event.
-        unsafe {
-            syscall!(epoll_ctl(
-                self.fd.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                &mut ev
-            ))?
-        };
+        unsafe { syscall!(epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev))? };
         Ok(())
     }
 

@@ -20,9 +20,7 @@ impl EventFd {
         // SAFETY: no pointers; eventfd returns a fresh fd or -1.
         let raw = unsafe { syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))? };
         // SAFETY: eventfd(2) succeeded, so `raw` is a valid fd owned by nobody else.
-        Ok(EventFd {
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
+        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
     }
 
     /// Adds one to the counter, making the fd readable. Never blocks: the only failure mode of a

@@ -14,20 +14,12 @@ pub struct PollFd(libc::pollfd);
 impl PollFd {
     /// Watches `fd` for `POLLIN` (a pending connection, or a counter to read).
     pub fn readable(fd: BorrowedFd<'_>) -> Self {
-        PollFd(libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        PollFd(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
     }
 
     /// A slot that poll skips (a negative fd is ignored by the kernel): a paused listener.
     pub fn ignored() -> Self {
-        PollFd(libc::pollfd {
-            fd: -1,
-            events: 0,
-            revents: 0,
-        })
+        PollFd(libc::pollfd { fd: -1, events: 0, revents: 0 })
     }
 
     /// Whether the last [`poll`] reported the fd readable (or in error, which reading will reveal).
@@ -42,13 +34,8 @@ pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> 
     let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as libc::c_int);
     // SAFETY: PollFd is repr-compatible with pollfd (a newtype over it) and the slice is valid
     // and writable for `fds.len()` entries during the call.
-    let res = unsafe {
-        syscall!(poll(
-            fds.as_mut_ptr().cast::<libc::pollfd>(),
-            fds.len() as libc::nfds_t,
-            ms
-        ))
-    };
+    let res =
+        unsafe { syscall!(poll(fds.as_mut_ptr().cast::<libc::pollfd>(), fds.len() as libc::nfds_t, ms)) };
     match res {
         Ok(n) => Ok(n as usize),
         Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(0), // a signal: caller looks again

@@ -59,6 +59,13 @@ pub fn install(wake: &EventFd) -> io::Result<()> {
     set_action(libc::SIGPIPE, libc::SIG_IGN)
 }
 
+/// Stops ringing the wake fd (call before dropping it): a late signal must not write into
+/// whatever file reuses that descriptor number.
+pub fn detach() {
+    // Relaxed: the handler reads whichever value; both are safe after this point.
+    WAKE_FD.store(-1, Ordering::Relaxed);
+}
+
 fn set_action(signo: libc::c_int, handler: libc::sighandler_t) -> io::Result<()> {
     // SAFETY: an all-zero sigaction is valid (empty mask, no flags) before we fill it in.
     let mut act: libc::sigaction = unsafe { mem::zeroed() };

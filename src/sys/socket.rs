@@ -24,19 +24,10 @@ pub struct ListenOptions {
 
 /// Creates, configures, binds and listens on a TCP socket for `addr`.
 pub fn listen(addr: SocketAddr, opts: ListenOptions) -> io::Result<OwnedFd> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
+    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: no pointers; socket returns a fresh fd or -1.
-    let raw = unsafe {
-        syscall!(socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0
-        ))?
-    };
+    let raw =
+        unsafe { syscall!(socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0))? };
     // SAFETY: socket(2) succeeded; the fd is ours alone.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // SO_REUSEADDR: rebinding right after a restart must not fail on connections in TIME_WAIT.
@@ -49,22 +40,11 @@ pub fn listen(addr: SocketAddr, opts: ListenOptions) -> io::Result<OwnedFd> {
         set_int(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
     }
     if opts.defer_accept_secs > 0 {
-        set_int(
-            fd.as_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            opts.defer_accept_secs as i32,
-        )?;
+        set_int(fd.as_fd(), libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, opts.defer_accept_secs as i32)?;
     }
     let (storage, len) = to_sockaddr(addr);
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family.
-    unsafe {
-        syscall!(bind(
-            raw,
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len
-        ))?
-    };
+    unsafe { syscall!(bind(raw, (&storage as *const libc::sockaddr_storage).cast(), len))? };
     let backlog = opts.backlog.min(i32::MAX as u32) as libc::c_int;
     // SAFETY: `raw` is a bound stream socket.
     unsafe { syscall!(listen(raw, backlog))? };
@@ -99,11 +79,7 @@ pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: storage and len are valid and writable; len holds the storage's size.
     unsafe {
-        syscall!(getsockname(
-            fd.as_raw_fd(),
-            (&mut storage as *mut libc::sockaddr_storage).cast(),
-            &mut len
-        ))?
+        syscall!(getsockname(fd.as_raw_fd(), (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len))?
     };
     from_sockaddr(&storage)
 }
@@ -115,11 +91,7 @@ pub fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: storage and len are valid and writable; len holds the storage's size.
     unsafe {
-        syscall!(getpeername(
-            fd.as_raw_fd(),
-            (&mut storage as *mut libc::sockaddr_storage).cast(),
-            &mut len
-        ))?
+        syscall!(getpeername(fd.as_raw_fd(), (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len))?
     };
     from_sockaddr(&storage)
 }
@@ -140,13 +112,7 @@ pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usi
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
     // SAFETY: msg points at `msg_iovlen` valid iovecs that live for the call; the kernel only reads them.
-    let n = unsafe {
-        syscall!(sendmsg(
-            fd.as_raw_fd(),
-            &msg,
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT
-        ))?
-    };
+    let n = unsafe { syscall!(sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT))? };
     Ok(n as usize)
 }
 
@@ -173,12 +139,7 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-fn set_int(
-    fd: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
+fn set_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: passes a valid c_int and its exact size.
     unsafe {
         syscall!(setsockopt(
@@ -200,9 +161,7 @@ fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
@@ -214,9 +173,7 @@ fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in6.
@@ -234,10 +191,7 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
             let sin: libc::sockaddr_in =
                 unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Ok(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
+            Ok(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
@@ -251,9 +205,6 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
                 sin6.sin6_scope_id,
             )))
         }
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "unexpected address family",
-        )),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected address family")),
     }
 }

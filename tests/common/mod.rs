@@ -54,11 +54,7 @@ pub fn fixture_root(name: &str) -> Root {
     fs::write(path.join("docs/deep/page.txt"), "deep\n").unwrap();
     fs::write(path.join("assets/app-Ab12Cd34.js"), APP_JS).unwrap();
     fs::write(path.join("assets/style-Zz9.css"), "body{}\n").unwrap();
-    fs::write(
-        path.join("assets/logo.svg"),
-        "<svg xmlns='http://www.w3.org/2000/svg'/>\n",
-    )
-    .unwrap();
+    fs::write(path.join("assets/logo.svg"), "<svg xmlns='http://www.w3.org/2000/svg'/>\n").unwrap();
     fs::write(path.join("a b.txt"), "space\n").unwrap();
     fs::write(path.join("data.bin"), [0u8, 1, 2, 3]).unwrap();
     fs::write(path.join(".secret"), SECRET).unwrap();
@@ -86,10 +82,7 @@ impl Server {
         if !args.iter().any(|a| a.starts_with("--admin-listen")) {
             cmd.args(["--admin-listen", "127.0.0.1:0"]);
         }
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         adjust(&mut cmd);
         let mut child = cmd.spawn().expect("spawn atomserve");
         let stderr = child.stderr.take().unwrap();
@@ -115,22 +108,13 @@ impl Server {
         }
         let text = log.lock().unwrap().clone();
         let find = |marker: &str| {
-            text.lines()
-                .find_map(|l| l.split_once(marker))
-                .map(|(_, rest)| {
-                    rest.trim_end_matches("/healthz")
-                        .parse::<SocketAddr>()
-                        .expect("address in banner")
-                })
+            text.lines().find_map(|l| l.split_once(marker)).map(|(_, rest)| {
+                rest.trim_end_matches("/healthz").parse::<SocketAddr>().expect("address in banner")
+            })
         };
         let addr = find("listening on http://").expect("listening line");
         let admin = find("admin on http://");
-        Server {
-            child,
-            addr,
-            admin,
-            log,
-        }
+        Server { child, addr, admin, log }
     }
 
     pub fn pid(&self) -> i32 {
@@ -144,11 +128,7 @@ impl Server {
     /// Sends one request and reads one response on a fresh connection.
     pub fn get(&self, path: &str) -> Response {
         let mut s = self.connect();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
         read_response(&mut s, false).expect("a response")
     }
 
@@ -162,9 +142,7 @@ impl Server {
 
     /// Open file descriptors of the server process.
     pub fn open_fds(&self) -> usize {
-        fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
     }
 
     /// Waits until the fd count drops to `want` (connections close asynchronously).
@@ -228,16 +206,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn count(&self, name: &str) -> usize {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .count()
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count()
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -252,25 +224,16 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Response> 
     while !head.ends_with(b"\r\n\r\n") {
         match s.read(&mut byte) {
             Ok(0) if head.is_empty() => return None,
-            Ok(0) => panic!(
-                "connection closed mid-head: {:?}",
-                String::from_utf8_lossy(&head)
-            ),
+            Ok(0) => panic!("connection closed mid-head: {:?}", String::from_utf8_lossy(&head)),
             Ok(_) => head.push(byte[0]),
-            Err(e) => panic!(
-                "reading head: {e} after {:?}",
-                String::from_utf8_lossy(&head)
-            ),
+            Err(e) => panic!("reading head: {e} after {:?}", String::from_utf8_lossy(&head)),
         }
         assert!(head.len() < 64 * 1024, "response head too large");
     }
     let text = String::from_utf8(head).expect("ASCII head");
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap();
-    assert!(
-        status_line.starts_with("HTTP/1.1 "),
-        "status line {status_line:?}"
-    );
+    assert!(status_line.starts_with("HTTP/1.1 "), "status line {status_line:?}");
     let status: u16 = status_line[9..12].parse().unwrap();
     let headers: Vec<(String, String)> = lines
         .filter(|l| !l.is_empty())
@@ -286,11 +249,7 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Response> 
         .unwrap_or(0);
     let mut body = vec![0u8; if head_request { 0 } else { len }];
     s.read_exact(&mut body).expect("body");
-    Some(Response {
-        status,
-        headers,
-        body,
-    })
+    Some(Response { status, headers, body })
 }
 
 /// Whether the server closed the connection: a read returns end of stream (or a reset).
@@ -302,8 +261,7 @@ pub fn is_closed(s: &mut TcpStream) -> bool {
             Ok(0) => return true,
             Ok(_) => continue, // leftover bytes; keep reading
             Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
             {
                 return false
             }
@@ -314,10 +272,7 @@ pub fn is_closed(s: &mut TcpStream) -> bool {
 
 /// Raises this test process's open-file limit to its hard limit.
 pub fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: valid pointer to an rlimit.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     lim.rlim_cur = lim.rlim_max;
