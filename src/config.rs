@@ -14,7 +14,7 @@ use crate::http::request::Limits;
 /// lock-free atomics. It loads the whole document root into memory at start-up and serves it
 /// from there; SIGHUP reloads it, SIGTERM/SIGINT drain and exit.
 #[derive(Parser, Debug, Clone)]
-#[command(version, about, long_about = None, max_term_width = 100)]
+#[command(version, about, long_about = None, max_term_width = 100, after_help = AFTER_HELP)]
 pub struct Config {
     /// Directory to serve (loaded into memory at start-up).
     #[arg(long, env = "ATOMSERVE_ROOT", default_value = "frontend/dist")]
@@ -80,6 +80,16 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_NO_SPA_FALLBACK")]
     pub no_spa_fallback: bool,
 }
+
+const AFTER_HELP: &str = "\
+Signals:
+  SIGTERM, SIGINT  stop accepting, finish in-flight responses, exit 0 (a second signal: exit now)
+  SIGHUP           reload the document root (not implemented yet: logged and ignored)
+
+Examples:
+  atomserve --root dist
+  atomserve --root dist --listen 0.0.0.0:8080 --listen [::]:8080 --workers 4
+  ATOMSERVE_ROOT=dist ATOMSERVE_ADMIN_LISTEN=none atomserve";
 
 /// The admin listener's address, or none.
 #[derive(Clone, Copy, Debug)]
