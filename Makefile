@@ -15,7 +15,7 @@ export DENO_NO_UPDATE_CHECK := 1
 export DENO_NO_PROMPT := 1
 export CARGO_TERM_COLOR := never
 
-.PHONY: run test release frontend unit e2e h11 loom bench deps-node deps-test clean
+.PHONY: run test release frontend h11 loom loom-mutants bench bench-load deps-node deps-test clean
 
 ## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
 run: frontend release
@@ -62,8 +62,16 @@ loom:
 	RUSTFLAGS="--cfg atomserve_loom" LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) \
 	  $(CARGO) test --release -p loom-tests --target-dir target/loom
 
+## Weakens each atomic ordering in src/ in turn and reports which ones a loom model catches.
+loom-mutants:
+	python3 loom-tests/mutants.py
+
 bench:
-	$(CARGO) bench --bench hot_path
+	$(CARGO) bench
+
+## atomserve vs nginx with wrk, interleaved rounds (see docs/benchmarks.md).
+bench-load: release
+	benches/load/wrk-vs-nginx.sh
 
 clean:
 	$(CARGO) clean

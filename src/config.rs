@@ -76,6 +76,14 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Most bytes of file content held in memory (e.g. 256M, 1G); a larger root fails to load.
+    #[arg(long, env = "ATOMSERVE_CACHE_BUDGET", default_value = "256M", value_parser = parse_size)]
+    pub cache_budget: u64,
+
+    /// Reload automatically when files under the root change (inotify, debounced 100 ms).
+    #[arg(long, env = "ATOMSERVE_WATCH")]
+    pub watch: bool,
+
     /// Answer unknown extension-less paths with 404 instead of /index.html.
     #[arg(long, env = "ATOMSERVE_NO_SPA_FALLBACK")]
     pub no_spa_fallback: bool,
@@ -84,7 +92,7 @@ pub struct Config {
 const AFTER_HELP: &str = "\
 Signals:
   SIGTERM, SIGINT  stop accepting, finish in-flight responses, exit 0 (a second signal: exit now)
-  SIGHUP           reload the document root (not implemented yet: logged and ignored)
+  SIGHUP           reload the document root into a new snapshot, swapped in atomically
 
 Examples:
   atomserve --root dist
@@ -103,6 +111,21 @@ fn parse_admin(s: &str) -> Result<AdminListen, String> {
         return Ok(AdminListen::Off);
     }
     s.parse().map(AdminListen::On).map_err(|e| format!("{e} (expected host:port or `none`)"))
+}
+
+/// `4096`, `64K`, `256M`, `1G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size like 256M"))?;
+    let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return Err(format!("`{s}`: unknown unit (use K, M or G)")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// `10s`, `500ms`, `2m`, or a plain number of seconds.
@@ -155,6 +178,17 @@ mod tests {
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("12T").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999G").is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::http::path;
 use crate::http::request::{self, Limits, Method, Parsed, Request};
 use crate::http::response::{self, Extra, Persistence, Status};
 use crate::out_queue::{Flush, OutQueue};
+use crate::stats::WorkerStats;
 use crate::sys::{socket, EAGAIN, EINTR};
 
 /// Which listener a connection came from.
@@ -80,6 +81,8 @@ pub struct Ctx<'w> {
     pub now_ms: u64,
     /// The server is shutting down: finish what is in flight, take nothing new.
     pub draining: bool,
+    /// This worker's counters.
+    pub stats: &'w WorkerStats,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,8 +196,18 @@ impl Conn {
     }
 
     /// Runs the state machine until it needs the kernel to report readiness again, or until its
-    /// work budget is spent (then [`Keep::Again`]).
+    /// work budget is spent (then [`Keep::Again`]). Output still pending afterwards is made
+    /// independent of the current snapshot (see `OutQueue::hold`), because the worker may pass a
+    /// quiescent point before it is sent.
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Keep {
+        let keep = self.turn(ctx);
+        if keep != Keep::No && !self.out.is_empty() {
+            self.out.hold();
+        }
+        keep
+    }
+
+    fn turn(&mut self, ctx: &mut Ctx<'_>) -> Keep {
         for _ in 0..TURN_BUDGET {
             if !self.out.is_empty() {
                 if !self.writable {
@@ -357,6 +370,7 @@ impl Conn {
                     // A body to discard keeps the request's timer running from now, once.
                     self.head_started_ms = (req.body_len > 0).then_some(ctx.now_ms);
                     self.requests = self.requests.saturating_add(1);
+                    ctx.stats.requests.incr();
                     self.respond(&req, ctx);
                 }
                 Parsed::Invalid(status) => {
@@ -416,13 +430,14 @@ impl Conn {
         }
         match ctx.snapshot.resolve(ctx.key, normalized.dir, ctx.key2) {
             Lookup::File(entry) => {
-                // SAFETY: the entry lives in `ctx.snapshot`, which the worker keeps alive until
-                // every connection that may hold its bytes is gone (see Worker::snapshot).
+                // SAFETY: the entry lives in `ctx.snapshot`, which stays alive until the worker's
+                // next quiescent point; `drive` calls `hold` before returning if output is pending.
                 unsafe { self.out.push_shared(&entry.head) };
                 self.out.push_own(|buf| response::write_tail(buf, date, persistence));
                 if !head_only {
                     // SAFETY: as above.
                     unsafe { self.out.push_shared(&entry.body) };
+                    ctx.stats.response_bytes.add(entry.body.len() as u64);
                 }
             }
             Lookup::AddSlash => {

@@ -165,10 +165,13 @@ impl<T, W: Wake> Handoff<T, W> {
     /// Asks every worker to stop: sets the flag and rings every bell, idle or not, so that no
     /// worker sleeps through it (a bell rung before its owner sleeps still wakes it).
     pub fn stop(&self) {
-        // Relaxed: the flag publishes no data; each worker reads it after its bell rang, and the
-        // bell (eventfd write → read, a mutex in loom) orders the two; loom-tests/tests/handoff.rs
-        // (shutdown_*).
-        self.stopping.store(true, Ordering::Relaxed);
+        // Release: a worker that sees the flag (Acquire) also sees every push made before it, so
+        // "stopped and the queue looks empty" really means nothing is left to serve. With both
+        // sides Relaxed loom finds an awake worker exiting with a connection still queued
+        // (loom-tests/tests/shutdown.rs, every_item_pushed_before_stop_is_served*). Weakening
+        // only this store is not caught by loom (see docs/concurrency.md); the C++ model needs a
+        // release store for the Acquire load to synchronise with.
+        self.stopping.store(true, Ordering::Release);
         for bell in self.bells.iter() {
             bell.wake();
         }
@@ -176,7 +179,7 @@ impl<T, W: Wake> Handoff<T, W> {
 
     /// Whether [`Handoff::stop`] was called.
     pub fn is_stopping(&self) -> bool {
-        // Relaxed: see `stop`.
-        self.stopping.load(Ordering::Relaxed)
+        // Acquire: pairs with the Release store in `stop` (see there).
+        self.stopping.load(Ordering::Acquire)
     }
 }

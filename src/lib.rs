@@ -18,15 +18,15 @@
 //!
 //! See `docs/architecture.md` for the map and the invariants.
 
+pub mod cache;
 pub mod handoff;
+pub mod stats;
 pub mod sync;
 
 #[cfg(not(atomserve_loom))]
 pub mod acceptor;
 #[cfg(not(atomserve_loom))]
 pub mod admin;
-#[cfg(not(atomserve_loom))]
-pub mod cache;
 #[cfg(not(atomserve_loom))]
 pub mod config;
 #[cfg(not(atomserve_loom))]

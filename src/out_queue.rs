@@ -4,20 +4,28 @@
 //! memory. Only the few dozen bytes that change per response (the tail: `Date`, `Connection`)
 //! and generated responses live in the connection's own buffer. A partial send keeps its place
 //! and resumes where the kernel stopped.
+//!
+//! A borrowed chunk is only valid until the worker's next quiescent point (see
+//! `cache::swap`): after that, a reload may free the snapshot it points into. So when output is
+//! still pending at the end of a worker's turn, [`OutQueue::hold`] turns borrowed chunks into
+//! held ones by cloning their `Arc<[u8]>` — a reference count taken only on partial writes.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 
 use crate::sys::socket;
 
 /// The most buffers one `sendmsg` takes; more wait for the next call. (Linux allows 1024.)
 const MAX_IOV: usize = 64;
 
-#[derive(Clone, Copy)]
 enum Chunk {
-    /// Bytes owned by a snapshot that outlives this connection's pending output.
-    Shared { ptr: *const u8, len: usize },
+    /// An `Arc<[u8]>` inside the snapshot the worker is reading this turn, borrowed without
+    /// touching its count; valid until the worker's next quiescent point.
+    Borrowed(*const Arc<[u8]>),
+    /// The same bytes, kept alive by this queue's own reference.
+    Held(Arc<[u8]>),
     /// `own[start..start + len]`.
     Own { start: usize, len: usize },
 }
@@ -57,15 +65,27 @@ impl OutQueue {
         self.chunks.len()
     }
 
-    /// Queues bytes that live in a snapshot.
+    /// Queues bytes that live in a snapshot, without cloning the `Arc`.
     ///
     /// # Safety
-    /// `bytes` must stay valid and unchanged until this queue has sent them or is dropped. The
-    /// worker guarantees it by keeping the snapshot alive while any of its connections hold output.
-    pub unsafe fn push_shared(&mut self, bytes: &[u8]) {
+    /// `bytes` must stay alive until [`OutQueue::hold`] is called or the queue is emptied or
+    /// dropped. The worker guarantees it: snapshots are freed only after its quiescent point, and it
+    /// calls `hold` on every connection with pending output before reaching one.
+    pub unsafe fn push_shared(&mut self, bytes: &Arc<[u8]>) {
         if !bytes.is_empty() {
             self.pending += bytes.len();
-            self.chunks.push_back(Chunk::Shared { ptr: bytes.as_ptr(), len: bytes.len() });
+            self.chunks.push_back(Chunk::Borrowed(bytes));
+        }
+    }
+
+    /// Takes a reference on every borrowed chunk, so the queue no longer depends on the snapshot
+    /// it was filled from. Called only when output stays pending after a turn (a partial write).
+    pub fn hold(&mut self) {
+        for chunk in self.chunks.iter_mut() {
+            if let Chunk::Borrowed(arc) = *chunk {
+                // SAFETY: a borrowed chunk is valid until this call (push_shared's contract).
+                *chunk = Chunk::Held(unsafe { Arc::clone(&*arc) });
+            }
         }
     }
 
@@ -95,7 +115,7 @@ impl OutQueue {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
             for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
-                let bytes = self.bytes(*chunk);
+                let bytes = self.bytes(chunk);
                 iov[i] = IoSlice::new(if i == 0 { &bytes[self.sent..] } else { bytes });
                 n += 1;
             }
@@ -133,11 +153,12 @@ impl OutQueue {
         }
     }
 
-    fn bytes(&self, chunk: Chunk) -> &[u8] {
+    fn bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
         match chunk {
-            // SAFETY: push_shared's contract keeps the pointed-to bytes valid while queued.
-            Chunk::Shared { ptr, len } => unsafe { std::slice::from_raw_parts(ptr, len) },
-            Chunk::Own { start, len } => &self.own[start..start + len],
+            // SAFETY: push_shared's contract keeps a borrowed Arc alive while it is queued.
+            Chunk::Borrowed(arc) => unsafe { &***arc },
+            Chunk::Held(bytes) => bytes,
+            Chunk::Own { start, len } => &self.own[*start..*start + *len],
         }
     }
 
@@ -147,9 +168,7 @@ impl OutQueue {
             let Some(front) = self.chunks.front() else {
                 break;
             };
-            let len = match *front {
-                Chunk::Shared { len, .. } | Chunk::Own { len, .. } => len,
-            };
+            let len = self.bytes(front).len();
             let left = len - self.sent;
             if n < left {
                 self.sent += n;
@@ -165,6 +184,6 @@ impl OutQueue {
     }
 }
 
-// SAFETY: the raw pointers in `Chunk::Shared` point into an immutable snapshot that is itself
+// SAFETY: the raw pointers in `Chunk::Borrowed` point into an immutable snapshot that is itself
 // Send + Sync; a queue moves between threads only with its connection, inside its worker.
 unsafe impl Send for OutQueue {}

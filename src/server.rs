@@ -8,10 +8,13 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crate::acceptor::{Acceptor, Exit, Listener};
-use crate::cache::{self, LoadError, LoadOptions};
+use crate::cache::reload::{self, Trigger};
+use crate::cache::watch;
+use crate::cache::{self, LoadError, LoadOptions, SnapshotCell};
 use crate::config::{AdminListen, Config};
 use crate::conn::Role;
 use crate::handoff::Handoff;
+use crate::stats::Stats;
 use crate::sync::{thread, Arc};
 use crate::sys::eventfd::EventFd;
 use crate::sys::poll::{self, PollFd};
@@ -49,9 +52,14 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let nofile = limits::raise_nofile_limit().map_err(os("getrlimit"))?;
 
     let started = Instant::now();
-    let opts = LoadOptions { root: config.root.clone(), spa_fallback: !config.no_spa_fallback };
-    let snapshot = Arc::new(cache::load(&opts).map_err(StartError::Load)?);
+    let opts = LoadOptions {
+        root: config.root.clone(),
+        spa_fallback: !config.no_spa_fallback,
+        budget: config.cache_budget,
+    };
+    let snapshot = cache::load(&opts).map_err(StartError::Load)?;
     let load_time = started.elapsed();
+    let (files, bytes) = (snapshot.files(), snapshot.bytes());
 
     let listen_opts = ListenOptions { backlog: config.backlog, defer_accept_secs: 1, reuse_port: false };
     let mut listeners = Vec::new();
@@ -80,6 +88,13 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let bells =
         (0..workers).map(|_| EventFd::new()).collect::<io::Result<Vec<_>>>().map_err(os("eventfd"))?;
     let handoff = Arc::new(Handoff::new(config.queue_capacity as usize, bells));
+    let cache = Arc::new(SnapshotCell::new(snapshot, workers));
+    let stats = Arc::new(Stats::new(workers));
+    let reload = reload::spawn(cache.clone(), opts.clone(), stats.clone())
+        .map_err(os("spawning the reload thread"))?;
+    if config.watch {
+        watch::spawn(opts.root.clone(), reload.clone()).map_err(os("--watch (inotify)"))?;
+    }
     let signals = EventFd::new().map_err(os("eventfd"))?;
     signal::install(&signals).map_err(os("sigaction"))?;
 
@@ -89,7 +104,8 @@ pub fn run(config: &Config) -> Result<(), StartError> {
             id,
             cpu,
             handoff: handoff.clone(),
-            snapshot: snapshot.clone(),
+            cache: cache.clone(),
+            stats: stats.clone(),
             limits: config.limits(),
             timeouts: config.timeouts(),
             grace: config.shutdown_grace,
@@ -109,8 +125,8 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         "atomserve {}: serving {} ({} files, {} bytes, loaded in {} ms)",
         env!("CARGO_PKG_VERSION"),
         config.root.display(),
-        snapshot.files(),
-        snapshot.bytes(),
+        files,
+        bytes,
         load_time.as_millis()
     );
     for addr in &public {
@@ -127,9 +143,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     eprintln!("atomserve: {workers} workers, {pinning}; open-file limit {nofile}");
 
     let mut acceptor = Acceptor::new(listeners, signals, handoff.clone());
-    let exit = acceptor
-        .run(|| eprintln!("atomserve: SIGHUP received; live reload is not implemented yet, keeping the current snapshot"))
-        .map_err(os("poll"))?;
+    let exit = acceptor.run(|| reload.request(Trigger::Signal)).map_err(os("poll"))?;
     debug_assert_eq!(exit, Exit::Terminate);
 
     // Drain: stop accepting (closing the listeners), tell the workers, wait for them.

@@ -1,10 +1,11 @@
 //! A worker: one thread pinned to one CPU, owning its connections for their whole life and
 //! multiplexing them with its own epoll instance.
 //!
-//! The loop: take new connections from the hand-off queue, wait in `epoll_wait` (announcing
-//! itself idle first, see [`crate::handoff`]), drive every connection epoll reports, and once a
-//! second expire the connections whose timer ran out. No locks, no allocation per request, no
-//! syscall that is not a read, a write or the wait itself.
+//! The loop: wait in `epoll_wait` (announcing itself idle first, see [`crate::handoff`], and
+//! going offline for snapshot reclamation, see [`crate::cache::swap`]); then, on the snapshot
+//! current for this turn, drive every connection epoll reported, take new connections from the
+//! hand-off queue, and once a second expire the connections whose timer ran out. No locks, no
+//! allocation per request, no syscall that is not a read, a write or the wait itself.
 //!
 //! Shutdown: when the hand-off says stop, the worker *drains* — idle keep-alive connections are
 //! closed at once, responses in flight finish (with `Connection: close`), connections still
@@ -14,11 +15,12 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use crate::cache::Snapshot;
+use crate::cache::{Snapshot, SnapshotCell};
 use crate::conn::{Accepted, Conn, Ctx, Keep, Timeouts};
 use crate::handoff::{Handoff, Wake};
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
+use crate::stats::Stats;
 use crate::sync::Arc;
 use crate::sys::affinity;
 use crate::sys::epoll::{self, Epoll, Events};
@@ -33,7 +35,10 @@ pub struct WorkerSetup {
     /// The CPU to pin to (`None`: no pinning).
     pub cpu: Option<usize>,
     pub handoff: Arc<FdHandoff>,
-    pub snapshot: Arc<Snapshot>,
+    /// The live snapshot; this worker reads it through `reader(id)`.
+    pub cache: Arc<SnapshotCell<Snapshot>>,
+    /// Counters; this worker writes `stats.workers[id]` only.
+    pub stats: Arc<Stats>,
     pub limits: Limits,
     pub timeouts: Timeouts,
     /// How long to let in-flight work finish after a stop.
@@ -71,6 +76,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let epoll = Epoll::new()?;
     epoll.add(bell.as_fd(), epoll::READ, BELL)?;
 
+    let mut reader = setup.cache.reader(setup.id);
     let clock = Instant::now();
     let now_ms = || clock.elapsed().as_millis() as u64;
     let mut events = Events::with_capacity(256);
@@ -82,12 +88,39 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     // Connections that stopped at their work budget with input left (see `Keep::Again`).
     let mut ready: Vec<u64> = Vec::new();
     let mut next_sweep = now_ms() + SWEEP_MS;
+    reader.online();
 
     loop {
+        // Wait. A worker that may sleep goes offline first: asleep it holds no snapshot, so it
+        // never holds reclamation back; awake again it announces itself before reading one.
+        let now = now_ms();
+        let timeout = match (conns.is_empty(), drain_deadline) {
+            _ if !ready.is_empty() => Some(Duration::ZERO),
+            (true, None) => None,
+            (_, Some(deadline)) => Some(Duration::from_millis(next_sweep.min(deadline).saturating_sub(now))),
+            (false, None) => Some(Duration::from_millis(next_sweep.saturating_sub(now))),
+        };
+        let may_sleep = timeout != Some(Duration::ZERO) && handoff.prepare_sleep(setup.id);
+        if may_sleep {
+            reader.offline();
+        }
+        let n = epoll.wait(&mut events, if may_sleep { timeout } else { Some(Duration::ZERO) });
+        if may_sleep {
+            handoff.woke(setup.id);
+            reader.online();
+        } else {
+            // A quiescent point: no connection holds a borrowed chunk (drive() holds pending
+            // output before returning), and the last turn's snapshot guard is gone.
+            reader.quiescent();
+        }
+        n?;
+
+        // Work, on the snapshot that is current for this turn.
+        let snapshot = reader.current();
         let now = now_ms();
         date.refresh();
         let mut ctx = Ctx {
-            snapshot: &setup.snapshot,
+            snapshot: &snapshot,
             scratch: &mut scratch,
             key: &mut key,
             key2: &mut key2,
@@ -96,48 +129,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             timeouts: &setup.timeouts,
             now_ms: now,
             draining: drain_deadline.is_some(),
+            stats: &setup.stats.workers[setup.id],
         };
-
-        if drain_deadline.is_none() && handoff.is_stopping() {
-            drain_deadline = Some(now + setup.grace.as_millis() as u64);
-            ctx.draining = true;
-            conns.retain(|token, conn| keep(conn.drive(&mut ctx), token, &mut ready));
-        }
-        for _ in 0..ADOPT_BATCH {
-            let Some(accepted) = handoff.pop() else { break };
-            let mut conn = Conn::new(accepted, now, &setup.timeouts);
-            let token = conns.vacant_token();
-            if epoll.add(conn.fd(), epoll::CONNECTION, token).is_err() {
-                continue; // dropping the connection closes it
-            }
-            if keep(conn.drive(&mut ctx), token, &mut ready) {
-                conns.insert(conn);
-            }
-        }
-        if let Some(deadline) = drain_deadline {
-            if conns.is_empty() && handoff.queued() == 0 {
-                return Ok(());
-            }
-            if now >= deadline {
-                return Ok(()); // grace is over: dropping `conns` closes whatever is left
-            }
-        }
-
-        let timeout = match (conns.is_empty(), drain_deadline) {
-            (true, None) => None,
-            (_, Some(deadline)) => Some(Duration::from_millis(next_sweep.min(deadline).saturating_sub(now))),
-            (false, None) => Some(Duration::from_millis(next_sweep.saturating_sub(now))),
-        };
-        let timeout = if ready.is_empty() { timeout } else { Some(Duration::ZERO) };
-        let may_sleep = timeout != Some(Duration::ZERO) && handoff.prepare_sleep(setup.id);
-        let n = epoll.wait(&mut events, if may_sleep { timeout } else { Some(Duration::ZERO) });
-        if may_sleep {
-            handoff.woke(setup.id);
-        }
-        n?;
-
-        let now = now_ms();
-        ctx.now_ms = now;
         for event in events.iter() {
             if event.token() == BELL {
                 bell.drain();
@@ -157,9 +150,34 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 }
             }
         }
+        if drain_deadline.is_none() && handoff.is_stopping() {
+            drain_deadline = Some(now + setup.grace.as_millis() as u64);
+            ctx.draining = true;
+            conns.retain(|token, conn| keep(conn.drive(&mut ctx), token, &mut ready));
+        }
+        for _ in 0..ADOPT_BATCH {
+            let Some(accepted) = handoff.pop() else { break };
+            ctx.stats.connections_accepted.incr();
+            let mut conn = Conn::new(accepted, now, &setup.timeouts);
+            let token = conns.vacant_token();
+            if epoll.add(conn.fd(), epoll::CONNECTION, token).is_err() {
+                continue; // dropping the connection closes it
+            }
+            if keep(conn.drive(&mut ctx), token, &mut ready) {
+                conns.insert(conn);
+            }
+        }
         if now >= next_sweep {
             next_sweep = now + SWEEP_MS;
             conns.retain(|_, conn| conn.deadline_ms() > now || conn.on_timeout(&mut ctx) != Keep::No);
+        }
+        if let Some(deadline) = drain_deadline {
+            if conns.is_empty() && handoff.queued() == 0 {
+                return Ok(());
+            }
+            if now >= deadline {
+                return Ok(()); // grace is over: dropping `conns` closes whatever is left
+            }
         }
     }
 }

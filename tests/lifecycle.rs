@@ -92,16 +92,6 @@ fn second_signal_stops_at_once() {
 }
 
 #[test]
-fn sighup_keeps_serving() {
-    let root = fixture_root("hup");
-    let s = Server::start(&root.path, &[]);
-    s.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(s.get("/").text(), INDEX);
-    assert!(s.log().contains("SIGHUP"), "{}", s.log());
-}
-
-#[test]
 fn no_descriptor_is_left_open_after_clients_leave() {
     let root = fixture_root("fds");
     let s = Server::start(&root.path, &["--workers", "2"]);

@@ -23,6 +23,8 @@ use crate::http::{mime, response};
 pub struct LoadOptions {
     pub root: PathBuf,
     pub spa_fallback: bool,
+    /// The most body bytes a snapshot may hold; a larger root fails to load.
+    pub budget: u64,
 }
 
 /// A load that failed, with the path it failed on.
@@ -49,8 +51,12 @@ pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
             error: io::Error::new(io::ErrorKind::InvalidInput, "not a directory"),
         });
     }
-    let mut walk =
-        Walk { root: root.clone(), snapshot: Snapshot::new(opts.spa_fallback), visited: HashSet::new() };
+    let mut walk = Walk {
+        root: root.clone(),
+        budget: opts.budget,
+        snapshot: Snapshot::new(opts.spa_fallback),
+        visited: HashSet::new(),
+    };
     walk.visited.insert(root.clone());
     walk.dir(&root, &mut b"".to_vec())?;
     Ok(walk.snapshot)
@@ -58,6 +64,7 @@ pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
 
 struct Walk {
     root: PathBuf,
+    budget: u64,
     snapshot: Snapshot,
     /// Canonical directories already walked, to cut cycles made with symbolic links.
     visited: HashSet<PathBuf>,
@@ -101,11 +108,14 @@ impl Walk {
             if meta.is_dir() {
                 self.dir(&path, key)?;
             } else if meta.is_file() {
+                if self.snapshot.bytes() + meta.len() > self.budget {
+                    let why = format!("the root holds more than --cache-budget ({} bytes)", self.budget);
+                    return Err(LoadError { path, error: io::Error::new(io::ErrorKind::OutOfMemory, why) });
+                }
                 let body = fs::read(&path).map_err(at(&path))?;
                 let content_type = mime::for_path(key);
-                let head = response::render_file_head(content_type, body.len()).into_boxed_slice();
-                self.snapshot
-                    .insert(key.clone(), Entry { head, body: body.into_boxed_slice(), content_type });
+                let head = response::render_file_head(content_type, body.len()).into();
+                self.snapshot.insert(key.clone(), Entry { head, body: body.into(), content_type });
             }
             key.truncate(len);
         }

@@ -6,15 +6,18 @@
 //! snapshot and swaps it in whole; readers never see a half-built one.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::http::path;
 
-/// One cached file.
+/// One cached file. Its byte buffers are reference-counted so that a response still being sent
+/// when a reload retires this snapshot can keep them alive (`OutQueue::hold`); the common path
+/// borrows them without touching the count.
 pub struct Entry {
     /// Status line and fixed fields of the `200 OK`, up to (not including) the per-response tail.
-    pub head: Box<[u8]>,
+    pub head: Arc<[u8]>,
     /// The file's bytes.
-    pub body: Box<[u8]>,
+    pub body: Arc<[u8]>,
     /// `Content-Type` value.
     pub content_type: &'static str,
 }

@@ -13,10 +13,10 @@
 //! exist for: with it, removing those fences still passes every model.
 
 #[cfg(not(atomserve_loom))]
-pub use std::sync::Arc;
+pub use std::sync::{Arc, Mutex, MutexGuard};
 
 #[cfg(atomserve_loom)]
-pub use loom::sync::Arc;
+pub use loom::sync::{Arc, Mutex, MutexGuard};
 
 /// Atomics: std's, or loom's under the loom cfg.
 pub mod atomic {

@@ -10,6 +10,7 @@
 //! | [`poll`] | poll |
 //! | [`epoll`] | epoll_create1, epoll_ctl, epoll_wait |
 //! | [`eventfd`] | eventfd, read, write |
+//! | [`inotify`] | inotify_init1, inotify_add_watch, read |
 //! | [`signal`] | sigaction |
 //! | [`affinity`] | sched_getaffinity, sched_setaffinity |
 //! | [`limits`] | getrlimit, setrlimit |
@@ -31,6 +32,7 @@ macro_rules! syscall {
 pub mod affinity;
 pub mod epoll;
 pub mod eventfd;
+pub mod inotify;
 pub mod limits;
 pub mod poll;
 pub mod signal;

@@ -1,0 +1,95 @@
+//! loom models of shutdown through the hand-off (`src/handoff.rs` `stop`), on the real
+//! `Handoff`: after the stop flag, every item ever pushed is taken by a worker (a worker exits
+//! only once stopped *and* the queue is empty, as `src/worker.rs` does), and no worker sleeps
+//! forever (loom reports a deadlock if one does).
+#![cfg(atomserve_loom)]
+
+use atomserve::handoff::{Handoff, Wake};
+use loom::sync::{Arc, Condvar, Mutex};
+use loom::thread;
+
+struct Bell {
+    rung: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Bell {
+    fn new() -> Self {
+        Bell { rung: Mutex::new(false), cv: Condvar::new() }
+    }
+    fn sleep(&self) {
+        let mut rung = self.rung.lock().unwrap();
+        while !*rung {
+            rung = self.cv.wait(rung).unwrap();
+        }
+        *rung = false;
+    }
+}
+
+impl Wake for Bell {
+    fn wake(&self) {
+        *self.rung.lock().unwrap() = true;
+        self.cv.notify_one();
+    }
+}
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
+
+fn worker(h: &Handoff<usize, Bell>, id: usize, taken: &Mutex<Vec<usize>>) {
+    loop {
+        while let Some(item) = h.pop() {
+            taken.lock().unwrap().push(item);
+        }
+        if h.is_stopping() && h.queued() == 0 {
+            return;
+        }
+        if h.prepare_sleep(id) {
+            h.bell(id).sleep();
+            h.woke(id);
+        } else {
+            thread::yield_now();
+        }
+    }
+}
+
+fn run(workers: usize, items: usize) {
+    let h = Arc::new(Handoff::new(4, (0..workers).map(|_| Bell::new()).collect()));
+    let taken = Arc::new(Mutex::new(Vec::new()));
+    let handles: Vec<_> = (0..workers)
+        .map(|id| {
+            let (h, taken) = (h.clone(), taken.clone());
+            thread::spawn(move || worker(&h, id, &taken))
+        })
+        .collect();
+    for item in 0..items {
+        assert!(h.push(item, item).is_ok());
+    }
+    h.stop();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let mut taken = taken.lock().unwrap().clone();
+    taken.sort_unstable();
+    assert_eq!(taken, (0..items).collect::<Vec<_>>(), "every pushed item served exactly once");
+}
+
+#[test]
+fn stop_wakes_every_sleeping_worker() {
+    model(|| run(2, 0));
+}
+
+#[test]
+fn every_item_pushed_before_stop_is_served() {
+    model(|| run(1, 2));
+}
+
+#[test]
+fn every_item_pushed_before_stop_is_served_two_workers() {
+    model(|| run(2, 1));
+}

@@ -1,0 +1,93 @@
+//! The reload thread: builds a new snapshot off the serving path and swaps it in.
+//!
+//! SIGHUP (via the acceptor) and the file watcher only *ask* for a reload, with a non-blocking
+//! send on a channel of capacity one: requests that arrive while one is pending collapse into it.
+//! The thread loads the root (never on a worker), publishes the result through the
+//! [`SnapshotCell`], then waits for every worker to pass a quiescent point so that the old
+//! snapshot is freed before the next reload starts — memory returns to one snapshot's worth.
+//! A load that fails (an unreadable file, a root over `--cache-budget`) keeps the old snapshot,
+//! logs why and counts it.
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use super::{load, LoadOptions, Snapshot, SnapshotCell};
+use crate::stats::Stats;
+use crate::sync::{thread, Arc};
+
+/// Why a reload was asked for (for the log line).
+#[derive(Clone, Copy, Debug)]
+pub enum Trigger {
+    Signal,
+    Watch,
+}
+
+/// Asks the reload thread for a reload.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    tx: SyncSender<Trigger>,
+}
+
+impl ReloadHandle {
+    /// Requests a reload; never blocks. A request while one is pending is merged into it.
+    pub fn request(&self, why: Trigger) {
+        match self.tx.try_send(why) {
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                eprintln!("atomserve: reload thread is gone; ignoring {why:?}")
+            }
+        }
+    }
+}
+
+/// Starts the reload thread. It ends when every [`ReloadHandle`] is dropped.
+pub fn spawn(
+    cache: Arc<SnapshotCell<Snapshot>>,
+    opts: LoadOptions,
+    stats: Arc<Stats>,
+) -> std::io::Result<ReloadHandle> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    thread::Builder::new().name("atomserve-reload".into()).spawn(move || run(&cache, &opts, &stats, rx))?;
+    Ok(ReloadHandle { tx })
+}
+
+fn run(cache: &SnapshotCell<Snapshot>, opts: &LoadOptions, stats: &Stats, rx: Receiver<Trigger>) {
+    while let Ok(why) = rx.recv() {
+        let started = Instant::now();
+        match load(opts) {
+            Ok(snapshot) => {
+                let (files, bytes) = (snapshot.files(), snapshot.bytes());
+                let generation = cache.publish(snapshot);
+                stats.reloads_ok.incr();
+                let freed = wait_for_reclamation(cache);
+                eprintln!(
+                    "atomserve: reloaded ({why:?}): {files} files, {bytes} bytes, generation {generation}, \
+                     in {} ms{}",
+                    started.elapsed().as_millis(),
+                    if freed { "" } else { " (old snapshot still held by a worker)" }
+                );
+            }
+            Err(e) => {
+                stats.reloads_failed.incr();
+                eprintln!(
+                    "atomserve: reload ({why:?}) failed, keeping generation {}: {e}",
+                    cache.generation()
+                );
+            }
+        }
+    }
+}
+
+/// Frees retired snapshots as soon as every worker has passed a quiescent point. Busy workers
+/// pass one every loop turn and sleeping ones are offline, so this takes microseconds to a few
+/// milliseconds; it gives up after 5 s (a later reload frees what is left).
+fn wait_for_reclamation(cache: &SnapshotCell<Snapshot>) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.reclaim() > 0 {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    true
+}
