@@ -15,16 +15,17 @@ export DENO_NO_UPDATE_CHECK := 1
 export DENO_NO_PROMPT := 1
 export CARGO_TERM_COLOR := never
 
-.PHONY: run test release frontend h11 loom loom-mutants bench bench-load deps-node deps-test clean
+.PHONY: run test release frontend h11 loom loom-mutants bench bench-load deps-node deps-test deps-prometheus clean
 
 ## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
 run: frontend release
 	./target/release/atomserve --root frontend/dist --listen 127.0.0.1:8080 $(ARGS)
 
 ## make test: every test — unit, end-to-end over loopback, the h11 conformance suite, loom models.
-test: frontend deps-test
+test: frontend deps-test deps-prometheus
 	$(CARGO) build --bins
-	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist $(CARGO) test --workspace --all-targets
+	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 \
+	  $(CARGO) test --workspace --all-targets
 	ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/h11
 	$(MAKE) loom
 
@@ -52,6 +53,11 @@ $(VENV)/.installed: tests/h11/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/h11/requirements.txt
 	touch $@
+
+## Prometheus's own promtool and server, from Debian, for the /metrics tests.
+deps-prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
 
 h11: deps-test
 	$(CARGO) build --bin atomserve

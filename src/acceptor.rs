@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::conn::{Accepted, Role};
 use crate::http::response;
+use crate::stats::Stats;
 use crate::sync::Arc;
 use crate::sys::eventfd::EventFd;
 use crate::sys::poll::{self, PollFd};
@@ -41,28 +42,26 @@ pub enum Exit {
     Terminate,
 }
 
-/// Counts the acceptor keeps (read at scrape time by the metrics issue).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AcceptStats {
-    pub accepted: u64,
-    pub queue_full: u64,
-    pub backoffs: u64,
-}
-
 /// The acceptor thread's state.
 pub struct Acceptor {
     pub listeners: Vec<Listener>,
     pub signals: EventFd,
     pub handoff: Arc<FdHandoff>,
-    pub stats: AcceptStats,
+    /// All counters; the acceptor writes `stats.acceptor` only.
+    pub stats: Arc<Stats>,
     /// Where the next idle-worker search starts (rotated for fairness).
     hint: usize,
     paused_until: Option<Instant>,
 }
 
 impl Acceptor {
-    pub fn new(listeners: Vec<Listener>, signals: EventFd, handoff: Arc<FdHandoff>) -> Self {
-        Acceptor { listeners, signals, handoff, stats: AcceptStats::default(), hint: 0, paused_until: None }
+    pub fn new(
+        listeners: Vec<Listener>,
+        signals: EventFd,
+        handoff: Arc<FdHandoff>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Acceptor { listeners, signals, handoff, stats, hint: 0, paused_until: None }
     }
 
     /// Accepts until a terminating signal; `on_reload` runs on SIGHUP.
@@ -109,21 +108,24 @@ impl Acceptor {
                     Some(EMFILE | ENFILE | ENOBUFS | ENOMEM) => {
                         // Out of fds or memory: stop polling the listeners for a moment rather
                         // than spin on a socket that stays readable; connections wait in the backlog.
-                        if self.stats.backoffs.is_power_of_two() || self.stats.backoffs == 0 {
+                        let backoffs = self.stats.acceptor.backoffs.get();
+                        if backoffs == 0 || backoffs.is_power_of_two() {
                             eprintln!("atomserve: accept: {e}; pausing accepts for {BACKOFF:?}");
                         }
-                        self.stats.backoffs += 1;
+                        self.stats.acceptor.backoffs.incr();
                         self.paused_until = Some(Instant::now() + BACKOFF);
                         return;
                     }
                     _ => return, // EAGAIN: the backlog is empty
                 },
             };
-            self.stats.accepted += 1;
+            if role == Role::Public {
+                self.stats.acceptor.accepted.incr();
+            }
             self.hint = self.hint.wrapping_add(1);
             if let Err(refused) = self.handoff.push(Accepted { fd, role }, self.hint) {
                 // Every worker is behind: say so plainly instead of letting the client hang.
-                self.stats.queue_full += 1;
+                self.stats.acceptor.queue_full.incr();
                 // Read what the client already sent (TCP_DEFER_ACCEPT makes that likely): closing
                 // with unread input makes the kernel send a reset, which can destroy the 503.
                 let mut sink = [0u8; 1024];

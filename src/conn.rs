@@ -16,14 +16,16 @@
 
 use std::mem::{self, MaybeUninit};
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
 
 use crate::cache::{Lookup, Snapshot};
 use crate::http::date::DateCache;
 use crate::http::path;
 use crate::http::request::{self, Limits, Method, Parsed, Request};
 use crate::http::response::{self, Extra, Persistence, Status};
+use crate::metrics::Sources;
 use crate::out_queue::{Flush, OutQueue};
-use crate::stats::WorkerStats;
+use crate::stats::{self, WorkerStats};
 use crate::sys::{socket, EAGAIN, EINTR};
 
 /// Which listener a connection came from.
@@ -83,6 +85,8 @@ pub struct Ctx<'w> {
     pub draining: bool,
     /// This worker's counters.
     pub stats: &'w WorkerStats,
+    /// What the admin endpoints read (all workers' counters, queue, cache).
+    pub sources: &'w Sources,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +140,10 @@ pub struct Conn {
     send_armed: bool,
     /// Requests answered so far; a connection that has not finished one is not idle.
     requests: u32,
+    /// When the read that brought in the requests now being answered happened.
+    batch_started: Option<Instant>,
+    /// Public requests answered since `batch_started` whose responses are not fully sent yet.
+    batch_requests: u32,
 }
 
 impl Conn {
@@ -155,7 +163,14 @@ impl Conn {
             head_started_ms: Some(now_ms),
             send_armed: false,
             requests: 0,
+            batch_started: None,
+            batch_requests: 0,
         }
+    }
+
+    /// Whether the connection came from the public listener (only those are counted).
+    pub fn is_public(&self) -> bool {
+        self.role == Role::Public
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -214,7 +229,10 @@ impl Conn {
                     return Keep::Yes;
                 }
                 match self.out.flush(self.fd.as_fd()) {
-                    Ok(Flush::Done) => self.send_armed = false,
+                    Ok(Flush::Done) => {
+                        self.send_armed = false;
+                        self.observe_batch(ctx);
+                    }
                     Ok(Flush::Blocked { progress }) => {
                         self.writable = false;
                         // The send timer runs from the last progress, and is armed afresh for
@@ -279,6 +297,7 @@ impl Conn {
                 Ok(n) => n,
                 Err(e) => return self.read_error(e),
             };
+            self.batch_started.get_or_insert_with(Instant::now);
             let scratch = mem::take(ctx.scratch);
             let used = self.process(&scratch[..n], ctx);
             if self.state == State::Open {
@@ -299,6 +318,7 @@ impl Conn {
                 }
             };
             inbuf.commit(n);
+            self.batch_started.get_or_insert_with(Instant::now);
             let used = self.process(inbuf.pending(), ctx);
             inbuf.consume(used);
             self.inbuf = inbuf;
@@ -370,7 +390,6 @@ impl Conn {
                     // A body to discard keeps the request's timer running from now, once.
                     self.head_started_ms = (req.body_len > 0).then_some(ctx.now_ms);
                     self.requests = self.requests.saturating_add(1);
-                    ctx.stats.requests.incr();
                     self.respond(&req, ctx);
                 }
                 Parsed::Invalid(status) => {
@@ -404,29 +423,26 @@ impl Conn {
         };
         let head_only = req.method == Method::Head;
         let date = ctx.date.text();
-        let generated = |out: &mut OutQueue, status: Status, extra: Extra<'_>| {
-            out.push_own(|buf| response::write_generated(buf, status, extra, date, persistence, head_only));
+        let generated = |this: &mut Self, ctx: &Ctx<'_>, status: Status, extra: Extra<'_>| {
+            let mut body = 0;
+            this.out.push_own(|buf| {
+                body = response::write_generated(buf, status, extra, date, persistence, head_only)
+            });
+            this.count(ctx, status, body as u64);
         };
+        let allow = Extra { allow: true, ..Extra::default() };
         match req.method {
             Method::Get | Method::Head => {}
-            Method::Options => {
-                return generated(&mut self.out, Status::NoContent, Extra { allow: true, ..Extra::default() })
-            }
-            Method::NotAllowed => {
-                return generated(
-                    &mut self.out,
-                    Status::MethodNotAllowed,
-                    Extra { allow: true, ..Extra::default() },
-                )
-            }
-            Method::Unknown => return generated(&mut self.out, Status::NotImplemented, Extra::default()),
+            Method::Options => return generated(self, ctx, Status::NoContent, allow),
+            Method::NotAllowed => return generated(self, ctx, Status::MethodNotAllowed, allow),
+            Method::Unknown => return generated(self, ctx, Status::NotImplemented, Extra::default()),
         }
         let normalized = match path::normalize(req.target, ctx.key) {
             Ok(n) => n,
             Err(_) => return self.fail(Status::BadRequest, head_only, ctx),
         };
         if self.role == Role::Admin {
-            return crate::admin::respond(ctx.key, ctx.draining, &mut self.out, date, persistence, head_only);
+            return crate::admin::respond(ctx, &mut self.out, persistence, head_only);
         }
         match ctx.snapshot.resolve(ctx.key, normalized.dir, ctx.key2) {
             Lookup::File(entry) => {
@@ -434,32 +450,71 @@ impl Conn {
                 // next quiescent point; `drive` calls `hold` before returning if output is pending.
                 unsafe { self.out.push_shared(&entry.head) };
                 self.out.push_own(|buf| response::write_tail(buf, date, persistence));
+                let mut body = 0;
                 if !head_only {
                     // SAFETY: as above.
                     unsafe { self.out.push_shared(&entry.body) };
-                    ctx.stats.response_bytes.add(entry.body.len() as u64);
+                    body = entry.body.len() as u64;
                 }
+                ctx.stats.cache_hits.incr();
+                self.count(ctx, Status::Ok, body);
             }
             Lookup::AddSlash => {
                 ctx.key2.clear();
                 path::encode_into(ctx.key, ctx.key2);
                 ctx.key2.push(b'/');
                 ctx.key2.extend_from_slice(path::query(req.target));
-                let extra = Extra { location: Some(ctx.key2.as_slice()), ..Extra::default() };
-                generated(&mut self.out, Status::MovedPermanently, extra);
+                let location = std::mem::take(ctx.key2);
+                generated(
+                    self,
+                    ctx,
+                    Status::MovedPermanently,
+                    Extra { location: Some(&location), ..Extra::default() },
+                );
+                *ctx.key2 = location;
             }
-            Lookup::NotFound => generated(&mut self.out, Status::NotFound, Extra::default()),
+            Lookup::NotFound => {
+                ctx.stats.cache_misses.incr();
+                generated(self, ctx, Status::NotFound, Extra::default());
+            }
         }
     }
 
     /// Queues an error response and closes after it: the framing of what follows is in doubt.
     fn fail(&mut self, status: Status, head_only: bool, ctx: &mut Ctx<'_>) {
         let date = ctx.date.text();
+        let mut body = 0;
         self.out.push_own(|buf| {
-            response::write_generated(buf, status, Extra::default(), date, Persistence::Close, head_only)
+            body =
+                response::write_generated(buf, status, Extra::default(), date, Persistence::Close, head_only)
         });
+        self.count(ctx, status, body as u64);
         self.state = State::Closing;
         self.discard = 0;
+    }
+
+    /// Counts one answered request on the public listener (the admin listener's own traffic is
+    /// not part of the HTTP metrics). Its duration is recorded when its response is fully sent.
+    fn count(&mut self, ctx: &Ctx<'_>, status: Status, body_bytes: u64) {
+        if self.role != Role::Public {
+            return;
+        }
+        ctx.stats.requests.incr();
+        ctx.stats.status[stats::status_index(status.code())].incr();
+        ctx.stats.response_bytes.add(body_bytes);
+        self.batch_requests += 1;
+    }
+
+    /// The batch's responses are all sent: record one duration per request in it, measured from
+    /// the read that brought the batch in (one clock read per batch, not per request).
+    fn observe_batch(&mut self, ctx: &Ctx<'_>) {
+        if let Some(started) = self.batch_started.take() {
+            if self.batch_requests > 0 {
+                let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+                ctx.stats.duration.observe_ns(ns, u64::from(self.batch_requests));
+            }
+        }
+        self.batch_requests = 0;
     }
 
     /// Lingering close: discard input until end of stream, an error, or the timer.

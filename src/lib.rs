@@ -34,6 +34,8 @@ pub mod conn;
 #[cfg(not(atomserve_loom))]
 pub mod http;
 #[cfg(not(atomserve_loom))]
+pub mod metrics;
+#[cfg(not(atomserve_loom))]
 pub mod out_queue;
 #[cfg(not(atomserve_loom))]
 pub mod server;

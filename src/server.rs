@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::acceptor::{Acceptor, Exit, Listener};
 use crate::cache::reload::{self, Trigger};
@@ -14,6 +14,7 @@ use crate::cache::{self, LoadError, LoadOptions, SnapshotCell};
 use crate::config::{AdminListen, Config};
 use crate::conn::Role;
 use crate::handoff::Handoff;
+use crate::metrics::Sources;
 use crate::stats::Stats;
 use crate::sync::{thread, Arc};
 use crate::sys::eventfd::EventFd;
@@ -51,6 +52,7 @@ fn os(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
 pub fn run(config: &Config) -> Result<(), StartError> {
     let nofile = limits::raise_nofile_limit().map_err(os("getrlimit"))?;
 
+    let process_started = SystemTime::now();
     let started = Instant::now();
     let opts = LoadOptions {
         root: config.root.clone(),
@@ -90,6 +92,15 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let handoff = Arc::new(Handoff::new(config.queue_capacity as usize, bells));
     let cache = Arc::new(SnapshotCell::new(snapshot, workers));
     let stats = Arc::new(Stats::new(workers));
+    stats.reload.files.set(files as u64);
+    stats.reload.bytes.set(bytes);
+    let sources = Arc::new(Sources {
+        stats: stats.clone(),
+        handoff: handoff.clone(),
+        cache: cache.clone(),
+        cpus: cpus.clone(),
+        started: process_started,
+    });
     let reload = reload::spawn(cache.clone(), opts.clone(), stats.clone())
         .map_err(os("spawning the reload thread"))?;
     if config.watch {
@@ -106,6 +117,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
             handoff: handoff.clone(),
             cache: cache.clone(),
             stats: stats.clone(),
+            sources: sources.clone(),
             limits: config.limits(),
             timeouts: config.timeouts(),
             grace: config.shutdown_grace,
@@ -133,7 +145,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         eprintln!("atomserve: listening on http://{addr}");
     }
     if let Some(addr) = admin {
-        eprintln!("atomserve: admin on http://{addr}/healthz");
+        eprintln!("atomserve: admin on http://{addr}/healthz (also /metrics, /stats)");
     }
     let pinning = if config.no_pin {
         "unpinned".to_string()
@@ -142,7 +154,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     };
     eprintln!("atomserve: {workers} workers, {pinning}; open-file limit {nofile}");
 
-    let mut acceptor = Acceptor::new(listeners, signals, handoff.clone());
+    let mut acceptor = Acceptor::new(listeners, signals, handoff.clone(), stats.clone());
     let exit = acceptor.run(|| reload.request(Trigger::Signal)).map_err(os("poll"))?;
     debug_assert_eq!(exit, Exit::Terminate);
 

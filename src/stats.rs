@@ -56,29 +56,131 @@ impl Counter {
     }
 }
 
+/// A value with a single writer that goes up and down (file counts, timestamps).
+pub struct Gauge(AtomicU64);
+
+impl Default for Gauge {
+    fn default() -> Self {
+        Gauge(AtomicU64::new(0))
+    }
+}
+
+impl Gauge {
+    /// Sets the value. Must only be called from the gauge's one writer thread.
+    pub fn set(&self, v: u64) {
+        // Relaxed: one writer, and the value stands alone (no data is published through it).
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        // Relaxed: as in `set`.
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Status codes counted per code, in `WorkerStats::status` order.
+pub const STATUS_CODES: [u16; 17] =
+    [200, 204, 206, 301, 304, 400, 404, 405, 408, 413, 414, 416, 431, 500, 501, 503, 505];
+
+/// Index of `code` in [`STATUS_CODES`] (an unlisted code counts as 500).
+pub fn status_index(code: u16) -> usize {
+    STATUS_CODES.iter().position(|&c| c == code).unwrap_or(13)
+}
+
+/// Upper bounds of the request-duration histogram in seconds: log-spaced (1–2.5–5 per decade)
+/// from 50 µs to 10 s. Observations above the last bound land in the `+Inf` bucket.
+pub const DURATION_BOUNDS: [f64; 17] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
+];
+
+const DURATION_BOUNDS_NS: [u64; 17] = [
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// A fixed-bucket histogram of single-writer counters: one bucket per bound plus `+Inf`.
+pub struct Histogram {
+    pub buckets: [Counter; DURATION_BOUNDS.len() + 1],
+    pub sum_ns: Counter,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram { buckets: std::array::from_fn(|_| Counter::new()), sum_ns: Counter::new() }
+    }
+}
+
+impl Histogram {
+    /// Records one observation of `ns` nanoseconds (bucket `le` semantics: `ns <= bound`).
+    #[inline]
+    pub fn observe_ns(&self, ns: u64, times: u64) {
+        let i = DURATION_BOUNDS_NS.partition_point(|&b| b < ns);
+        self.buckets[i].add(times);
+        self.sum_ns.add(ns.saturating_mul(times));
+    }
+}
+
 /// One worker's counters, padded to their own cache lines so that two workers counting at once
 /// never write the same line (false sharing would turn every increment into a cache miss).
 #[derive(Default)]
 pub struct WorkerStats {
     pub requests: Counter,
+    pub status: [Counter; STATUS_CODES.len()],
     pub response_bytes: Counter,
+    pub duration: Histogram,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
     pub connections_accepted: Counter,
     pub connections_closed: Counter,
 }
 
-/// All workers' counters, indexed by worker id.
+/// Written by the acceptor thread only.
+#[derive(Default)]
+pub struct AcceptorStats {
+    pub accepted: Counter,
+    pub queue_full: Counter,
+    pub backoffs: Counter,
+}
+
+/// Written by the reload thread (and once at start-up, before the workers exist).
+#[derive(Default)]
+pub struct ReloadStats {
+    pub ok: Counter,
+    pub failed: Counter,
+    pub files: Gauge,
+    pub bytes: Gauge,
+    pub last_unix_ms: Gauge,
+}
+
+/// All counters: per worker, the acceptor's and the reload thread's.
 pub struct Stats {
     pub workers: Box<[CachePadded<WorkerStats>]>,
-    pub reloads_ok: Counter,
-    pub reloads_failed: Counter,
+    pub acceptor: CachePadded<AcceptorStats>,
+    pub reload: CachePadded<ReloadStats>,
 }
 
 impl Stats {
     pub fn new(workers: usize) -> Self {
         Stats {
             workers: (0..workers).map(|_| CachePadded::new(WorkerStats::default())).collect(),
-            reloads_ok: Counter::new(),
-            reloads_failed: Counter::new(),
+            acceptor: CachePadded::new(AcceptorStats::default()),
+            reload: CachePadded::new(ReloadStats::default()),
         }
     }
 

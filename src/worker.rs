@@ -20,7 +20,8 @@ use crate::conn::{Accepted, Conn, Ctx, Keep, Timeouts};
 use crate::handoff::{Handoff, Wake};
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
-use crate::stats::Stats;
+use crate::metrics::Sources;
+use crate::stats::{Stats, WorkerStats};
 use crate::sync::Arc;
 use crate::sys::affinity;
 use crate::sys::epoll::{self, Epoll, Events};
@@ -39,6 +40,8 @@ pub struct WorkerSetup {
     pub cache: Arc<SnapshotCell<Snapshot>>,
     /// Counters; this worker writes `stats.workers[id]` only.
     pub stats: Arc<Stats>,
+    /// What the admin endpoints read.
+    pub sources: Arc<Sources>,
     pub limits: Limits,
     pub timeouts: Timeouts,
     /// How long to let in-flight work finish after a stop.
@@ -130,6 +133,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             now_ms: now,
             draining: drain_deadline.is_some(),
             stats: &setup.stats.workers[setup.id],
+            sources: &setup.sources,
         };
         for event in events.iter() {
             if event.token() == BELL {
@@ -139,37 +143,47 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             if let Some(conn) = conns.get_mut(event.token()) {
                 let verdict = conn.on_event(event.is_readable(), event.is_writable(), &mut ctx);
                 if !keep(verdict, event.token(), &mut ready) {
-                    conns.remove(event.token());
+                    conns.remove(event.token(), ctx.stats);
                 }
             }
         }
         for token in std::mem::take(&mut ready) {
             if let Some(conn) = conns.get_mut(token) {
                 if !keep(conn.drive(&mut ctx), token, &mut ready) {
-                    conns.remove(token);
+                    conns.remove(token, ctx.stats);
                 }
             }
         }
         if drain_deadline.is_none() && handoff.is_stopping() {
             drain_deadline = Some(now + setup.grace.as_millis() as u64);
             ctx.draining = true;
-            conns.retain(|token, conn| keep(conn.drive(&mut ctx), token, &mut ready));
+            let stats = ctx.stats;
+            conns.retain(stats, |token, conn| keep(conn.drive(&mut ctx), token, &mut ready));
         }
         for _ in 0..ADOPT_BATCH {
             let Some(accepted) = handoff.pop() else { break };
-            ctx.stats.connections_accepted.incr();
             let mut conn = Conn::new(accepted, now, &setup.timeouts);
+            let public = conn.is_public();
+            if public {
+                ctx.stats.connections_accepted.incr();
+            }
             let token = conns.vacant_token();
             if epoll.add(conn.fd(), epoll::CONNECTION, token).is_err() {
+                if public {
+                    ctx.stats.connections_closed.incr();
+                }
                 continue; // dropping the connection closes it
             }
             if keep(conn.drive(&mut ctx), token, &mut ready) {
                 conns.insert(conn);
+            } else if public {
+                ctx.stats.connections_closed.incr();
             }
         }
         if now >= next_sweep {
             next_sweep = now + SWEEP_MS;
-            conns.retain(|_, conn| conn.deadline_ms() > now || conn.on_timeout(&mut ctx) != Keep::No);
+            let stats = ctx.stats;
+            conns.retain(stats, |_, conn| conn.deadline_ms() > now || conn.on_timeout(&mut ctx) != Keep::No);
         }
         if let Some(deadline) = drain_deadline {
             if conns.is_empty() && handoff.queued() == 0 {
@@ -229,10 +243,14 @@ impl Slab {
         slot.conn.as_mut()
     }
 
-    fn remove(&mut self, token: u64) {
+    /// Closes the connection behind `token` (counting it in `stats` if it was public).
+    fn remove(&mut self, token: u64, stats: &WorkerStats) {
         let index = (token & 0xffff_ffff) as u32;
         if let Some(slot) = self.slots.get_mut(index as usize) {
-            if slot.conn.take().is_some() {
+            if let Some(conn) = slot.conn.take() {
+                if conn.is_public() {
+                    stats.connections_closed.incr();
+                }
                 slot.generation = slot.generation.wrapping_add(1) % (u32::MAX - 1);
                 self.free.push(index);
                 self.len -= 1;
@@ -241,13 +259,13 @@ impl Slab {
     }
 
     /// Keeps the connections for which `keep(token, conn)` returns true; closes the others.
-    fn retain(&mut self, mut keep: impl FnMut(u64, &mut Conn) -> bool) {
+    fn retain(&mut self, stats: &WorkerStats, mut keep: impl FnMut(u64, &mut Conn) -> bool) {
         for index in 0..self.slots.len() {
             let slot = &mut self.slots[index];
             let t = token(index as u32, slot.generation);
             let Some(conn) = slot.conn.as_mut() else { continue };
             if !keep(t, conn) {
-                self.remove(t);
+                self.remove(t, stats);
             }
         }
     }

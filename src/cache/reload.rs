@@ -58,7 +58,11 @@ fn run(cache: &SnapshotCell<Snapshot>, opts: &LoadOptions, stats: &Stats, rx: Re
             Ok(snapshot) => {
                 let (files, bytes) = (snapshot.files(), snapshot.bytes());
                 let generation = cache.publish(snapshot);
-                stats.reloads_ok.incr();
+                stats.reload.ok.incr();
+                stats.reload.files.set(files as u64);
+                stats.reload.bytes.set(bytes);
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                stats.reload.last_unix_ms.set(now.map_or(0, |d| d.as_millis() as u64));
                 let freed = wait_for_reclamation(cache);
                 eprintln!(
                     "atomserve: reloaded ({why:?}): {files} files, {bytes} bytes, generation {generation}, \
@@ -68,7 +72,7 @@ fn run(cache: &SnapshotCell<Snapshot>, opts: &LoadOptions, stats: &Stats, rx: Re
                 );
             }
             Err(e) => {
-                stats.reloads_failed.incr();
+                stats.reload.failed.incr();
                 eprintln!(
                     "atomserve: reload ({why:?}) failed, keeping generation {}: {e}",
                     cache.generation()

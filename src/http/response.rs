@@ -117,12 +117,16 @@ pub struct Extra<'a> {
     pub location: Option<&'a [u8]>,
     /// `Retry-After` in seconds (503).
     pub retry_after: Option<u32>,
-    /// `Cache-Control: no-store` (health checks must never be cached).
+    /// `Cache-Control: no-store` (health checks and metrics must never be cached).
     pub no_store: bool,
+    /// `Content-Type` of a `write_text` body (default `text/plain; charset=utf-8`).
+    pub content_type: Option<&'a str>,
+    /// `Access-Control-Allow-Origin: *` (the dashboard reads `/stats` from another origin).
+    pub cors: bool,
 }
 
 /// Appends a whole generated response (head, tail and, unless `head_only`, a short text body
-/// naming the status) — errors, redirects and `204`s.
+/// naming the status) — errors, redirects and `204`s. Returns the body bytes written.
 pub fn write_generated(
     out: &mut Vec<u8>,
     status: Status,
@@ -130,16 +134,17 @@ pub fn write_generated(
     date: &[u8; super::date::LEN],
     persistence: Persistence,
     head_only: bool,
-) {
+) -> usize {
     let mut reason = [0u8; 48];
     let text = status.reason().as_bytes();
     reason[..text.len()].copy_from_slice(text);
     reason[text.len()] = b'\n';
     let body = if status == Status::NoContent { &[][..] } else { &reason[..text.len() + 1] };
-    write_text(out, status, extra, body, date, persistence, head_only);
+    write_text(out, status, extra, body, date, persistence, head_only)
 }
 
-/// Appends a whole response with a small `text/plain` body (omitted for HEAD and 204).
+/// Appends a whole response with a small body (omitted for HEAD and 204), `text/plain` unless
+/// `extra.content_type` says otherwise. Returns the body bytes written.
 pub fn write_text(
     out: &mut Vec<u8>,
     status: Status,
@@ -148,10 +153,14 @@ pub fn write_text(
     date: &[u8; super::date::LEN],
     persistence: Persistence,
     head_only: bool,
-) {
+) -> usize {
     let _ = write!(out, "HTTP/1.1 {} {}\r\nServer: {SERVER}\r\n", status.code(), status.reason());
     if status != Status::NoContent {
-        let _ = write!(out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n", body.len());
+        let content_type = extra.content_type.unwrap_or("text/plain; charset=utf-8");
+        let _ = write!(out, "Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len());
+    }
+    if extra.cors {
+        out.extend_from_slice(b"Access-Control-Allow-Origin: *\r\n");
     }
     if extra.allow {
         let _ = write!(out, "Allow: {ALLOW}\r\n");
@@ -170,7 +179,9 @@ pub fn write_text(
     write_tail(out, date, persistence);
     if !head_only && status != Status::NoContent {
         out.extend_from_slice(body);
+        return body.len();
     }
+    0
 }
 
 /// The fixed answer the acceptor sends when the hand-off queue is full: no Date (RFC 9110

@@ -109,7 +109,8 @@ impl Server {
         let text = log.lock().unwrap().clone();
         let find = |marker: &str| {
             text.lines().find_map(|l| l.split_once(marker)).map(|(_, rest)| {
-                rest.trim_end_matches("/healthz").parse::<SocketAddr>().expect("address in banner")
+                let addr = rest.split_whitespace().next().unwrap_or(rest);
+                addr.trim_end_matches("/healthz").parse::<SocketAddr>().expect("address in banner")
             })
         };
         let addr = find("listening on http://").expect("listening line");

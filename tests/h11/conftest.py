@@ -67,7 +67,7 @@ _IMF_FIXDATE = re.compile(
     r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9] GMT"
 )
 _LISTENING = re.compile(r"^atomserve: listening on http://([0-9.]+):(\d+)\s*$")
-_ADMIN = re.compile(r"^atomserve: admin on http://([0-9.]+):(\d+)/healthz\s*$")
+_ADMIN = re.compile(r"^atomserve: admin on http://([0-9.]+):(\d+)/healthz\b")
 
 
 # --------------------------------------------------------------------------------------------

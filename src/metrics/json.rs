@@ -1,0 +1,79 @@
+//! `/stats`: the same figures as `/metrics`, as one JSON document for the dashboard. Written by
+//! hand (every value is a number or a fixed key), so no serialisation crate is needed.
+
+use std::fmt::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::prometheus::duration;
+use super::Sources;
+use crate::stats::{DURATION_BOUNDS, STATUS_CODES};
+
+/// Renders the document.
+pub fn render(src: &Sources) -> String {
+    let stats = &*src.stats;
+    let now = SystemTime::now();
+    let uptime = now.duration_since(src.started).map_or(0.0, |d| d.as_secs_f64());
+    let mut w = String::with_capacity(2048);
+    let _ = write!(
+        w,
+        "{{\"time_unix_ms\":{},\"uptime_seconds\":{uptime:.3},\"requests_total\":{},\"response_bytes_total\":{},",
+        now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+        stats.sum(|s| &s.requests),
+        stats.sum(|s| &s.response_bytes),
+    );
+    w.push_str("\"responses_by_code\":{");
+    let mut first = true;
+    for (i, code) in STATUS_CODES.iter().enumerate() {
+        let n = stats.sum(|s| &s.status[i]);
+        if n > 0 {
+            let _ = write!(w, "{}\"{code}\":{n}", if first { "" } else { "," });
+            first = false;
+        }
+    }
+    let (buckets, sum_ns) = duration(stats.workers.iter().map(|w| &**w));
+    let bounds: Vec<String> = DURATION_BOUNDS.iter().map(|b| b.to_string()).collect();
+    let counts: Vec<String> = buckets.iter().map(|c| c.to_string()).collect();
+    let _ = write!(
+        w,
+        "}},\"duration_seconds\":{{\"bounds\":[{}],\"counts\":[{}],\"sum\":{},\"count\":{}}},",
+        bounds.join(","),
+        counts.join(","),
+        sum_ns as f64 / 1e9,
+        buckets.iter().sum::<u64>()
+    );
+    w.push_str("\"workers\":[");
+    for (i, worker) in stats.workers.iter().enumerate() {
+        let cpu = src.cpus.get(i).copied().flatten().map_or("null".to_string(), |c| c.to_string());
+        let _ = write!(
+            w,
+            "{}{{\"id\":{i},\"cpu\":{cpu},\"requests\":{},\"connections_accepted\":{}}}",
+            if i == 0 { "" } else { "," },
+            worker.requests.get(),
+            worker.connections_accepted.get()
+        );
+    }
+    let accepted = stats.acceptor.accepted.get();
+    let closed = stats.sum(|s| &s.connections_closed);
+    let _ = write!(
+        w,
+        "],\"connections_active\":{},\"connections_accepted_total\":{accepted},\"accept_queue_depth\":{},\
+         \"accept_queue_full_total\":{},",
+        accepted.saturating_sub(closed),
+        src.handoff.queued(),
+        stats.acceptor.queue_full.get()
+    );
+    let _ = write!(
+        w,
+        "\"cache\":{{\"generation\":{},\"files\":{},\"bytes\":{},\"hits\":{},\"misses\":{},\"reloads_ok\":{},\
+         \"reloads_failed\":{},\"last_reload_unix_ms\":{}}}}}",
+        src.cache.generation(),
+        stats.reload.files.get(),
+        stats.reload.bytes.get(),
+        stats.sum(|s| &s.cache_hits),
+        stats.sum(|s| &s.cache_misses),
+        stats.reload.ok.get(),
+        stats.reload.failed.get(),
+        stats.reload.last_unix_ms.get(),
+    );
+    w
+}

@@ -1,0 +1,24 @@
+//! Telemetry read from the atomic counters of [`crate::stats`], only at scrape time: a Prometheus
+//! text exposition (`/metrics`), a JSON document for the dashboard (`/stats`) and the standard
+//! process metrics. Nothing here runs on the request path.
+
+pub mod json;
+pub mod process;
+pub mod prometheus;
+
+use std::time::SystemTime;
+
+use crate::cache::{Snapshot, SnapshotCell};
+use crate::stats::Stats;
+use crate::sync::Arc;
+use crate::worker::FdHandoff;
+
+/// Everything a scrape reads, shared by all workers (who serve the admin listener).
+pub struct Sources {
+    pub stats: Arc<Stats>,
+    pub handoff: Arc<FdHandoff>,
+    pub cache: Arc<SnapshotCell<Snapshot>>,
+    /// The CPU each worker is pinned to, if any.
+    pub cpus: Vec<Option<usize>>,
+    pub started: SystemTime,
+}

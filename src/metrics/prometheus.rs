@@ -1,0 +1,151 @@
+//! The Prometheus text exposition format, version 0.0.4
+//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>): a `# HELP` and `# TYPE`
+//! line for every family, then its samples. Counters end in `_total`; the duration histogram has
+//! cumulative `_bucket{le}` samples ending in `le="+Inf"`, then `_sum` and `_count`.
+
+use std::fmt::Write;
+
+use super::{process, Sources};
+use crate::stats::{WorkerStats, DURATION_BOUNDS, STATUS_CODES};
+
+/// The `Content-Type` of the exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders every metric family.
+pub fn render(src: &Sources) -> String {
+    let stats = &*src.stats;
+    let mut out = String::with_capacity(8 * 1024);
+    let w = &mut out;
+
+    family(
+        w,
+        "atomserve_http_requests_total",
+        "counter",
+        "HTTP requests answered on the public listener, by status code.",
+    );
+    for (i, code) in STATUS_CODES.iter().enumerate() {
+        let n = stats.sum(|s| &s.status[i]);
+        if n > 0 {
+            let _ = writeln!(w, "atomserve_http_requests_total{{code=\"{code}\"}} {n}");
+        }
+    }
+
+    family(
+        w,
+        "atomserve_http_request_duration_seconds",
+        "histogram",
+        "Time from reading a request to having sent its whole response.",
+    );
+    let (buckets, sum_ns) = duration(stats.workers.iter().map(|w| &**w));
+    let mut cumulative = 0;
+    for (i, bound) in DURATION_BOUNDS.iter().enumerate() {
+        cumulative += buckets[i];
+        let _ = writeln!(w, "atomserve_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += buckets[DURATION_BOUNDS.len()];
+    let _ = writeln!(w, "atomserve_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(w, "atomserve_http_request_duration_seconds_sum {}", sum_ns as f64 / 1e9);
+    let _ = writeln!(w, "atomserve_http_request_duration_seconds_count {cumulative}");
+
+    counter(
+        w,
+        "atomserve_http_response_bytes_total",
+        "Response body bytes sent (public listener).",
+        stats.sum(|s| &s.response_bytes),
+    );
+    let accepted = stats.acceptor.accepted.get();
+    let closed = stats.sum(|s| &s.connections_closed);
+    let queued = src.handoff.queued() as u64;
+    gauge(
+        w,
+        "atomserve_connections_active",
+        "Public connections open now (queued or owned by a worker).",
+        accepted.saturating_sub(closed),
+    );
+    counter(w, "atomserve_connections_accepted_total", "Public connections accepted.", accepted);
+    counter(w, "atomserve_connections_closed_total", "Public connections closed.", closed);
+    gauge(w, "atomserve_accept_queue_depth", "Accepted connections waiting for a worker.", queued);
+    counter(
+        w,
+        "atomserve_accept_queue_full_total",
+        "Connections refused with 503 because the queue was full.",
+        stats.acceptor.queue_full.get(),
+    );
+    counter(
+        w,
+        "atomserve_accept_backoffs_total",
+        "Pauses in accepting after EMFILE/ENFILE/ENOBUFS/ENOMEM.",
+        stats.acceptor.backoffs.get(),
+    );
+    counter(
+        w,
+        "atomserve_cache_hits_total",
+        "Requests answered from the snapshot.",
+        stats.sum(|s| &s.cache_hits),
+    );
+    counter(
+        w,
+        "atomserve_cache_misses_total",
+        "Requests for paths the snapshot does not hold.",
+        stats.sum(|s| &s.cache_misses),
+    );
+
+    family(w, "atomserve_cache_reloads_total", "counter", "Snapshot reloads, by result.");
+    let _ = writeln!(w, "atomserve_cache_reloads_total{{result=\"ok\"}} {}", stats.reload.ok.get());
+    let _ = writeln!(w, "atomserve_cache_reloads_total{{result=\"failed\"}} {}", stats.reload.failed.get());
+    gauge(w, "atomserve_cache_files", "Files in the live snapshot.", stats.reload.files.get());
+    gauge(w, "atomserve_cache_bytes", "Body bytes in the live snapshot.", stats.reload.bytes.get());
+    gauge(
+        w,
+        "atomserve_cache_generation",
+        "Snapshots published since start (0: the first one).",
+        src.cache.generation(),
+    );
+
+    family(w, "atomserve_worker_requests_total", "counter", "HTTP requests answered, by worker.");
+    for (i, worker) in stats.workers.iter().enumerate() {
+        let _ = writeln!(w, "atomserve_worker_requests_total{{worker=\"{i}\"}} {}", worker.requests.get());
+    }
+
+    let p = process::read(src.started);
+    family(w, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    let _ = writeln!(w, "process_cpu_seconds_total {}", p.cpu_seconds);
+    gauge(w, "process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes);
+    gauge(w, "process_open_fds", "Number of open file descriptors.", p.open_fds);
+    gauge(w, "process_max_fds", "Maximum number of open file descriptors.", p.max_fds);
+    family(
+        w,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    );
+    let _ = writeln!(w, "process_start_time_seconds {}", p.start_time_seconds);
+    out
+}
+
+/// Per-bucket (not cumulative) duration counts summed over workers, and the sum in ns.
+pub fn duration<'a>(workers: impl Iterator<Item = &'a WorkerStats>) -> (Vec<u64>, u64) {
+    let mut buckets = vec![0u64; DURATION_BOUNDS.len() + 1];
+    let mut sum = 0u64;
+    for w in workers {
+        for (b, c) in buckets.iter_mut().zip(w.duration.buckets.iter()) {
+            *b += c.get();
+        }
+        sum = sum.wrapping_add(w.duration.sum_ns.get());
+    }
+    (buckets, sum)
+}
+
+fn family(w: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn counter(w: &mut String, name: &str, help: &str, value: u64) {
+    family(w, name, "counter", help);
+    let _ = writeln!(w, "{name} {value}");
+}
+
+fn gauge(w: &mut String, name: &str, help: &str, value: u64) {
+    family(w, name, "gauge", help);
+    let _ = writeln!(w, "{name} {value}");
+}
