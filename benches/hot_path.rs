@@ -38,7 +38,13 @@ fn path_and_lookup(c: &mut Criterion) {
         std::fs::write(root.join(format!("assets/chunk-{i:04}.js")), "x").unwrap();
     }
     std::fs::write(root.join("assets/index-ThlbQ9On.js"), "console.log(1)").unwrap();
-    let snapshot = load(&LoadOptions { root: root.clone(), spa_fallback: true, budget: u64::MAX }).unwrap();
+    let snapshot = load(&LoadOptions {
+        root: root.clone(),
+        spa_fallback: true,
+        budget: u64::MAX,
+        cache_control: String::new(),
+    })
+    .unwrap();
     let (mut key, mut scratch) = (Vec::with_capacity(256), Vec::with_capacity(256));
     let mut g = c.benchmark_group("lookup");
     g.throughput(Throughput::Elements(1));

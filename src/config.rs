@@ -80,6 +80,11 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_CACHE_BUDGET", default_value = "256M", value_parser = parse_size)]
     pub cache_budget: u64,
 
+    /// Cache-Control for files that are neither HTML (`no-cache`) nor fingerprinted Vite assets
+    /// under /assets/ (`public, max-age=31536000, immutable`).
+    #[arg(long, env = "ATOMSERVE_CACHE_CONTROL", default_value = "public, max-age=3600", value_parser = parse_header_value)]
+    pub cache_control: String,
+
     /// Reload automatically when files under the root change (inotify, debounced 100 ms).
     #[arg(long, env = "ATOMSERVE_WATCH")]
     pub watch: bool,
@@ -111,6 +116,15 @@ fn parse_admin(s: &str) -> Result<AdminListen, String> {
         return Ok(AdminListen::Off);
     }
     s.parse().map(AdminListen::On).map_err(|e| format!("{e} (expected host:port or `none`)"))
+}
+
+/// A header field value: visible ASCII and spaces only, so it cannot inject a header.
+fn parse_header_value(s: &str) -> Result<String, String> {
+    if s.bytes().all(|c| c == b' ' || c == b'\t' || c.is_ascii_graphic()) && !s.trim().is_empty() {
+        Ok(s.trim().to_string())
+    } else {
+        Err("must be non-empty visible ASCII (no line breaks)".into())
+    }
 }
 
 /// `4096`, `64K`, `256M`, `1G` (powers of 1024).

@@ -18,11 +18,13 @@ use std::mem::{self, MaybeUninit};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use crate::cache::{Lookup, Snapshot};
-use crate::http::date::DateCache;
+use crate::cache::{Entry, Lookup, Snapshot};
+use crate::http::date::{self, DateCache};
 use crate::http::path;
+use crate::http::range::{self, Range};
 use crate::http::request::{self, Limits, Method, Parsed, Request};
 use crate::http::response::{self, Extra, Persistence, Status};
+use crate::http::{conditional, response::FileMeta};
 use crate::metrics::Sources;
 use crate::out_queue::{Flush, OutQueue};
 use crate::stats::{self, WorkerStats};
@@ -446,18 +448,8 @@ impl Conn {
         }
         match ctx.snapshot.resolve(ctx.key, normalized.dir, ctx.key2) {
             Lookup::File(entry) => {
-                // SAFETY: the entry lives in `ctx.snapshot`, which stays alive until the worker's
-                // next quiescent point; `drive` calls `hold` before returning if output is pending.
-                unsafe { self.out.push_shared(&entry.head) };
-                self.out.push_own(|buf| response::write_tail(buf, date, persistence));
-                let mut body = 0;
-                if !head_only {
-                    // SAFETY: as above.
-                    unsafe { self.out.push_shared(&entry.body) };
-                    body = entry.body.len() as u64;
-                }
                 ctx.stats.cache_hits.incr();
-                self.count(ctx, Status::Ok, body);
+                self.respond_file(entry, req, ctx, persistence, head_only);
             }
             Lookup::AddSlash => {
                 ctx.key2.clear();
@@ -476,6 +468,84 @@ impl Conn {
             Lookup::NotFound => {
                 ctx.stats.cache_misses.incr();
                 generated(self, ctx, Status::NotFound, Extra::default());
+            }
+        }
+    }
+
+    /// Answers a request for a cached file: preconditions first (304/412), then `Range` (206/416,
+    /// GET only, and only if `If-Range` allows), else the whole file (200).
+    fn respond_file(
+        &mut self,
+        entry: &Entry,
+        req: &Request<'_>,
+        ctx: &Ctx<'_>,
+        persistence: Persistence,
+        head_only: bool,
+    ) {
+        let date = ctx.date.text();
+        match conditional::evaluate(&req.conditions, &entry.etag, entry.modified) {
+            conditional::Outcome::Proceed => {}
+            conditional::Outcome::NotModified => {
+                // SAFETY: the entry lives in `ctx.snapshot`, which stays alive until the worker's
+                // next quiescent point; `drive` calls `hold` before returning if output is pending.
+                unsafe { self.out.push_shared(&entry.not_modified) };
+                self.out.push_own(|buf| response::write_tail(buf, date, persistence));
+                return self.count(ctx, Status::NotModified, 0);
+            }
+            conditional::Outcome::PreconditionFailed => {
+                let mut body = 0;
+                self.out.push_own(|buf| {
+                    body = response::write_generated(
+                        buf,
+                        Status::PreconditionFailed,
+                        Extra::default(),
+                        date,
+                        persistence,
+                        head_only,
+                    )
+                });
+                return self.count(ctx, Status::PreconditionFailed, body as u64);
+            }
+        }
+        let len = entry.body.len() as u64;
+        let wanted = match req.range {
+            Some(header)
+                if req.method == Method::Get
+                    && conditional::range_applies(&req.conditions, &entry.etag, entry.modified) =>
+            {
+                range::parse(header, len)
+            }
+            _ => Range::Full,
+        };
+        match wanted {
+            Range::Full => {
+                // SAFETY: as above.
+                unsafe { self.out.push_shared(&entry.head) };
+                self.out.push_own(|buf| response::write_tail(buf, date, persistence));
+                let mut body = 0;
+                if !head_only {
+                    // SAFETY: as above.
+                    unsafe { self.out.push_shared(&entry.body) };
+                    body = len;
+                }
+                self.count(ctx, Status::Ok, body);
+            }
+            Range::Part { start, end } => {
+                let last_modified = date::format(entry.modified);
+                let m = file_meta(entry, &last_modified);
+                self.out.push_own(|buf| {
+                    response::write_partial_head(buf, &m, start, end);
+                    response::write_tail(buf, date, persistence);
+                });
+                // SAFETY: as above; `start <= end < len` by `range::parse`.
+                unsafe { self.out.push_shared_range(&entry.body, start as usize, end as usize + 1) };
+                self.count(ctx, Status::PartialContent, end - start + 1);
+            }
+            Range::Unsatisfiable => {
+                let last_modified = date::format(entry.modified);
+                let m = file_meta(entry, &last_modified);
+                self.out.push_own(|buf| response::write_unsatisfiable(buf, &m, date, persistence));
+                self.count(ctx, Status::RangeNotSatisfiable, 0);
             }
         }
     }
@@ -547,6 +617,17 @@ impl Conn {
                 ctx.now_ms + ctx.timeouts.keep_alive_ms
             }
         };
+    }
+}
+
+/// The fields that describe `entry` in a generated (206/416) head.
+fn file_meta<'a>(entry: &'a Entry, last_modified: &'a [u8; date::LEN]) -> FileMeta<'a> {
+    FileMeta {
+        content_type: entry.content_type,
+        len: entry.body.len() as u64,
+        etag: &entry.etag,
+        last_modified,
+        cache_control: &entry.cache_control,
     }
 }
 

@@ -21,11 +21,11 @@ use crate::sys::socket;
 const MAX_IOV: usize = 64;
 
 enum Chunk {
-    /// An `Arc<[u8]>` inside the snapshot the worker is reading this turn, borrowed without
-    /// touching its count; valid until the worker's next quiescent point.
-    Borrowed(*const Arc<[u8]>),
+    /// Bytes `start..end` of an `Arc<[u8]>` inside the snapshot the worker is reading this turn,
+    /// borrowed without touching its count; valid until the worker's next quiescent point.
+    Borrowed(*const Arc<[u8]>, usize, usize),
     /// The same bytes, kept alive by this queue's own reference.
-    Held(Arc<[u8]>),
+    Held(Arc<[u8]>, usize, usize),
     /// `own[start..start + len]`.
     Own { start: usize, len: usize },
 }
@@ -72,9 +72,19 @@ impl OutQueue {
     /// dropped. The worker guarantees it: snapshots are freed only after its quiescent point, and it
     /// calls `hold` on every connection with pending output before reaching one.
     pub unsafe fn push_shared(&mut self, bytes: &Arc<[u8]>) {
-        if !bytes.is_empty() {
-            self.pending += bytes.len();
-            self.chunks.push_back(Chunk::Borrowed(bytes));
+        // SAFETY: the caller's contract is this function's.
+        unsafe { self.push_shared_range(bytes, 0, bytes.len()) }
+    }
+
+    /// Queues bytes `start..end` of a snapshot buffer (a byte range), without cloning the `Arc`.
+    ///
+    /// # Safety
+    /// As [`OutQueue::push_shared`]; also `start <= end <= bytes.len()`.
+    pub unsafe fn push_shared_range(&mut self, bytes: &Arc<[u8]>, start: usize, end: usize) {
+        debug_assert!(start <= end && end <= bytes.len());
+        if start < end {
+            self.pending += end - start;
+            self.chunks.push_back(Chunk::Borrowed(bytes, start, end));
         }
     }
 
@@ -82,9 +92,9 @@ impl OutQueue {
     /// it was filled from. Called only when output stays pending after a turn (a partial write).
     pub fn hold(&mut self) {
         for chunk in self.chunks.iter_mut() {
-            if let Chunk::Borrowed(arc) = *chunk {
+            if let Chunk::Borrowed(arc, start, end) = *chunk {
                 // SAFETY: a borrowed chunk is valid until this call (push_shared's contract).
-                *chunk = Chunk::Held(unsafe { Arc::clone(&*arc) });
+                *chunk = Chunk::Held(unsafe { Arc::clone(&*arc) }, start, end);
             }
         }
     }
@@ -156,8 +166,8 @@ impl OutQueue {
     fn bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
         match chunk {
             // SAFETY: push_shared's contract keeps a borrowed Arc alive while it is queued.
-            Chunk::Borrowed(arc) => unsafe { &***arc },
-            Chunk::Held(bytes) => bytes,
+            Chunk::Borrowed(arc, start, end) => unsafe { &(&**arc)[*start..*end] },
+            Chunk::Held(bytes, start, end) => &bytes[*start..*end],
             Chunk::Own { start, len } => &self.own[*start..*start + *len],
         }
     }

@@ -58,6 +58,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         root: config.root.clone(),
         spa_fallback: !config.no_spa_fallback,
         budget: config.cache_budget,
+        cache_control: config.cache_control.clone(),
     };
     let snapshot = cache::load(&opts).map_err(StartError::Load)?;
     let load_time = started.elapsed();

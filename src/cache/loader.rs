@@ -16,7 +16,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::snapshot::{Entry, Snapshot};
-use crate::http::{mime, response};
+use crate::http::response::{self, FileMeta};
+use crate::http::{date, mime};
+use std::time::UNIX_EPOCH;
 
 /// What to load and how.
 #[derive(Clone, Debug)]
@@ -25,6 +27,8 @@ pub struct LoadOptions {
     pub spa_fallback: bool,
     /// The most body bytes a snapshot may hold; a larger root fails to load.
     pub budget: u64,
+    /// `Cache-Control` for files that are neither HTML nor fingerprinted assets.
+    pub cache_control: String,
 }
 
 /// A load that failed, with the path it failed on.
@@ -54,6 +58,7 @@ pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
     let mut walk = Walk {
         root: root.clone(),
         budget: opts.budget,
+        cache_control: opts.cache_control.clone(),
         snapshot: Snapshot::new(opts.spa_fallback),
         visited: HashSet::new(),
     };
@@ -65,6 +70,7 @@ pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
 struct Walk {
     root: PathBuf,
     budget: u64,
+    cache_control: String,
     snapshot: Snapshot,
     /// Canonical directories already walked, to cut cycles made with symbolic links.
     visited: HashSet<PathBuf>,
@@ -114,8 +120,27 @@ impl Walk {
                 }
                 let body = fs::read(&path).map_err(at(&path))?;
                 let content_type = mime::for_path(key);
-                let head = response::render_file_head(content_type, body.len()).into();
-                self.snapshot.insert(key.clone(), Entry { head, body: body.into(), content_type });
+                let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+                let modified = modified.map_or(0, |d| d.as_secs());
+                let etag = format!("\"{:x}-{:016x}\"", body.len(), fnv1a(&body)).into_bytes();
+                let cache_control = cache_control_for(key, &self.cache_control);
+                let m = FileMeta {
+                    content_type,
+                    len: body.len() as u64,
+                    etag: &etag,
+                    last_modified: &date::format(modified),
+                    cache_control: &cache_control,
+                };
+                let entry = Entry {
+                    head: response::render_file_head(&m).into(),
+                    not_modified: response::render_not_modified_head(&m).into(),
+                    body: body.into(),
+                    content_type,
+                    etag: etag.into_boxed_slice(),
+                    modified,
+                    cache_control: cache_control.into(),
+                };
+                self.snapshot.insert(key.clone(), entry);
             }
             key.truncate(len);
         }
@@ -126,4 +151,60 @@ impl Walk {
 /// Wraps an I/O error with the path it happened on.
 fn at(path: &Path) -> impl FnOnce(io::Error) -> LoadError + '_ {
     move |error| LoadError { path: path.to_path_buf(), error }
+}
+
+/// FNV-1a, 64 bits: a simple, stable hash for entity tags (the same bytes give the same tag on
+/// every build and every machine, unlike std's `DefaultHasher`, whose algorithm may change).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// `Cache-Control` that fits a Vite build by default:
+/// - HTML (`index.html` and friends) must be revalidated on every load — it names the current
+///   bundles: `no-cache` (cached, but always checked with `If-None-Match`, cheap with ETags);
+/// - fingerprinted assets (`/assets/name-HASH.ext`, HASH ≥ 8 of `[A-Za-z0-9_-]`, as Vite names
+///   them) never change under that name: `public, max-age=31536000, immutable`;
+/// - anything else (`favicon.svg`, `robots.txt`): `default` (`--cache-control`).
+pub fn cache_control_for(key: &[u8], default: &str) -> String {
+    let name = key.rsplit(|&c| c == b'/').next().unwrap_or(key);
+    if mime::for_path(key).starts_with("text/html") {
+        return "no-cache".into();
+    }
+    if key.starts_with(b"/assets/") && is_fingerprinted(name) {
+        return "public, max-age=31536000, immutable".into();
+    }
+    default.into()
+}
+
+fn is_fingerprinted(name: &[u8]) -> bool {
+    let stem = match name.iter().position(|&c| c == b'.') {
+        Some(dot) => &name[..dot],
+        None => return false,
+    };
+    let Some(dash) = stem.iter().rposition(|&c| c == b'-') else { return false };
+    let hash = &stem[dash + 1..];
+    dash > 0 && hash.len() >= 8 && hash.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_fits_vite() {
+        let d = "public, max-age=3600";
+        assert_eq!(cache_control_for(b"/index.html", d), "no-cache");
+        assert_eq!(cache_control_for(b"/docs/index.html", d), "no-cache");
+        assert_eq!(cache_control_for(b"/assets/index-ThlbQ9On.js", d), "public, max-age=31536000, immutable");
+        assert_eq!(cache_control_for(b"/assets/hero-CLDdwZDr.png", d), "public, max-age=31536000, immutable");
+        assert_eq!(cache_control_for(b"/assets/style-Zz9.css", d), d); // too short to be a hash
+        assert_eq!(cache_control_for(b"/favicon-ABCDEFGH.svg", d), d); // not under /assets/
+        assert_eq!(cache_control_for(b"/assets/logo.svg", d), d);
+    }
+
+    #[test]
+    fn etag_hash_is_stable() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
 }

@@ -16,10 +16,19 @@ use crate::http::path;
 pub struct Entry {
     /// Status line and fixed fields of the `200 OK`, up to (not including) the per-response tail.
     pub head: Arc<[u8]>,
+    /// The same for `304 Not Modified` (validators and caching fields, no body fields).
+    pub not_modified: Arc<[u8]>,
     /// The file's bytes.
     pub body: Arc<[u8]>,
     /// `Content-Type` value.
     pub content_type: &'static str,
+    /// Strong entity tag, quoted: `"<len hex>-<FNV-1a 64 hex>"` of the bytes — the same on every
+    /// restart and every replica serving the same file.
+    pub etag: Box<[u8]>,
+    /// Modification time, Unix seconds (`Last-Modified`).
+    pub modified: u64,
+    /// `Cache-Control` value.
+    pub cache_control: Box<str>,
 }
 
 /// What a request path resolves to.

@@ -84,6 +84,49 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into Unix seconds; anything else
+/// (including the obsolete RFC 850 and asctime forms) is `None`.
+pub fn parse(s: &[u8]) -> Option<u64> {
+    const MONTHS: [&[u8; 3]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    let s = s.trim_ascii();
+    if s.len() != LEN
+        || &s[3..5] != b", "
+        || s[7] != b' '
+        || s[11] != b' '
+        || s[16] != b' '
+        || &s[25..] != b" GMT"
+    {
+        return None;
+    }
+    if s[19] != b':' || s[22] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        s[r].iter().try_fold(0u64, |a, &c| c.is_ascii_digit().then(|| a * 10 + u64::from(c - b'0')))
+    };
+    let day = num(5..7)?;
+    let month = MONTHS.iter().position(|m| m.as_slice() == &s[8..11])? as u64 + 1;
+    let year = num(12..16)?;
+    let (h, m, sec) = (num(17..19)?, num(20..22)?, num(23..25)?);
+    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let days = days_from_civil(year as i64, month as u32, day as u32);
+    Some(days as u64 * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+/// Howard Hinnant's `days_from_civil`: (year, month 1-12, day 1-31) → days since 1970-01-01.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +138,18 @@ mod tests {
         assert_eq!(&format(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(&format(1_795_651_199), b"Wed, 25 Nov 2026 23:59:59 GMT");
         assert_eq!(&format(4_102_444_800), b"Fri, 01 Jan 2100 00:00:00 GMT");
+    }
+
+    #[test]
+    fn parse_round_trips() {
+        for t in [0, 784_111_777, 951_782_400, 1_795_651_199, 4_102_444_800] {
+            assert_eq!(parse(&format(t)), Some(t), "{t}");
+        }
+        assert_eq!(parse(b"Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(parse(b"Sun Nov  6 08:49:37 1994"), None);
+        assert_eq!(parse(b"Sun, 06 Nov 1994 08:49:37 UTC"), None);
+        assert_eq!(parse(b"Sun, 06 Foo 1994 08:49:37 GMT"), None);
+        assert_eq!(parse(b"Sun, 36 Nov 1994 08:49:37 GMT"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::mem::MaybeUninit;
 
+use super::conditional::Conditions;
 use super::response::Status;
 
 /// Limits on a request head, from the command line.
@@ -73,6 +74,10 @@ pub struct Request<'b> {
     pub body_len: u64,
     /// `Expect: 100-continue`: the client may hold the body back until it hears from us.
     pub expect_continue: bool,
+    /// `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`, `If-Range`.
+    pub conditions: Conditions<'b>,
+    /// `Range`.
+    pub range: Option<&'b [u8]>,
 }
 
 /// The outcome of parsing the start of a buffer.
@@ -141,9 +146,23 @@ pub fn parse<'b>(
     let mut hosts = 0;
     let mut body_len: Option<u64> = None;
     let mut expect_continue = false;
+    let mut conditions = Conditions::default();
+    let mut range = None;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"connection") {
+        if name.len() > 3 && name[..3].eq_ignore_ascii_case(b"if-") {
+            let slot = match &name[3..] {
+                n if n.eq_ignore_ascii_case(b"none-match") => &mut conditions.if_none_match,
+                n if n.eq_ignore_ascii_case(b"modified-since") => &mut conditions.if_modified_since,
+                n if n.eq_ignore_ascii_case(b"match") => &mut conditions.if_match,
+                n if n.eq_ignore_ascii_case(b"unmodified-since") => &mut conditions.if_unmodified_since,
+                n if n.eq_ignore_ascii_case(b"range") => &mut conditions.if_range,
+                _ => continue,
+            };
+            *slot = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"range") {
+            range = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&c| c == b',') {
                 let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");
@@ -186,6 +205,8 @@ pub fn parse<'b>(
         head_len,
         body_len,
         expect_continue,
+        conditions,
+        range,
     })
 }
 

@@ -16,13 +16,17 @@ use std::io::Write;
 pub enum Status {
     Ok,
     NoContent,
+    PartialContent,
     MovedPermanently,
+    NotModified,
     BadRequest,
     NotFound,
     MethodNotAllowed,
     RequestTimeout,
+    PreconditionFailed,
     PayloadTooLarge,
     UriTooLong,
+    RangeNotSatisfiable,
     HeaderFieldsTooLarge,
     InternalError,
     NotImplemented,
@@ -35,13 +39,17 @@ impl Status {
         match self {
             Status::Ok => 200,
             Status::NoContent => 204,
+            Status::PartialContent => 206,
             Status::MovedPermanently => 301,
+            Status::NotModified => 304,
             Status::BadRequest => 400,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
+            Status::PreconditionFailed => 412,
             Status::PayloadTooLarge => 413,
             Status::UriTooLong => 414,
+            Status::RangeNotSatisfiable => 416,
             Status::HeaderFieldsTooLarge => 431,
             Status::InternalError => 500,
             Status::NotImplemented => 501,
@@ -54,13 +62,17 @@ impl Status {
         match self {
             Status::Ok => "OK",
             Status::NoContent => "No Content",
+            Status::PartialContent => "Partial Content",
             Status::MovedPermanently => "Moved Permanently",
+            Status::NotModified => "Not Modified",
             Status::BadRequest => "Bad Request",
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
+            Status::PreconditionFailed => "Precondition Failed",
             Status::PayloadTooLarge => "Content Too Large",
             Status::UriTooLong => "URI Too Long",
+            Status::RangeNotSatisfiable => "Range Not Satisfiable",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::InternalError => "Internal Server Error",
             Status::NotImplemented => "Not Implemented",
@@ -98,14 +110,73 @@ pub fn write_tail(out: &mut Vec<u8>, date: &[u8; super::date::LEN], persistence:
     });
 }
 
+/// The fields that describe a cached file in every response about it.
+pub struct FileMeta<'a> {
+    pub content_type: &'a str,
+    pub len: u64,
+    pub etag: &'a [u8],
+    pub last_modified: &'a [u8; super::date::LEN],
+    pub cache_control: &'a str,
+}
+
 /// Renders the fixed head of a `200 OK` for a cached file (everything but the tail).
-pub fn render_file_head(content_type: &str, len: usize) -> Vec<u8> {
-    let mut head = Vec::with_capacity(128);
+pub fn render_file_head(m: &FileMeta<'_>) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
     let _ = write!(
         head,
-        "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n"
+        "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        m.content_type, m.len
     );
+    write_validators(&mut head, m);
+    head.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     head
+}
+
+/// Renders the fixed head of a `304 Not Modified`: the validators and caching fields a cache
+/// needs to refresh its copy (RFC 9110 §15.4.5), no body fields.
+pub fn render_not_modified_head(m: &FileMeta<'_>) -> Vec<u8> {
+    let mut head = Vec::with_capacity(192);
+    let _ = write!(head, "HTTP/1.1 304 Not Modified\r\nServer: {SERVER}\r\n");
+    write_validators(&mut head, m);
+    head
+}
+
+/// Appends the head of a `206 Partial Content` for bytes `start..=end` of a file.
+pub fn write_partial_head(out: &mut Vec<u8>, m: &FileMeta<'_>, start: u64, end: u64) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 206 Partial Content\r\nServer: {SERVER}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+         Content-Range: bytes {start}-{end}/{}\r\n",
+        m.content_type,
+        end - start + 1,
+        m.len
+    );
+    write_validators(out, m);
+    out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+}
+
+/// Appends a `416 Range Not Satisfiable` (with `Content-Range: bytes */len`) and its tail.
+pub fn write_unsatisfiable(
+    out: &mut Vec<u8>,
+    m: &FileMeta<'_>,
+    date: &[u8; super::date::LEN],
+    persistence: Persistence,
+) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 416 Range Not Satisfiable\r\nServer: {SERVER}\r\nContent-Length: 0\r\nContent-Range: bytes */{}\r\n",
+        m.len
+    );
+    write_validators(out, m);
+    write_tail(out, date, persistence);
+}
+
+fn write_validators(out: &mut Vec<u8>, m: &FileMeta<'_>) {
+    out.extend_from_slice(b"ETag: ");
+    out.extend_from_slice(m.etag);
+    out.extend_from_slice(b"\r\nLast-Modified: ");
+    out.extend_from_slice(m.last_modified);
+    let _ = write!(out, "\r\nCache-Control: {}\r\n", m.cache_control);
 }
 
 /// Extra fields for a generated response.

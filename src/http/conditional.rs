@@ -1,0 +1,141 @@
+//! Conditional requests (RFC 9110 §13): `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
+//! `If-Modified-Since`, evaluated in the RFC's order (§13.2.2), and `If-Range` (§13.1.5).
+//!
+//! ETags are strong (they hash the bytes), so both strong and weak comparison work on them.
+//! Dates are compared at one-second resolution, as HTTP-dates carry. A date that is not a valid
+//! IMF-fixdate is ignored, as the RFC requires for an invalid date (the obsolete RFC 850 and
+//! asctime forms are treated as invalid: the request then simply gets a full response).
+
+use super::date;
+
+/// What the preconditions say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Serve normally (200, or 206 if a valid range applies).
+    Proceed,
+    /// `304 Not Modified` (GET/HEAD with a matching `If-None-Match`, or not modified since).
+    NotModified,
+    /// `412 Precondition Failed` (`If-Match` or `If-Unmodified-Since` failed).
+    PreconditionFailed,
+}
+
+/// The conditional header fields of a request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Conditions<'b> {
+    pub if_match: Option<&'b [u8]>,
+    pub if_none_match: Option<&'b [u8]>,
+    pub if_modified_since: Option<&'b [u8]>,
+    pub if_unmodified_since: Option<&'b [u8]>,
+    pub if_range: Option<&'b [u8]>,
+}
+
+/// Evaluates the preconditions of a GET/HEAD against a representation with `etag` (quoted, e.g.
+/// `"1a2b"`) last modified at `modified` (Unix seconds).
+pub fn evaluate(c: &Conditions<'_>, etag: &[u8], modified: u64) -> Outcome {
+    // 1. If-Match (strong comparison), else 2. If-Unmodified-Since.
+    if let Some(list) = c.if_match {
+        if !list_matches(list, etag, false) {
+            return Outcome::PreconditionFailed;
+        }
+    } else if let Some(since) = c.if_unmodified_since.and_then(date::parse) {
+        if modified > since {
+            return Outcome::PreconditionFailed;
+        }
+    }
+    // 3. If-None-Match (weak comparison), else 4. If-Modified-Since.
+    if let Some(list) = c.if_none_match {
+        if list_matches(list, etag, true) {
+            return Outcome::NotModified;
+        }
+    } else if let Some(since) = c.if_modified_since.and_then(date::parse) {
+        if modified <= since {
+            return Outcome::NotModified;
+        }
+    }
+    Outcome::Proceed
+}
+
+/// `If-Range`: whether a `Range` may be honoured. An entity tag must match strongly (a weak tag
+/// never does); a date must equal `Last-Modified` exactly.
+pub fn range_applies(c: &Conditions<'_>, etag: &[u8], modified: u64) -> bool {
+    let Some(value) = c.if_range.map(<[u8]>::trim_ascii) else { return true };
+    if value.starts_with(b"\"") || value.starts_with(b"W/") {
+        return !value.starts_with(b"W/") && value == etag;
+    }
+    date::parse(value) == Some(modified)
+}
+
+/// Whether a comma-separated entity-tag list (or `*`) matches `etag`.
+fn list_matches(list: &[u8], etag: &[u8], weak: bool) -> bool {
+    let list = list.trim_ascii();
+    if list == b"*" {
+        return true;
+    }
+    list.split(|&c| c == b',').map(<[u8]>::trim_ascii).any(|tag| {
+        let (is_weak, opaque) = match tag.strip_prefix(b"W/") {
+            Some(rest) => (true, rest),
+            None => (false, tag),
+        };
+        opaque == etag && (weak || !is_weak)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TAG: &[u8] = b"\"5-abc\"";
+    const T: u64 = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
+
+    fn c<'a>(f: impl FnOnce(&mut Conditions<'a>)) -> Conditions<'a> {
+        let mut c = Conditions::default();
+        f(&mut c);
+        c
+    }
+
+    #[test]
+    fn if_none_match() {
+        assert_eq!(evaluate(&c(|c| c.if_none_match = Some(b"\"5-abc\"")), TAG, T), Outcome::NotModified);
+        assert_eq!(evaluate(&c(|c| c.if_none_match = Some(b"W/\"5-abc\"")), TAG, T), Outcome::NotModified);
+        assert_eq!(
+            evaluate(&c(|c| c.if_none_match = Some(b"\"x\", \"5-abc\"")), TAG, T),
+            Outcome::NotModified
+        );
+        assert_eq!(evaluate(&c(|c| c.if_none_match = Some(b"*")), TAG, T), Outcome::NotModified);
+        assert_eq!(evaluate(&c(|c| c.if_none_match = Some(b"\"other\"")), TAG, T), Outcome::Proceed);
+        // If-None-Match wins over If-Modified-Since (RFC 9110 §13.1.3).
+        let both = c(|c| {
+            c.if_none_match = Some(b"\"other\"");
+            c.if_modified_since = Some(b"Sun, 06 Nov 1994 08:49:37 GMT");
+        });
+        assert_eq!(evaluate(&both, TAG, T), Outcome::Proceed);
+    }
+
+    #[test]
+    fn if_modified_since() {
+        let at = |d: &'static [u8]| c(move |c| c.if_modified_since = Some(d));
+        assert_eq!(evaluate(&at(b"Sun, 06 Nov 1994 08:49:37 GMT"), TAG, T), Outcome::NotModified);
+        assert_eq!(evaluate(&at(b"Sun, 06 Nov 1994 08:49:36 GMT"), TAG, T), Outcome::Proceed);
+        assert_eq!(evaluate(&at(b"Sunday, 06-Nov-94 08:49:37 GMT"), TAG, T), Outcome::Proceed); // ignored
+        assert_eq!(evaluate(&at(b"garbage"), TAG, T), Outcome::Proceed);
+    }
+
+    #[test]
+    fn if_match_and_unmodified_since() {
+        assert_eq!(evaluate(&c(|c| c.if_match = Some(b"\"other\"")), TAG, T), Outcome::PreconditionFailed);
+        assert_eq!(evaluate(&c(|c| c.if_match = Some(b"W/\"5-abc\"")), TAG, T), Outcome::PreconditionFailed);
+        assert_eq!(evaluate(&c(|c| c.if_match = Some(b"\"5-abc\"")), TAG, T), Outcome::Proceed);
+        let before = c(|c| c.if_unmodified_since = Some(b"Sun, 06 Nov 1994 08:49:36 GMT"));
+        assert_eq!(evaluate(&before, TAG, T), Outcome::PreconditionFailed);
+    }
+
+    #[test]
+    fn if_range() {
+        assert!(range_applies(&c(|c| c.if_range = Some(b"\"5-abc\"")), TAG, T));
+        assert!(!range_applies(&c(|c| c.if_range = Some(b"W/\"5-abc\"")), TAG, T));
+        assert!(!range_applies(&c(|c| c.if_range = Some(b"\"old\"")), TAG, T));
+        assert!(range_applies(&c(|c| c.if_range = Some(b"Sun, 06 Nov 1994 08:49:37 GMT")), TAG, T));
+        assert!(!range_applies(&c(|c| c.if_range = Some(b"Sun, 06 Nov 1994 08:49:38 GMT")), TAG, T));
+        assert!(range_applies(&Conditions::default(), TAG, T));
+    }
+}
