@@ -43,6 +43,7 @@ fn path_and_lookup(c: &mut Criterion) {
         spa_fallback: true,
         budget: u64::MAX,
         cache_control: String::new(),
+        compress: false,
     })
     .unwrap();
     let (mut key, mut scratch) = (Vec::with_capacity(256), Vec::with_capacity(256));
@@ -52,7 +53,7 @@ fn path_and_lookup(c: &mut Criterion) {
         b.iter(|| {
             let n = path::normalize(black_box(b"/assets/index-ThlbQ9On.js?v=1"), &mut key).unwrap();
             match snapshot.resolve(&key, n.dir, &mut scratch) {
-                Lookup::File(e) => e.body.len(),
+                Lookup::File(e) => e.identity.body.len(),
                 _ => unreachable!(),
             }
         })

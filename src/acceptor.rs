@@ -110,7 +110,7 @@ impl Acceptor {
                         // than spin on a socket that stays readable; connections wait in the backlog.
                         let backoffs = self.stats.acceptor.backoffs.get();
                         if backoffs == 0 || backoffs.is_power_of_two() {
-                            eprintln!("atomserve: accept: {e}; pausing accepts for {BACKOFF:?}");
+                            crate::log!("accept: {e}; pausing accepts for {BACKOFF:?}");
                         }
                         self.stats.acceptor.backoffs.incr();
                         self.paused_until = Some(Instant::now() + BACKOFF);

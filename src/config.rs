@@ -85,6 +85,10 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_CACHE_CONTROL", default_value = "public, max-age=3600", value_parser = parse_header_value)]
     pub cache_control: String,
 
+    /// Do not build gzip/brotli variants at load time (faster start, larger responses).
+    #[arg(long, env = "ATOMSERVE_NO_COMPRESS")]
+    pub no_compress: bool,
+
     /// Reload automatically when files under the root change (inotify, debounced 100 ms).
     #[arg(long, env = "ATOMSERVE_WATCH")]
     pub watch: bool,

@@ -18,8 +18,9 @@ use std::mem::{self, MaybeUninit};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use crate::cache::{Entry, Lookup, Snapshot};
+use crate::cache::{Entry, Lookup, Repr, Snapshot};
 use crate::http::date::{self, DateCache};
+use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::path;
 use crate::http::range::{self, Range};
 use crate::http::request::{self, Limits, Method, Parsed, Request};
@@ -472,8 +473,9 @@ impl Conn {
         }
     }
 
-    /// Answers a request for a cached file: preconditions first (304/412), then `Range` (206/416,
-    /// GET only, and only if `If-Range` allows), else the whole file (200).
+    /// Answers a request for a cached file: pick the representation `Accept-Encoding` prefers,
+    /// then preconditions (304/412), then `Range` on that representation (206/416, GET only, and
+    /// only if `If-Range` allows), else the whole representation (200).
     fn respond_file(
         &mut self,
         entry: &Entry,
@@ -483,12 +485,14 @@ impl Conn {
         head_only: bool,
     ) {
         let date = ctx.date.text();
-        match conditional::evaluate(&req.conditions, &entry.etag, entry.modified) {
+        let wants = AcceptEncoding::parse(req.accept_encoding);
+        let (repr, coding) = entry.repr(wants.choose(entry.br.is_some(), entry.gzip.is_some()));
+        match conditional::evaluate(&req.conditions, &repr.etag, entry.modified) {
             conditional::Outcome::Proceed => {}
             conditional::Outcome::NotModified => {
                 // SAFETY: the entry lives in `ctx.snapshot`, which stays alive until the worker's
                 // next quiescent point; `drive` calls `hold` before returning if output is pending.
-                unsafe { self.out.push_shared(&entry.not_modified) };
+                unsafe { self.out.push_shared(&repr.not_modified) };
                 self.out.push_own(|buf| response::write_tail(buf, date, persistence));
                 return self.count(ctx, Status::NotModified, 0);
             }
@@ -507,11 +511,11 @@ impl Conn {
                 return self.count(ctx, Status::PreconditionFailed, body as u64);
             }
         }
-        let len = entry.body.len() as u64;
+        let len = repr.body.len() as u64;
         let wanted = match req.range {
             Some(header)
                 if req.method == Method::Get
-                    && conditional::range_applies(&req.conditions, &entry.etag, entry.modified) =>
+                    && conditional::range_applies(&req.conditions, &repr.etag, entry.modified) =>
             {
                 range::parse(header, len)
             }
@@ -520,30 +524,30 @@ impl Conn {
         match wanted {
             Range::Full => {
                 // SAFETY: as above.
-                unsafe { self.out.push_shared(&entry.head) };
+                unsafe { self.out.push_shared(&repr.head) };
                 self.out.push_own(|buf| response::write_tail(buf, date, persistence));
                 let mut body = 0;
                 if !head_only {
                     // SAFETY: as above.
-                    unsafe { self.out.push_shared(&entry.body) };
+                    unsafe { self.out.push_shared(&repr.body) };
                     body = len;
                 }
                 self.count(ctx, Status::Ok, body);
             }
             Range::Part { start, end } => {
                 let last_modified = date::format(entry.modified);
-                let m = file_meta(entry, &last_modified);
+                let m = file_meta(entry, repr, coding, &last_modified);
                 self.out.push_own(|buf| {
                     response::write_partial_head(buf, &m, start, end);
                     response::write_tail(buf, date, persistence);
                 });
                 // SAFETY: as above; `start <= end < len` by `range::parse`.
-                unsafe { self.out.push_shared_range(&entry.body, start as usize, end as usize + 1) };
+                unsafe { self.out.push_shared_range(&repr.body, start as usize, end as usize + 1) };
                 self.count(ctx, Status::PartialContent, end - start + 1);
             }
             Range::Unsatisfiable => {
                 let last_modified = date::format(entry.modified);
-                let m = file_meta(entry, &last_modified);
+                let m = file_meta(entry, repr, coding, &last_modified);
                 self.out.push_own(|buf| response::write_unsatisfiable(buf, &m, date, persistence));
                 self.count(ctx, Status::RangeNotSatisfiable, 0);
             }
@@ -620,12 +624,19 @@ impl Conn {
     }
 }
 
-/// The fields that describe `entry` in a generated (206/416) head.
-fn file_meta<'a>(entry: &'a Entry, last_modified: &'a [u8; date::LEN]) -> FileMeta<'a> {
+/// The fields that describe one representation of `entry` in a generated (206/416) head.
+fn file_meta<'a>(
+    entry: &'a Entry,
+    repr: &'a Repr,
+    coding: Coding,
+    last_modified: &'a [u8; date::LEN],
+) -> FileMeta<'a> {
     FileMeta {
         content_type: entry.content_type,
-        len: entry.body.len() as u64,
-        etag: &entry.etag,
+        encoding: coding.token(),
+        vary: entry.varies(),
+        len: repr.body.len() as u64,
+        etag: &repr.etag,
         last_modified,
         cache_control: &entry.cache_control,
     }

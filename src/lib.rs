@@ -18,6 +18,8 @@
 //!
 //! See `docs/architecture.md` for the map and the invariants.
 
+pub mod log;
+
 pub mod cache;
 pub mod handoff;
 pub mod stats;

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     match atomserve::server::run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("atomserve: error: {e}");
+            atomserve::log!("error: {e}");
             ExitCode::from(2)
         }
     }

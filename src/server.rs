@@ -59,6 +59,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         spa_fallback: !config.no_spa_fallback,
         budget: config.cache_budget,
         cache_control: config.cache_control.clone(),
+        compress: !config.no_compress,
     };
     let snapshot = cache::load(&opts).map_err(StartError::Load)?;
     let load_time = started.elapsed();
@@ -127,15 +128,15 @@ pub fn run(config: &Config) -> Result<(), StartError> {
             .name(format!("atomserve-w{id}"))
             .spawn(move || {
                 if let Err(e) = worker::run(setup) {
-                    eprintln!("atomserve: worker {id} stopped: {e}");
+                    crate::log!("worker {id} stopped: {e}");
                 }
             })
             .map_err(os("spawning a worker thread"))?;
         handles.push(handle);
     }
 
-    eprintln!(
-        "atomserve {}: serving {} ({} files, {} bytes, loaded in {} ms)",
+    crate::log!(
+        "version {}, serving {} ({} files, {} bytes, loaded in {} ms)",
         env!("CARGO_PKG_VERSION"),
         config.root.display(),
         files,
@@ -143,17 +144,17 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         load_time.as_millis()
     );
     for addr in &public {
-        eprintln!("atomserve: listening on http://{addr}");
+        crate::log!("listening on http://{addr}");
     }
     if let Some(addr) = admin {
-        eprintln!("atomserve: admin on http://{addr}/healthz (also /metrics, /stats)");
+        crate::log!("admin on http://{addr}/healthz (also /metrics, /stats)");
     }
     let pinning = if config.no_pin {
         "unpinned".to_string()
     } else {
         format!("pinned to CPUs {cpus:?}").replace("Some(", "").replace(')', "")
     };
-    eprintln!("atomserve: {workers} workers, {pinning}; open-file limit {nofile}");
+    crate::log!("{workers} workers, {pinning}; open-file limit {nofile}");
 
     let mut acceptor = Acceptor::new(listeners, signals, handoff.clone(), stats.clone());
     let exit = acceptor.run(|| reload.request(Trigger::Signal)).map_err(os("poll"))?;
@@ -162,14 +163,14 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     // Drain: stop accepting (closing the listeners), tell the workers, wait for them.
     acceptor.listeners.clear();
     handoff.stop();
-    eprintln!("atomserve: draining (grace {:?})", config.shutdown_grace);
+    crate::log!("draining (grace {:?})", config.shutdown_grace);
     let deadline = Instant::now() + config.shutdown_grace + Duration::from_secs(1);
     while !handles.iter().all(|h| h.is_finished()) {
         let mut fds = [PollFd::readable(acceptor.signals.as_fd())];
         let _ = poll::poll(&mut fds, Some(Duration::from_millis(20)));
         acceptor.signals.drain();
         if signal::take_pending().contains(&Signal::Terminate) || Instant::now() > deadline {
-            eprintln!("atomserve: stopping now, cutting the connections left");
+            crate::log!("stopping now, cutting the connections left");
             std::process::exit(1);
         }
     }
@@ -177,6 +178,6 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         let _ = handle.join();
     }
     signal::detach();
-    eprintln!("atomserve: stopped");
+    crate::log!("stopped");
     Ok(())
 }

@@ -68,10 +68,7 @@ const SCRATCH: usize = 64 * 1024;
 pub fn run(setup: WorkerSetup) -> io::Result<()> {
     if let Some(cpu) = setup.cpu {
         if let Err(e) = affinity::pin_current_thread(cpu) {
-            eprintln!(
-                "atomserve: worker {} could not be pinned to CPU {cpu}: {e} (running unpinned)",
-                setup.id
-            );
+            crate::log!("worker {} could not be pinned to CPU {cpu}: {e} (running unpinned)", setup.id);
         }
     }
     let handoff = &*setup.handoff;

@@ -28,7 +28,10 @@ fn validators_and_cache_control_fit_vite() {
     let lm = html.header("last-modified").unwrap();
     assert!(lm.ends_with(" GMT") && lm.len() == 29, "{lm}");
     assert_eq!(html.header("accept-ranges"), Some("bytes"));
-    assert_eq!(s.get("/assets/app-Ab12Cd34.js").header("cache-control"), Some("public, max-age=31536000, immutable"));
+    assert_eq!(
+        s.get("/assets/app-Ab12Cd34.js").header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
     assert_eq!(s.get("/assets/style-Zz9.css").header("cache-control"), Some("public, max-age=3600"));
     assert_eq!(s.get("/docs/").header("cache-control"), Some("no-cache"));
     // SPA fallback answers with index.html's validators.
@@ -101,7 +104,10 @@ fn byte_ranges() {
     assert!(r.body.iter().enumerate().all(|(i, &b)| b == big_byte(1000 + i)));
 
     let r = get_with(&s, "/big.bin", "Range: bytes=-10");
-    assert_eq!(r.header("content-range"), Some(format!("bytes {}-{}/{BIG_LEN}", BIG_LEN - 10, BIG_LEN - 1).as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes {}-{}/{BIG_LEN}", BIG_LEN - 10, BIG_LEN - 1).as_str())
+    );
     assert_eq!(r.body, (BIG_LEN - 10..BIG_LEN).map(big_byte).collect::<Vec<_>>());
     let r = get_with(&s, "/big.bin", &format!("Range: bytes={}-", BIG_LEN - 3));
     assert_eq!((r.status, r.body.len()), (206, 3));
@@ -131,4 +137,76 @@ fn byte_ranges() {
     c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-4\r\n\r\nGET /docs/deep/page.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut c, false).unwrap().body, (0..5).map(big_byte).collect::<Vec<_>>());
     assert_eq!(read_response(&mut c, false).unwrap().text(), "deep\n");
+}
+
+fn decode(r: &Response) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match r.header("content-encoding") {
+        Some("br") => brotli::Decompressor::new(r.body.as_slice(), 4096).read_to_end(&mut out).unwrap(),
+        Some("gzip") => flate2::read::GzDecoder::new(r.body.as_slice()).read_to_end(&mut out).unwrap(),
+        None => return r.body.clone(),
+        Some(other) => panic!("unexpected coding {other}"),
+    };
+    out
+}
+
+#[test]
+fn compressed_variants_are_negotiated() {
+    let root = fixture_root("compress");
+    let js = "export function greet(name) { return `hello, ${name}`; }\n".repeat(100);
+    std::fs::write(root.path.join("assets/bundle-AbCdEf12.js"), &js).unwrap();
+    // A build that ships its own brotli file: used as is (a marker proves it).
+    std::fs::write(root.path.join("assets/shipped.css"), "body { color: red; }\n".repeat(50)).unwrap();
+    std::fs::write(root.path.join("assets/shipped.css.br"), b"SHIPPED-BROTLI").unwrap();
+    let s = Server::start(&root.path, &[]);
+    let path = "/assets/bundle-AbCdEf12.js";
+
+    let br = get_with(&s, path, "Accept-Encoding: gzip, deflate, br, zstd");
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert_eq!(br.header("vary"), Some("Accept-Encoding"));
+    assert!(br.body.len() < js.len() / 5, "brotli saved too little: {}", br.body.len());
+    assert_eq!(decode(&br), js.as_bytes());
+
+    let gz = get_with(&s, path, "Accept-Encoding: gzip;q=1, br;q=0.5");
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(decode(&gz), js.as_bytes());
+
+    let plain = get_with(&s, path, "Accept-Encoding: identity");
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("Accept-Encoding"), "every representation says it varies");
+    assert_eq!(plain.body, js.as_bytes());
+    assert_eq!(s.get(path).body, js.as_bytes(), "no Accept-Encoding: identity");
+    assert_eq!(get_with(&s, path, "Accept-Encoding: br;q=0, gzip;q=0").header("content-encoding"), None);
+
+    // Each representation has its own validator; a 304 is only for the one the client holds.
+    let tags = [br.header("etag"), gz.header("etag"), plain.header("etag")];
+    assert!(tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2], "{tags:?}");
+    let field = format!("Accept-Encoding: br\r\nIf-None-Match: {}", tags[0].unwrap());
+    let r = get_with(&s, path, &field);
+    assert_eq!((r.status, r.header("vary")), (304, Some("Accept-Encoding")));
+    let field = format!("Accept-Encoding: gzip\r\nIf-None-Match: {}", tags[0].unwrap());
+    assert_eq!(get_with(&s, path, &field).status, 200);
+
+    // A range applies to the representation chosen.
+    let r = get_with(&s, path, "Accept-Encoding: br\r\nRange: bytes=0-9");
+    assert_eq!((r.status, r.header("content-encoding")), (206, Some("br")));
+    assert_eq!(r.body, br.body[..10]);
+    // HEAD gives the chosen representation's length.
+    let r = req(&s, &format!("HEAD {path} HTTP/1.1\r\nAccept-Encoding: br"));
+    assert_eq!(r.header("content-length"), Some(br.body.len().to_string().as_str()));
+
+    // Small or incompressible files get no variant and no Vary.
+    let small = get_with(&s, "/assets/app-Ab12Cd34.js", "Accept-Encoding: br, gzip");
+    assert_eq!((small.header("content-encoding"), small.header("vary")), (None, None));
+    let bin = get_with(&s, "/big.bin", "Accept-Encoding: br, gzip");
+    assert_eq!(bin.header("content-encoding"), None);
+
+    let shipped = get_with(&s, "/assets/shipped.css", "Accept-Encoding: br");
+    assert_eq!(shipped.body, b"SHIPPED-BROTLI");
+
+    drop(s);
+    let s = Server::start(&root.path, &["--no-compress"]);
+    let r = get_with(&s, path, "Accept-Encoding: br, gzip");
+    assert_eq!((r.header("content-encoding"), r.header("vary")), (None, None));
 }

@@ -312,3 +312,33 @@ fn find_thread_status(pid: i32, name: &str) -> Option<String> {
     }
     None
 }
+
+#[test]
+fn a_closed_stderr_does_not_kill_the_server() {
+    // Regression: eprintln! panics when stderr is gone (with panic=abort: the server dies on its
+    // next log line). Logging now ignores write errors.
+    let root = fixture_root("closed-stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atomserve"))
+        .args(["--root", root.path.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin-listen", "none"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let addr: std::net::SocketAddr = loop {
+        let line = lines.next().expect("banner").unwrap();
+        if let Some((_, a)) = line.split_once("listening on http://") {
+            break a.parse().unwrap();
+        }
+    };
+    drop(lines); // the read end closes: every later log line fails with EPIPE
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) }; // logs "reloaded …"
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = connect(addr);
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut c, false).map(|r| r.status), Some(200));
+    assert!(child.try_wait().unwrap().is_none(), "the server died");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -5,6 +5,8 @@
 pub mod swap;
 
 #[cfg(not(atomserve_loom))]
+pub mod compress;
+#[cfg(not(atomserve_loom))]
 pub mod loader;
 #[cfg(not(atomserve_loom))]
 pub mod reload;
@@ -16,5 +18,5 @@ pub mod watch;
 #[cfg(not(atomserve_loom))]
 pub use loader::{load, LoadError, LoadOptions};
 #[cfg(not(atomserve_loom))]
-pub use snapshot::{Entry, Lookup, Snapshot};
+pub use snapshot::{Entry, Lookup, Repr, Snapshot};
 pub use swap::{Guard, Reader, SnapshotCell};

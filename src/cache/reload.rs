@@ -34,7 +34,7 @@ impl ReloadHandle {
         match self.tx.try_send(why) {
             Ok(()) | Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => {
-                eprintln!("atomserve: reload thread is gone; ignoring {why:?}")
+                crate::log!("reload thread is gone; ignoring {why:?}")
             }
         }
     }
@@ -64,8 +64,8 @@ fn run(cache: &SnapshotCell<Snapshot>, opts: &LoadOptions, stats: &Stats, rx: Re
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
                 stats.reload.last_unix_ms.set(now.map_or(0, |d| d.as_millis() as u64));
                 let freed = wait_for_reclamation(cache);
-                eprintln!(
-                    "atomserve: reloaded ({why:?}): {files} files, {bytes} bytes, generation {generation}, \
+                crate::log!(
+                    "reloaded ({why:?}): {files} files, {bytes} bytes, generation {generation}, \
                      in {} ms{}",
                     started.elapsed().as_millis(),
                     if freed { "" } else { " (old snapshot still held by a worker)" }
@@ -73,10 +73,7 @@ fn run(cache: &SnapshotCell<Snapshot>, opts: &LoadOptions, stats: &Stats, rx: Re
             }
             Err(e) => {
                 stats.reload.failed.incr();
-                eprintln!(
-                    "atomserve: reload ({why:?}) failed, keeping generation {}: {e}",
-                    cache.generation()
-                );
+                crate::log!("reload ({why:?}) failed, keeping generation {}: {e}", cache.generation());
             }
         }
     }

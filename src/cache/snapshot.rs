@@ -8,27 +8,59 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::http::encoding::Coding;
 use crate::http::path;
 
-/// One cached file. Its byte buffers are reference-counted so that a response still being sent
-/// when a reload retires this snapshot can keep them alive (`OutQueue::hold`); the common path
-/// borrows them without touching the count.
-pub struct Entry {
+/// One representation of a file: its bytes and pre-rendered heads. The byte buffers are
+/// reference-counted so that a response still being sent when a reload retires this snapshot can
+/// keep them alive (`OutQueue::hold`); the common path borrows them without touching the count.
+pub struct Repr {
     /// Status line and fixed fields of the `200 OK`, up to (not including) the per-response tail.
     pub head: Arc<[u8]>,
     /// The same for `304 Not Modified` (validators and caching fields, no body fields).
     pub not_modified: Arc<[u8]>,
-    /// The file's bytes.
+    /// The bytes as sent.
     pub body: Arc<[u8]>,
+    /// Strong entity tag, quoted: `"<len hex>-<FNV-1a 64 hex>"` of the file's bytes, plus
+    /// `-gzip`/`-br` for a compressed representation — the same on every restart and replica.
+    pub etag: Box<[u8]>,
+}
+
+/// One cached file: identity, and gzip/brotli variants when they were worth building.
+pub struct Entry {
+    pub identity: Repr,
+    pub gzip: Option<Repr>,
+    pub br: Option<Repr>,
     /// `Content-Type` value.
     pub content_type: &'static str,
-    /// Strong entity tag, quoted: `"<len hex>-<FNV-1a 64 hex>"` of the bytes — the same on every
-    /// restart and every replica serving the same file.
-    pub etag: Box<[u8]>,
     /// Modification time, Unix seconds (`Last-Modified`).
     pub modified: u64,
     /// `Cache-Control` value.
     pub cache_control: Box<str>,
+}
+
+impl Entry {
+    /// The representation for a negotiated coding (identity if that variant does not exist).
+    pub fn repr(&self, coding: Coding) -> (&Repr, Coding) {
+        match coding {
+            Coding::Br if self.br.is_some() => (self.br.as_ref().unwrap_or(&self.identity), Coding::Br),
+            Coding::Gzip if self.gzip.is_some() => {
+                (self.gzip.as_ref().unwrap_or(&self.identity), Coding::Gzip)
+            }
+            _ => (&self.identity, Coding::Identity),
+        }
+    }
+
+    /// Whether responses vary with `Accept-Encoding` (a compressed variant exists).
+    pub fn varies(&self) -> bool {
+        self.gzip.is_some() || self.br.is_some()
+    }
+
+    /// Bytes held, all representations together.
+    pub fn bytes(&self) -> u64 {
+        let len = |r: &Option<Repr>| r.as_ref().map_or(0, |r| r.body.len() as u64);
+        self.identity.body.len() as u64 + len(&self.gzip) + len(&self.br)
+    }
 }
 
 /// What a request path resolves to.
@@ -57,13 +89,13 @@ impl Snapshot {
     }
 
     pub(crate) fn insert(&mut self, key: Vec<u8>, entry: Entry) {
-        self.bytes += entry.body.len() as u64;
+        self.bytes += entry.bytes();
         if let Some(dir) = key.strip_suffix(b"/index.html") {
             let dir = if dir.is_empty() { b"/".as_slice() } else { dir };
             self.dirs.insert(dir.into());
         }
         if let Some(old) = self.files.insert(key.into_boxed_slice(), entry) {
-            self.bytes -= old.body.len() as u64;
+            self.bytes -= old.bytes();
         }
     }
 
@@ -72,7 +104,7 @@ impl Snapshot {
         self.files.len()
     }
 
-    /// Total body bytes held.
+    /// Total bytes held, compressed variants included.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }

@@ -37,7 +37,7 @@ fn run(ino: &Inotify, root: &Path, reload: &ReloadHandle) {
         // …then until nothing has changed for QUIET.
         while matches!(wait(ino, Some(QUIET)), Ok(true)) {}
         if let Err(e) = watch_tree(ino, root) {
-            eprintln!("atomserve: --watch: cannot watch {}: {e}", root.display());
+            crate::log!("--watch: cannot watch {}: {e}", root.display());
         }
         reload.request(Trigger::Watch);
     }

@@ -4,6 +4,7 @@
 
 pub mod conditional;
 pub mod date;
+pub mod encoding;
 pub mod mime;
 pub mod path;
 pub mod range;

@@ -78,6 +78,8 @@ pub struct Request<'b> {
     pub conditions: Conditions<'b>,
     /// `Range`.
     pub range: Option<&'b [u8]>,
+    /// `Accept-Encoding`.
+    pub accept_encoding: Option<&'b [u8]>,
 }
 
 /// The outcome of parsing the start of a buffer.
@@ -148,6 +150,7 @@ pub fn parse<'b>(
     let mut expect_continue = false;
     let mut conditions = Conditions::default();
     let mut range = None;
+    let mut accept_encoding = None;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.len() > 3 && name[..3].eq_ignore_ascii_case(b"if-") {
@@ -162,6 +165,8 @@ pub fn parse<'b>(
             *slot = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"range") {
             range = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"accept-encoding") {
+            accept_encoding = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&c| c == b',') {
                 let token = token.trim_ascii();
@@ -207,6 +212,7 @@ pub fn parse<'b>(
         expect_continue,
         conditions,
         range,
+        accept_encoding,
     })
 }
 

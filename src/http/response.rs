@@ -113,6 +113,10 @@ pub fn write_tail(out: &mut Vec<u8>, date: &[u8; super::date::LEN], persistence:
 /// The fields that describe a cached file in every response about it.
 pub struct FileMeta<'a> {
     pub content_type: &'a str,
+    /// `Content-Encoding` of this representation (none for identity).
+    pub encoding: Option<&'a str>,
+    /// Add `Vary: Accept-Encoding` (the file has compressed variants).
+    pub vary: bool,
     pub len: u64,
     pub etag: &'a [u8],
     pub last_modified: &'a [u8; super::date::LEN],
@@ -127,6 +131,7 @@ pub fn render_file_head(m: &FileMeta<'_>) -> Vec<u8> {
         "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
         m.content_type, m.len
     );
+    write_encoding(&mut head, m);
     write_validators(&mut head, m);
     head.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     head
@@ -151,6 +156,7 @@ pub fn write_partial_head(out: &mut Vec<u8>, m: &FileMeta<'_>, start: u64, end: 
         end - start + 1,
         m.len
     );
+    write_encoding(out, m);
     write_validators(out, m);
     out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
 }
@@ -171,12 +177,21 @@ pub fn write_unsatisfiable(
     write_tail(out, date, persistence);
 }
 
+fn write_encoding(out: &mut Vec<u8>, m: &FileMeta<'_>) {
+    if let Some(encoding) = m.encoding {
+        let _ = write!(out, "Content-Encoding: {encoding}\r\n");
+    }
+}
+
 fn write_validators(out: &mut Vec<u8>, m: &FileMeta<'_>) {
     out.extend_from_slice(b"ETag: ");
     out.extend_from_slice(m.etag);
     out.extend_from_slice(b"\r\nLast-Modified: ");
     out.extend_from_slice(m.last_modified);
     let _ = write!(out, "\r\nCache-Control: {}\r\n", m.cache_control);
+    if m.vary {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
 }
 
 /// Extra fields for a generated response.

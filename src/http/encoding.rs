@@ -1,0 +1,149 @@
+//! `Accept-Encoding` negotiation (RFC 9110 §12.5.3) between the representations a snapshot
+//! holds: identity always, gzip and brotli when they were built at load time.
+//!
+//! Each listed coding gets its q-value (`br;q=0.8`); `*` sets it for codings not listed;
+//! `q=0` refuses. Identity, when not listed, is acceptable with the lowest non-zero q, so any
+//! coding the client lists is preferred to it. Identity is acceptable unless refused by `identity;q=0` or by `*;q=0` without
+//! an `identity` entry. The best available coding wins, ties going to the smaller: br, then
+//! gzip, then identity. No `Accept-Encoding` at all gets identity (the RFC would allow any
+//! coding, but a client that does not ask is usually one that cannot decode, like a bare
+//! `curl`). If everything available is refused — including identity — atomserve still sends
+//! identity rather than a 406 (the RFC's "SHOULD send a response without any content coding").
+
+/// A content coding atomserve can serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coding {
+    Identity,
+    Gzip,
+    Br,
+}
+
+impl Coding {
+    /// The `Content-Encoding` token (none for identity).
+    pub fn token(self) -> Option<&'static str> {
+        match self {
+            Coding::Identity => None,
+            Coding::Gzip => Some("gzip"),
+            Coding::Br => Some("br"),
+        }
+    }
+}
+
+/// q-values (in thousandths) the client gave each coding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcceptEncoding {
+    br: u16,
+    gzip: u16,
+    identity: u16,
+}
+
+impl AcceptEncoding {
+    /// Parses an `Accept-Encoding` value; `None` (no header) accepts identity only.
+    pub fn parse(header: Option<&[u8]>) -> AcceptEncoding {
+        let Some(header) = header else { return AcceptEncoding { br: 0, gzip: 0, identity: 1000 } };
+        let (mut br, mut gzip, mut identity, mut star) = (None, None, None, None);
+        for item in header.split(|&c| c == b',') {
+            let mut parts = item.split(|&c| c == b';');
+            let token = parts.next().unwrap_or(b"").trim_ascii();
+            let mut q = 1000;
+            for param in parts {
+                let param = param.trim_ascii();
+                if param.len() > 2 && param[..2].eq_ignore_ascii_case(b"q=") {
+                    q = qvalue(&param[2..]).unwrap_or(0);
+                }
+            }
+            let slot = if token.eq_ignore_ascii_case(b"br") {
+                &mut br
+            } else if token.eq_ignore_ascii_case(b"gzip") || token.eq_ignore_ascii_case(b"x-gzip") {
+                &mut gzip
+            } else if token.eq_ignore_ascii_case(b"identity") {
+                &mut identity
+            } else if token == b"*" {
+                &mut star
+            } else {
+                continue;
+            };
+            *slot = Some(q);
+        }
+        AcceptEncoding {
+            br: br.or(star).unwrap_or(0),
+            gzip: gzip.or(star).unwrap_or(0),
+            // Not listed: acceptable, but after anything the client did list (q = 0.001).
+            identity: identity.or(star).unwrap_or(1),
+        }
+    }
+
+    /// The coding to send, given which variants exist.
+    pub fn choose(self, has_br: bool, has_gzip: bool) -> Coding {
+        let mut best = (self.identity, Coding::Identity);
+        if has_gzip && self.gzip > 0 && self.gzip >= best.0 {
+            best = (self.gzip, Coding::Gzip);
+        }
+        if has_br && self.br > 0 && self.br >= best.0 {
+            best = (self.br, Coding::Br);
+        }
+        best.1
+    }
+}
+
+/// `0`, `0.5`, `1`, `1.000`… → thousandths; anything else is invalid.
+fn qvalue(s: &[u8]) -> Option<u16> {
+    let s = s.trim_ascii();
+    let (int, frac) = match s.iter().position(|&c| c == b'.') {
+        Some(dot) => (&s[..dot], &s[dot + 1..]),
+        None => (s, &b""[..]),
+    };
+    if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut thousandths = 0u16;
+    for i in 0..3 {
+        thousandths = thousandths * 10 + frac.get(i).map_or(0, |d| u16::from(d - b'0'));
+    }
+    match int {
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pick(h: Option<&[u8]>) -> Coding {
+        AcceptEncoding::parse(h).choose(true, true)
+    }
+
+    #[test]
+    fn browsers_get_brotli() {
+        assert_eq!(pick(Some(b"gzip, deflate, br, zstd")), Coding::Br);
+        assert_eq!(pick(Some(b"gzip, deflate")), Coding::Gzip);
+        assert_eq!(AcceptEncoding::parse(Some(b"gzip, deflate, br")).choose(false, true), Coding::Gzip);
+        assert_eq!(AcceptEncoding::parse(Some(b"br")).choose(false, false), Coding::Identity);
+    }
+
+    #[test]
+    fn q_values() {
+        assert_eq!(pick(Some(b"br;q=0.5, gzip;q=0.8")), Coding::Gzip);
+        assert_eq!(pick(Some(b"br;q=0, gzip")), Coding::Gzip);
+        assert_eq!(pick(Some(b"gzip;q=0, br;q=0")), Coding::Identity);
+        assert_eq!(pick(Some(b"identity;q=1, br;q=0.5")), Coding::Identity);
+        assert_eq!(pick(Some(b"*")), Coding::Br);
+        assert_eq!(pick(Some(b"*;q=0.5, identity")), Coding::Identity);
+        assert_eq!(pick(Some(b"br;q=1.0")), Coding::Br);
+        assert_eq!(pick(Some(b"br;q=2")), Coding::Identity); // invalid q: refused
+        assert_eq!(pick(Some(b"BR;Q=0.9")), Coding::Br);
+        assert_eq!(pick(Some(b"x-gzip")), Coding::Gzip);
+    }
+
+    #[test]
+    fn no_header_or_empty() {
+        assert_eq!(pick(None), Coding::Identity);
+        assert_eq!(pick(Some(b"")), Coding::Identity);
+        // Identity refused and nothing else acceptable: identity anyway (documented).
+        assert_eq!(pick(Some(b"identity;q=0")), Coding::Identity);
+        assert_eq!(pick(Some(b"*;q=0")), Coding::Identity);
+        assert_eq!(AcceptEncoding::parse(Some(b"identity;q=0, gzip")).choose(true, true), Coding::Gzip);
+    }
+}
