@@ -4,7 +4,7 @@
 //! Backpressure and failure handling:
 //! - the hand-off queue is bounded; when it is full the new connection gets a fixed
 //!   `503 Service Unavailable` with `Retry-After: 1` and is closed — never silently dropped, and
-//!   the acceptor never blocks;
+//!   the acceptor never blocks; the same answer goes to connections over `--max-connections`;
 //! - out of file descriptors (`EMFILE`/`ENFILE`) or kernel memory: the listeners are left out of
 //!   the poll set for a short pause instead of spinning on a listener that stays readable, and
 //!   polling resumes by itself (pending connections wait in the kernel's backlog meanwhile);
@@ -49,6 +49,8 @@ pub struct Acceptor {
     pub handoff: Arc<FdHandoff>,
     /// All counters; the acceptor writes `stats.acceptor` only.
     pub stats: Arc<Stats>,
+    /// Most public connections open at once (0: no limit); beyond it new ones get 503.
+    pub max_connections: u64,
     /// Where the next idle-worker search starts (rotated for fairness).
     hint: usize,
     paused_until: Option<Instant>,
@@ -61,7 +63,7 @@ impl Acceptor {
         handoff: Arc<FdHandoff>,
         stats: Arc<Stats>,
     ) -> Self {
-        Acceptor { listeners, signals, handoff, stats, hint: 0, paused_until: None }
+        Acceptor { listeners, signals, handoff, stats, max_connections: 0, hint: 0, paused_until: None }
     }
 
     /// Accepts until a terminating signal; `on_reload` runs on SIGHUP.
@@ -98,6 +100,16 @@ impl Acceptor {
         }
     }
 
+    /// Whether the public connections open now reach `max_connections` (0: no limit).
+    fn at_connection_limit(&self) -> bool {
+        if self.max_connections == 0 {
+            return false;
+        }
+        let open =
+            self.stats.acceptor.accepted.get().saturating_sub(self.stats.sum(|w| &w.connections_closed));
+        open >= self.max_connections
+    }
+
     fn accept_from(&mut self, index: usize) {
         let role = self.listeners[index].role;
         for _ in 0..ACCEPT_BATCH {
@@ -119,20 +131,33 @@ impl Acceptor {
                     _ => return, // EAGAIN: the backlog is empty
                 },
             };
-            if role == Role::Public {
-                self.stats.acceptor.accepted.incr();
+            if role == Role::Public && self.at_connection_limit() {
+                // Over --max-connections: refuse plainly rather than run out of descriptors.
+                self.stats.acceptor.over_limit.incr();
+                refuse(&fd);
+                continue;
             }
             self.hint = self.hint.wrapping_add(1);
-            if let Err(refused) = self.handoff.push(Accepted { fd, role }, self.hint) {
-                // Every worker is behind: say so plainly instead of letting the client hang.
-                self.stats.acceptor.queue_full.incr();
-                // Read what the client already sent (TCP_DEFER_ACCEPT makes that likely): closing
-                // with unread input makes the kernel send a reset, which can destroy the 503.
-                let mut sink = [0u8; 1024];
-                while matches!(socket::recv(refused.fd.as_fd(), &mut sink), Ok(n) if n > 0) {}
-                let _ = socket::send(refused.fd.as_fd(), response::QUEUE_FULL);
-                let _ = socket::shutdown_write(refused.fd.as_fd());
+            match self.handoff.push(Accepted { fd, role }, self.hint) {
+                Ok(()) if role == Role::Public => self.stats.acceptor.accepted.incr(),
+                Ok(()) => {}
+                Err(refused) => {
+                    // Every worker is behind: say so plainly instead of letting the client hang.
+                    self.stats.acceptor.queue_full.incr();
+                    refuse(&refused.fd);
+                }
             }
         }
     }
+}
+
+/// Answers a refused connection with the fixed 503 (`Retry-After: 1`) and half-closes it; the
+/// fd is closed when the caller drops it. Best effort: a failed send changes nothing.
+fn refuse(fd: &OwnedFd) {
+    // Read what the client already sent (TCP_DEFER_ACCEPT makes that likely): closing with unread
+    // input makes the kernel send a reset, which can destroy the 503.
+    let mut sink = [0u8; 1024];
+    while matches!(socket::recv(fd.as_fd(), &mut sink), Ok(n) if n > 0) {}
+    let _ = socket::send(fd.as_fd(), response::QUEUE_FULL);
+    let _ = socket::shutdown_write(fd.as_fd());
 }

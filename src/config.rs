@@ -40,6 +40,11 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_QUEUE_CAPACITY", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub queue_capacity: u32,
 
+    /// Most public connections open at once; beyond it new ones get 503
+    /// [default: the open-file limit minus a reserve for the server's own descriptors].
+    #[arg(long, env = "ATOMSERVE_MAX_CONNECTIONS")]
+    pub max_connections: Option<u64>,
+
     /// listen(2) backlog.
     #[arg(long, env = "ATOMSERVE_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,

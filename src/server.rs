@@ -154,9 +154,14 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     } else {
         format!("pinned to CPUs {cpus:?}").replace("Some(", "").replace(')', "")
     };
-    crate::log!("{workers} workers, {pinning}; open-file limit {nofile}");
+    // Keep descriptors for listeners, epoll/eventfd per worker, inotify, reloads and the admin
+    // listener's own connections: a connection refused with 503 beats an accept4 that fails.
+    let max_connections =
+        config.max_connections.unwrap_or_else(|| nofile.saturating_sub(64 + 4 * workers as u64));
+    crate::log!("{workers} workers, {pinning}; open-file limit {nofile}, max connections {max_connections}");
 
     let mut acceptor = Acceptor::new(listeners, signals, handoff.clone(), stats.clone());
+    acceptor.max_connections = max_connections;
     let exit = acceptor.run(|| reload.request(Trigger::Signal)).map_err(os("poll"))?;
     debug_assert_eq!(exit, Exit::Terminate);
 

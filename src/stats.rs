@@ -153,8 +153,11 @@ pub struct WorkerStats {
 /// Written by the acceptor thread only.
 #[derive(Default)]
 pub struct AcceptorStats {
+    /// Public connections handed to a worker.
     pub accepted: Counter,
     pub queue_full: Counter,
+    /// Public connections refused because `--max-connections` were open.
+    pub over_limit: Counter,
     pub backoffs: Counter,
 }
 

@@ -332,7 +332,7 @@ fn a_closed_stderr_does_not_kill_the_server() {
         }
     };
     drop(lines); // the read end closes: every later log line fails with EPIPE
-    // SAFETY: signalling our own child.
+                 // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) }; // logs "reloaded …"
     std::thread::sleep(Duration::from_millis(300));
     let mut c = connect(addr);
@@ -341,4 +341,32 @@ fn a_closed_stderr_does_not_kill_the_server() {
     assert!(child.try_wait().unwrap().is_none(), "the server died");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn max_connections_refuses_with_503_and_recovers() {
+    let root = fixture_root("max-conns");
+    let s = Server::start(&root.path, &["--max-connections", "5", "--workers", "1"]);
+    let mut open: Vec<_> = (0..5)
+        .map(|_| {
+            let mut c = s.connect();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut c, false).unwrap().status, 200);
+            c
+        })
+        .collect();
+    let (r, mut c) = s.raw(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(is_closed(&mut c));
+    // The admin listener is not limited, and says what happened.
+    let mut a = connect(s.admin.unwrap());
+    a.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let metrics = read_response(&mut a, false).unwrap().text();
+    assert!(metrics.contains("atomserve_connections_refused_total 1"), "{metrics}");
+    assert!(metrics.contains("atomserve_connections_active 5"), "{metrics}");
+    // One leaves: a new client gets in.
+    drop(open.pop());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(s.get("/").status, 200);
 }

@@ -62,7 +62,12 @@ pub fn render(src: &Sources) -> String {
         "Public connections open now (queued or owned by a worker).",
         accepted.saturating_sub(closed),
     );
-    counter(w, "atomserve_connections_accepted_total", "Public connections accepted.", accepted);
+    counter(
+        w,
+        "atomserve_connections_accepted_total",
+        "Public connections accepted and handed to a worker.",
+        accepted,
+    );
     counter(w, "atomserve_connections_closed_total", "Public connections closed.", closed);
     gauge(w, "atomserve_accept_queue_depth", "Accepted connections waiting for a worker.", queued);
     counter(
@@ -70,6 +75,12 @@ pub fn render(src: &Sources) -> String {
         "atomserve_accept_queue_full_total",
         "Connections refused with 503 because the queue was full.",
         stats.acceptor.queue_full.get(),
+    );
+    counter(
+        w,
+        "atomserve_connections_refused_total",
+        "Connections refused with 503 because --max-connections were open.",
+        stats.acceptor.over_limit.get(),
     );
     counter(
         w,
