@@ -28,6 +28,14 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_ADMIN_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_admin)]
     pub admin_listen: AdminListen,
 
+    /// After binding, drop root and run as this user (name or uid).
+    #[arg(long, env = "ATOMSERVE_USER")]
+    pub user: Option<String>,
+
+    /// With --user: the group to run as [default: the user's primary group].
+    #[arg(long, env = "ATOMSERVE_GROUP", requires = "user")]
+    pub group: Option<String>,
+
     /// Worker threads [default: one per CPU this process may run on].
     #[arg(long, env = "ATOMSERVE_WORKERS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: Option<u32>,

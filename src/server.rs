@@ -21,7 +21,7 @@ use crate::sys::eventfd::EventFd;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::signal::{self, Signal};
 use crate::sys::socket::{self, ListenOptions};
-use crate::sys::{affinity, limits};
+use crate::sys::{affinity, creds, limits};
 use crate::worker::{self, WorkerSetup};
 
 /// A failure to start; `main` prints it on one line and exits with status 2.
@@ -46,6 +46,24 @@ impl std::error::Error for StartError {}
 
 fn os(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
     move |error| StartError::Os { what, error }
+}
+
+/// With `--user`, gives up root now that the listeners are bound (before any thread starts);
+/// without it, warns when running as root.
+fn drop_privileges(config: &Config) -> Result<(), StartError> {
+    let Some(user) = &config.user else {
+        if creds::effective_uid() == 0 {
+            crate::log!("warning: running as root; --user NAME drops privileges after binding");
+        }
+        return Ok(());
+    };
+    let mut ids = creds::lookup_user(user).map_err(os("--user"))?;
+    if let Some(group) = &config.group {
+        ids.gid = creds::lookup_group(group).map_err(os("--group"))?;
+    }
+    creds::drop_to(ids).map_err(os("dropping privileges (setgroups/setgid/setuid)"))?;
+    crate::log!("running as uid {} gid {} (no new privileges)", ids.uid, ids.gid);
+    Ok(())
 }
 
 /// Runs the server until SIGTERM/SIGINT and a drain.
@@ -82,6 +100,8 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         admin = Some(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
         listeners.push(Listener { fd, role: Role::Admin });
     }
+
+    drop_privileges(config)?;
 
     let allowed = affinity::allowed_cpus().map_err(os("sched_getaffinity"))?;
     let workers = config.workers.map_or(allowed.len().max(1), |n| n as usize);

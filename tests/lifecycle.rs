@@ -370,3 +370,40 @@ fn max_connections_refuses_with_503_and_recovers() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(s.get("/").status, 200);
 }
+
+#[test]
+fn user_drops_root_after_binding() {
+    let root = fixture_root("privdrop");
+    // SAFETY: geteuid takes nothing.
+    if unsafe { libc::geteuid() } != 0 {
+        // Not root: dropping to another user must fail cleanly, not half-way.
+        let out = Command::new(env!("CARGO_BIN_EXE_atomserve"))
+            .args(["--root", root.path.to_str().unwrap(), "--listen", "127.0.0.1:0", "--user", "nobody"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
+    let s = Server::start(&root.path, &["--user", "nobody"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().skip(1).collect::<Vec<_>>();
+    assert_eq!(field("Uid:"), ["65534"; 4], "real, effective, saved, fs uid");
+    assert!(field("Gid:").iter().all(|g| *g != "0"), "{:?}", field("Gid:"));
+    assert!(!field("Groups:").contains(&"0"), "supplementary groups kept root's: {:?}", field("Groups:"));
+    assert_eq!(field("NoNewPrivs:"), ["1"]);
+    // Every thread has dropped too (they are started after the drop).
+    for task in std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap().flatten() {
+        let st = std::fs::read_to_string(task.path().join("status")).unwrap();
+        assert!(st.lines().any(|l| l.starts_with("Uid:\t65534")), "thread still root:\n{st}");
+    }
+    assert!(s.log().contains("running as uid 65534"), "{}", s.log());
+    // It still serves, and still reloads (the root is world-readable).
+    assert_eq!(s.get("/").text(), INDEX);
+    std::fs::write(root.path.join("index.html"), "after\n").unwrap();
+    s.signal(libc::SIGHUP);
+    let end = Instant::now() + Duration::from_secs(5);
+    while s.get("/").text() != "after\n" {
+        assert!(Instant::now() < end, "reload as nobody failed:\n{}", s.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

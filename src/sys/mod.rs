@@ -13,6 +13,7 @@
 //! | [`inotify`] | inotify_init1, inotify_add_watch, read |
 //! | [`signal`] | sigaction |
 //! | [`affinity`] | sched_getaffinity, sched_setaffinity |
+//! | [`creds`] | getpwnam_r, getgrnam_r, setgroups, setgid, setuid, prctl(PR_SET_NO_NEW_PRIVS) |
 //! | [`limits`] | getrlimit, setrlimit |
 
 /// Calls a `libc` function and turns a `-1` return into `Err(io::Error::last_os_error())`.
@@ -30,6 +31,7 @@ macro_rules! syscall {
 }
 
 pub mod affinity;
+pub mod creds;
 pub mod epoll;
 pub mod eventfd;
 pub mod inotify;
