@@ -156,8 +156,13 @@ impl Acceptor {
 fn refuse(fd: &OwnedFd) {
     // Read what the client already sent (TCP_DEFER_ACCEPT makes that likely): closing with unread
     // input makes the kernel send a reset, which can destroy the 503.
-    let mut sink = [0u8; 1024];
-    while matches!(socket::recv(fd.as_fd(), &mut sink), Ok(n) if n > 0) {}
+    // Bounded: a client streaming faster than we read must not hold the acceptor.
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        if !matches!(socket::recv(fd.as_fd(), &mut sink), Ok(n) if n > 0) {
+            break;
+        }
+    }
     let _ = socket::send(fd.as_fd(), response::QUEUE_FULL);
     let _ = socket::shutdown_write(fd.as_fd());
 }

@@ -327,6 +327,11 @@ impl Conn {
             self.inbuf = inbuf;
         }
         self.after_process();
+        if self.batch_requests == 0 && self.inbuf.is_empty() && !self.parse_pending {
+            // This read answered nothing and left no request half-read (a discarded body, blank
+            // lines): it must not start the clock of a later request.
+            self.batch_started = None;
+        }
         Ok(true)
     }
 
@@ -582,7 +587,10 @@ impl Conn {
     /// The batch's responses are all sent: record one duration per request in it, measured from
     /// the read that brought the batch in (one clock read per batch, not per request).
     fn observe_batch(&mut self, ctx: &Ctx<'_>) {
-        if let Some(started) = self.batch_started.take() {
+        // Requests of the same batch still to be answered (parsing stopped at the output
+        // high-water mark) keep the batch's start time.
+        let started = if self.parse_pending { self.batch_started } else { self.batch_started.take() };
+        if let Some(started) = started {
             if self.batch_requests > 0 {
                 let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
                 ctx.stats.duration.observe_ns(ns, u64::from(self.batch_requests));

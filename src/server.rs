@@ -48,15 +48,9 @@ fn os(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
     move |error| StartError::Os { what, error }
 }
 
-/// With `--user`, gives up root now that the listeners are bound (before any thread starts);
-/// without it, warns when running as root.
+/// With `--user`, gives up root now that the listeners are bound (before any thread starts).
 fn drop_privileges(config: &Config) -> Result<(), StartError> {
-    let Some(user) = &config.user else {
-        if creds::effective_uid() == 0 {
-            crate::log!("warning: running as root; --user NAME drops privileges after binding");
-        }
-        return Ok(());
-    };
+    let Some(user) = &config.user else { return Ok(()) };
     let mut ids = creds::lookup_user(user).map_err(os("--user"))?;
     if let Some(group) = &config.group {
         ids.gid = creds::lookup_group(group).map_err(os("--group"))?;
@@ -71,17 +65,10 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let nofile = limits::raise_nofile_limit().map_err(os("getrlimit"))?;
 
     let process_started = SystemTime::now();
-    let started = Instant::now();
-    let opts = LoadOptions {
-        root: config.root.clone(),
-        spa_fallback: !config.no_spa_fallback,
-        budget: config.cache_budget,
-        cache_control: config.cache_control.clone(),
-        compress: !config.no_compress,
-    };
-    let snapshot = cache::load(&opts).map_err(StartError::Load)?;
-    let load_time = started.elapsed();
-    let (files, bytes) = (snapshot.files(), snapshot.bytes());
+    // Signals first: a SIGHUP or SIGTERM during a slow start-up (compression) must not kill the
+    // process with the default action; it is acted on once the acceptor runs.
+    let signals = EventFd::new().map_err(os("eventfd"))?;
+    signal::install(&signals).map_err(os("sigaction"))?;
 
     let listen_opts = ListenOptions { backlog: config.backlog, defer_accept_secs: 1, reuse_port: false };
     let mut listeners = Vec::new();
@@ -101,7 +88,21 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         listeners.push(Listener { fd, role: Role::Admin });
     }
 
+    // Bind as root (port 80), then drop root, then read the root as the user that will also
+    // read it on every reload: a file only root can read must fail now, not at the first reload.
     drop_privileges(config)?;
+
+    let started = Instant::now();
+    let opts = LoadOptions {
+        root: config.root.clone(),
+        spa_fallback: !config.no_spa_fallback,
+        budget: config.cache_budget,
+        cache_control: config.cache_control.clone(),
+        compress: !config.no_compress,
+    };
+    let snapshot = cache::load(&opts).map_err(StartError::Load)?;
+    let load_time = started.elapsed();
+    let (files, bytes) = (snapshot.files(), snapshot.bytes());
 
     let allowed = affinity::allowed_cpus().map_err(os("sched_getaffinity"))?;
     let workers = config.workers.map_or(allowed.len().max(1), |n| n as usize);
@@ -128,9 +129,6 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     if config.watch {
         watch::spawn(opts.root.clone(), reload.clone()).map_err(os("--watch (inotify)"))?;
     }
-    let signals = EventFd::new().map_err(os("eventfd"))?;
-    signal::install(&signals).map_err(os("sigaction"))?;
-
     let mut handles = Vec::with_capacity(workers);
     for (id, &cpu) in cpus.iter().enumerate() {
         let setup = WorkerSetup {
@@ -177,9 +175,12 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     // Keep descriptors for listeners, epoll/eventfd per worker, inotify, reloads and the admin
     // listener's own connections: a connection refused with 503 beats an accept4 that fails.
     let max_connections =
-        config.max_connections.unwrap_or_else(|| nofile.saturating_sub(64 + 4 * workers as u64));
+        config.max_connections.unwrap_or_else(|| nofile.saturating_sub(64 + 4 * workers as u64).max(1));
     crate::log!("{workers} workers, {pinning}; open-file limit {nofile}, max connections {max_connections}");
 
+    if config.user.is_none() && creds::effective_uid() == 0 {
+        crate::log!("warning: running as root; --user NAME drops privileges after binding");
+    }
     let mut acceptor = Acceptor::new(listeners, signals, handoff.clone(), stats.clone());
     acceptor.max_connections = max_connections;
     let exit = acceptor.run(|| reload.request(Trigger::Signal)).map_err(os("poll"))?;

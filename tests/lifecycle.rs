@@ -386,7 +386,9 @@ fn user_drops_root_after_binding() {
     }
     let s = Server::start(&root.path, &["--user", "nobody"]);
     let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
-    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().skip(1).collect::<Vec<_>>();
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().skip(1).collect::<Vec<_>>()
+    };
     assert_eq!(field("Uid:"), ["65534"; 4], "real, effective, saved, fs uid");
     assert!(field("Gid:").iter().all(|g| *g != "0"), "{:?}", field("Gid:"));
     assert!(!field("Groups:").contains(&"0"), "supplementary groups kept root's: {:?}", field("Groups:"));

@@ -119,14 +119,15 @@ fn memory_returns_to_baseline_after_a_hundred_reloads() {
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_string();
         line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() // KiB
     };
-    // Warm up: the allocator settles after a few reloads.
-    for i in 0..5 {
+    // Warm up: the allocator settles after a few reloads (each reload builds entries on
+    // short-lived threads, and glibc keeps per-thread arenas; RSS plateaus, it does not grow).
+    for i in 0..20 {
         s.signal(libc::SIGHUP);
         wait_reloads(&s, i + 1);
     }
     assert_eq!(s.get("/").status, 200);
     let baseline = rss();
-    for i in 5..105 {
+    for i in 20..120 {
         s.signal(libc::SIGHUP);
         wait_reloads(&s, i + 1);
         if i % 10 == 0 {
@@ -134,8 +135,9 @@ fn memory_returns_to_baseline_after_a_hundred_reloads() {
         }
     }
     let after = rss();
-    // Each snapshot is ~5.3 MiB: a leak of retired snapshots would add ~530 MiB.
-    assert!(after < baseline + 20 * 1024, "RSS grew from {baseline} KiB to {after} KiB over 100 reloads");
+    // Each snapshot is ~5.3 MiB: a leak of retired snapshots would add ~530 MiB (measured: 557 MiB
+    // with freeing disabled); allocator arenas settling stay well under 48 MiB.
+    assert!(after < baseline + 48 * 1024, "RSS grew from {baseline} KiB to {after} KiB over 100 reloads");
     eprintln!("RSS {baseline} KiB -> {after} KiB after 100 reloads");
 }
 

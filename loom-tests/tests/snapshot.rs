@@ -135,3 +135,25 @@ fn retired_snapshot_is_freed_once_readers_pass_a_quiescent_point() {
         assert_eq!(cell.reclaim(), 0);
     });
 }
+
+#[test]
+fn reader_that_sleeps_and_wakes_never_sees_a_freed_snapshot() {
+    // Read, sleep (offline), wake (online) and read again, while the writer publishes and
+    // reclaims: the writer may see only the slot value stored on waking.
+    model(|| {
+        let cell = Arc::new(SnapshotCell::new(Probe::new(1), 1));
+        let c = cell.clone();
+        let reader = thread::spawn(move || {
+            let mut r = c.reader(0);
+            r.online();
+            let _ = r.current().read();
+            r.offline();
+            r.online();
+            let _ = r.current().read();
+            r.offline();
+        });
+        cell.publish(Probe::new(2));
+        cell.reclaim();
+        reader.join().unwrap();
+    });
+}

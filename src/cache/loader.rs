@@ -127,9 +127,11 @@ fn entry(
     let etag = format!("\"{:x}-{:016x}\"", f.body.len(), fnv1a(&f.body)).into_bytes();
     let repr = |body: &[u8], coding: Coding| {
         // Each coding is a different representation, so it needs its own entity tag.
+        // …computed from its own bytes, so a changed shipped `.br` or another compressor
+        // version can never give different bytes the same strong tag.
         let etag = match coding.token() {
             None => etag.clone(),
-            Some(token) => [&etag[..etag.len() - 1], b"-", token.as_bytes(), b"\""].concat(),
+            Some(token) => format!("\"{:x}-{:016x}-{token}\"", body.len(), fnv1a(body)).into_bytes(),
         };
         let m = FileMeta {
             content_type,
@@ -258,7 +260,12 @@ fn is_fingerprinted(name: &[u8]) -> bool {
     };
     let Some(dash) = stem.iter().rposition(|&c| c == b'-') else { return false };
     let hash = &stem[dash + 1..];
-    dash > 0 && hash.len() >= 8 && hash.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    // Bundlers' hashes are 8+ characters of base64url or hex; a plain word (`datepicker`) is not:
+    // require a digit or an upper-case letter as well.
+    dash > 0
+        && (8..=64).contains(&hash.len())
+        && hash.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        && hash.iter().any(|&c| c.is_ascii_digit() || c.is_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -275,6 +282,11 @@ mod tests {
         assert_eq!(cache_control_for(b"/assets/style-Zz9.css", d), d); // too short to be a hash
         assert_eq!(cache_control_for(b"/favicon-ABCDEFGH.svg", d), d); // not under /assets/
         assert_eq!(cache_control_for(b"/assets/logo.svg", d), d);
+        assert_eq!(cache_control_for(b"/assets/jquery-ui-datepicker.js", d), d); // a word, not a hash
+        assert_eq!(
+            cache_control_for(b"/assets/vendor-3f2a9c1e.js", d),
+            "public, max-age=31536000, immutable"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! | writer `reclaim` | `slot.load()` for each worker | Acquire | reader's Release slot stores: its uses of the old snapshot happen before the free |
 //! | reader `quiescent` | `slot.store(epoch.load())` | Acquire load, Release store | see above |
 //! | reader `offline` | `slot.store(OFFLINE)` | Release | writer's Acquire slot load |
-//! | reader `online` | `slot.store(epoch.load())`, `fence` | Relaxed load and store, SeqCst fence | writer's fence (Dekker); the fence also acquires the epoch read |
+//! | reader `online` | `slot.store(epoch.load())`, `fence` | Relaxed load, Release store, SeqCst fence | writer's fence (Dekker) and slot load; the fence also acquires the epoch read |
 //! | reader `current` | `current.load()` | Acquire | writer's swap |
 //!
 //! A snapshot retired at epoch `r` is freed once every slot is `OFFLINE` or `≥ r`. A slot `≥ r`
@@ -231,8 +231,12 @@ impl<T> Reader<'_, T> {
         // after a load that read a Release store synchronises with it), so seeing epoch r still
         // implies seeing the swap before it. make loom-mutants confirms Acquire is not needed here.
         let epoch = self.cell.epoch.load(Ordering::Relaxed);
-        // Relaxed: ordered before this worker's next `current` load by the fence below.
-        self.cell.slots[self.id].store(epoch, Ordering::Relaxed);
+        // Release: the writer may read this value without ever seeing our earlier OFFLINE store
+        // (C++20 release sequences do not pass through a later Relaxed store), so this store must
+        // itself order our reads from before the sleep before the writer's free. The fence below
+        // orders it before our next `current` load.
+        // loom: snapshot::reader_that_sleeps_and_wakes_never_sees_a_freed_snapshot.
+        self.cell.slots[self.id].store(epoch, Ordering::Release);
         // SeqCst fence: the reader half of the Dekker pair with `publish` — either the writer
         // sees this slot, or our next `current` load sees its new pointer.
         // loom: snapshot::waking_reader_never_sees_a_freed_snapshot.

@@ -173,7 +173,10 @@ pub fn write_unsatisfiable(
         "HTTP/1.1 416 Range Not Satisfiable\r\nServer: {SERVER}\r\nContent-Length: 0\r\nContent-Range: bytes */{}\r\n",
         m.len
     );
-    write_validators(out, m);
+    // Validators, but not the file's Cache-Control: an error must not be cached as `immutable`.
+    out.extend_from_slice(b"ETag: ");
+    out.extend_from_slice(m.etag);
+    out.extend_from_slice(b"\r\n");
     write_tail(out, date, persistence);
 }
 
