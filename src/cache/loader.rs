@@ -20,6 +20,7 @@ use super::snapshot::{Entry, Repr, Snapshot};
 use crate::http::encoding::Coding;
 use crate::http::response::{self, FileMeta};
 use crate::http::{date, mime};
+use crate::sync::thread;
 use std::time::UNIX_EPOCH;
 
 /// What to load and how.
@@ -93,10 +94,10 @@ fn build_entries(found: &[Found], cache_control: &str, compress_on: bool) -> Vec
         let key = [f.key.as_slice(), ext].concat();
         index.get(key.as_slice()).map(|&i| found[i].body.as_slice())
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(found.len().max(1));
+    let threads = thread::available_parallelism().map_or(1, |n| n.get()).min(found.len().max(1));
     let mut slots: Vec<Option<Entry>> = (0..found.len()).map(|_| None).collect();
     let chunk = found.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
+    thread::scope(|scope| {
         for (files, out) in found.chunks(chunk).zip(slots.chunks_mut(chunk)) {
             let sibling = &sibling;
             scope.spawn(move || {

@@ -88,7 +88,7 @@ fn wait_for_reclamation(cache: &SnapshotCell<Snapshot>) -> bool {
         if Instant::now() > deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_micros(200));
+        thread::sleep(Duration::from_micros(200));
     }
     true
 }

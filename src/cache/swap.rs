@@ -55,7 +55,7 @@ struct Node<T> {
     /// any read of the node that is not ordered before the free as a data race, and the memory
     /// stays valid so the report is clean rather than undefined behaviour.
     #[cfg(atomserve_loom)]
-    freed: loom::cell::UnsafeCell<bool>,
+    freed: crate::sync::TrackedCell<bool>,
 }
 
 /// A retired node and the epoch at which it was replaced.
@@ -175,7 +175,7 @@ impl<T> Drop for SnapshotCell<T> {
 impl<T> Node<T> {
     fn alloc(value: T) -> *mut Node<T> {
         #[cfg(atomserve_loom)]
-        let node = Node { value, freed: loom::cell::UnsafeCell::new(false) };
+        let node = Node { value, freed: crate::sync::TrackedCell::new(false) };
         #[cfg(not(atomserve_loom))]
         let node = Node { value };
         Box::into_raw(Box::new(node))

@@ -30,7 +30,7 @@ pub mod atomic {
 /// Threads: std's, or loom's under the loom cfg.
 pub mod thread {
     #[cfg(not(atomserve_loom))]
-    pub use std::thread::{spawn, yield_now, Builder, JoinHandle};
+    pub use std::thread::{available_parallelism, scope, sleep, spawn, yield_now, Builder, JoinHandle};
 
     #[cfg(atomserve_loom)]
     pub use loom::thread::{spawn, yield_now, JoinHandle};
@@ -45,6 +45,11 @@ pub mod os_atomic {
 /// Pads and aligns a value to the cache-line size so that two cores writing neighbouring values
 /// do not bounce one line between them (false sharing).
 pub use crossbeam_utils::CachePadded;
+
+/// Under loom: a cell whose every access loom records, so a read not ordered before a write is
+/// reported as a data race (the snapshot cell uses it to stand for a node's memory).
+#[cfg(atomserve_loom)]
+pub use loom::cell::UnsafeCell as TrackedCell;
 
 /// Loom explores every interleaving, so its models use tiny sizes.
 pub const LOOM: bool = cfg!(atomserve_loom);
