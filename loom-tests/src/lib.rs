@@ -1,3 +1,53 @@
 //! loom models of atomserve's atomic protocols, run against the real code in `src/` compiled
-//! with `--cfg atomserve_loom` (see `src/sync.rs`). The models live in `tests/`, one file per
-//! protocol and one model per invariant; run them with `make loom`.
+//! with `--cfg atomserve_loom` (see `src/sync/mod.rs`). The models live in `tests/`, one file
+//! per protocol and one model per invariant; run them with `make loom`. This file holds what
+//! they share: the model runner and an eventfd stand-in.
+
+#[cfg(atomserve_loom)]
+mod shared {
+    use atomserve::handoff::Wake;
+    use loom::sync::{Condvar, Mutex};
+
+    /// Runs `f` under loom, exploring every interleaving up to `LOOM_MAX_PREEMPTIONS` (default 3).
+    pub fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(f);
+    }
+
+    /// An eventfd stand-in: `wake` sets a flag that persists until `sleep` consumes it, so a ring
+    /// before the sleeper blocks is not lost — exactly the eventfd counter's semantics. A worker
+    /// that sleeps with nobody left to ring leaves every thread blocked: loom reports a deadlock.
+    pub struct Bell {
+        rung: Mutex<bool>,
+        cv: Condvar,
+    }
+
+    impl Default for Bell {
+        fn default() -> Self {
+            Bell { rung: Mutex::new(false), cv: Condvar::new() }
+        }
+    }
+
+    impl Bell {
+        pub fn sleep(&self) {
+            let mut rung = self.rung.lock().unwrap();
+            while !*rung {
+                rung = self.cv.wait(rung).unwrap();
+            }
+            *rung = false;
+        }
+    }
+
+    impl Wake for Bell {
+        fn wake(&self) {
+            *self.rung.lock().unwrap() = true;
+            self.cv.notify_one();
+        }
+    }
+}
+
+#[cfg(atomserve_loom)]
+pub use shared::{model, Bell};

@@ -5,14 +5,7 @@
 use atomserve::stats::Stats;
 use loom::sync::Arc;
 use loom::thread;
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    builder.check(f);
-}
+use loom_tests::model;
 
 fn writers(stats: &Arc<Stats>) -> Vec<thread::JoinHandle<()>> {
     (0..2)

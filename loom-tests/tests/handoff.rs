@@ -7,37 +7,11 @@
 //! can never mask a lost wake-up.
 #![cfg(atomserve_loom)]
 
-use atomserve::handoff::{Handoff, Wake};
+use atomserve::handoff::Handoff;
 use loom::sync::atomic::{AtomicUsize, Ordering};
-use loom::sync::{Arc, Condvar, Mutex};
+use loom::sync::{Arc, Mutex};
 use loom::thread;
-
-/// An eventfd stand-in: `wake` sets a flag that persists; `sleep` waits for it and clears it.
-struct Bell {
-    rung: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Bell {
-    fn new() -> Self {
-        Bell { rung: Mutex::new(false), cv: Condvar::new() }
-    }
-
-    fn sleep(&self) {
-        let mut rung = self.rung.lock().unwrap();
-        while !*rung {
-            rung = self.cv.wait(rung).unwrap();
-        }
-        *rung = false;
-    }
-}
-
-impl Wake for Bell {
-    fn wake(&self) {
-        *self.rung.lock().unwrap() = true;
-        self.cv.notify_one();
-    }
-}
+use loom_tests::{model, Bell};
 
 /// The worker loop of `src/worker.rs`, reduced to its hand-off calls: take everything queued,
 /// exit once stopped and empty, otherwise announce idleness and sleep.
@@ -70,7 +44,7 @@ fn worker(
 }
 
 fn run(workers: usize, items: usize) {
-    let h = Arc::new(Handoff::new(4, (0..workers).map(|_| Bell::new()).collect()));
+    let h = Arc::new(Handoff::new(4, (0..workers).map(|_| Bell::default()).collect()));
     let consumed = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let handles: Vec<_> = (0..workers)
@@ -88,14 +62,6 @@ fn run(workers: usize, items: usize) {
     let mut seen = seen.lock().unwrap().clone();
     seen.sort_unstable();
     assert_eq!(seen, (0..items).collect::<Vec<_>>(), "every item delivered exactly once");
-}
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    builder.check(f);
 }
 
 #[test]

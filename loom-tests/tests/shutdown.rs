@@ -4,42 +4,10 @@
 //! forever (loom reports a deadlock if one does).
 #![cfg(atomserve_loom)]
 
-use atomserve::handoff::{Handoff, Wake};
-use loom::sync::{Arc, Condvar, Mutex};
+use atomserve::handoff::Handoff;
+use loom::sync::{Arc, Mutex};
 use loom::thread;
-
-struct Bell {
-    rung: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Bell {
-    fn new() -> Self {
-        Bell { rung: Mutex::new(false), cv: Condvar::new() }
-    }
-    fn sleep(&self) {
-        let mut rung = self.rung.lock().unwrap();
-        while !*rung {
-            rung = self.cv.wait(rung).unwrap();
-        }
-        *rung = false;
-    }
-}
-
-impl Wake for Bell {
-    fn wake(&self) {
-        *self.rung.lock().unwrap() = true;
-        self.cv.notify_one();
-    }
-}
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    builder.check(f);
-}
+use loom_tests::{model, Bell};
 
 fn worker(h: &Handoff<usize, Bell>, id: usize, taken: &Mutex<Vec<usize>>) {
     loop {
@@ -59,7 +27,7 @@ fn worker(h: &Handoff<usize, Bell>, id: usize, taken: &Mutex<Vec<usize>>) {
 }
 
 fn run(workers: usize, items: usize) {
-    let h = Arc::new(Handoff::new(4, (0..workers).map(|_| Bell::new()).collect()));
+    let h = Arc::new(Handoff::new(4, (0..workers).map(|_| Bell::default()).collect()));
     let taken = Arc::new(Mutex::new(Vec::new()));
     let handles: Vec<_> = (0..workers)
         .map(|id| {

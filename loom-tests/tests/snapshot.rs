@@ -12,6 +12,7 @@ use atomserve::cache::SnapshotCell;
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::model;
 
 struct Probe {
     value: UnsafeCell<u64>,
@@ -28,14 +29,6 @@ impl Probe {
     fn read(&self) -> u64 {
         self.value.with(|x| unsafe { *x })
     }
-}
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    builder.check(f);
 }
 
 #[test]

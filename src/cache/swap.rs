@@ -191,7 +191,7 @@ impl<T> Node<T> {
         // SAFETY: the node stays allocated under loom (leaked on purpose); the tracked write lets
         // loom catch a reader whose access is not ordered before this "free".
         unsafe {
-            (*node).freed.with_mut(|f| unsafe { *f = true })
+            (*node).freed.with_mut(|f| *f = true)
         };
     }
 }
@@ -273,7 +273,7 @@ impl<T> Deref for Guard<'_, T> {
         #[cfg(atomserve_loom)]
         // SAFETY: the node is never deallocated under loom; reading the flag is a tracked read.
         unsafe {
-            (*self.node).freed.with(|f| assert!(!unsafe { *f }, "read a freed snapshot"))
+            (*self.node).freed.with(|f| assert!(!*f, "read a freed snapshot"))
         };
         // SAFETY: the node is live: it was current when loaded, and the QSBR protocol frees it
         // only after this reader's next quiescent point, which needs `&mut Reader` and so ends

@@ -25,7 +25,7 @@ pub fn parse(header: &[u8], len: u64) -> Range {
     }
     let Some(dash) = spec.iter().position(|&c| c == b'-') else { return Range::Full };
     let (first, last) = (spec[..dash].trim_ascii(), spec[dash + 1..].trim_ascii());
-    match (number(first), number(last)) {
+    match (super::parse_decimal(first), super::parse_decimal(last)) {
         // bytes=-N: the last N bytes.
         (None, Some(n)) if first.is_empty() => {
             if n == 0 || len == 0 {
@@ -53,20 +53,6 @@ pub fn parse(header: &[u8], len: u64) -> Range {
         }
         _ => Range::Full,
     }
-}
-
-/// Plain digits, no sign, no overflow.
-fn number(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &c| {
-        if c.is_ascii_digit() {
-            acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-        } else {
-            None
-        }
-    })
 }
 
 #[cfg(test)]

@@ -181,7 +181,7 @@ pub fn parse<'b>(
             if body_len.is_some() {
                 return Parsed::Invalid(Status::BadRequest);
             }
-            match parse_decimal(h.value) {
+            match super::parse_decimal(h.value) {
                 Some(n) => body_len = Some(n),
                 None => return Parsed::Invalid(Status::BadRequest),
             }
@@ -234,20 +234,6 @@ fn version_error(buf: &[u8], line_end: Option<usize>) -> Status {
         }
         _ => Status::BadRequest,
     }
-}
-
-/// Plain ASCII digits without sign or whitespace, no overflow.
-fn parse_decimal(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 19 {
-        return None;
-    }
-    value.iter().try_fold(0u64, |acc, &c| {
-        if c.is_ascii_digit() {
-            acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-        } else {
-            None
-        }
-    })
 }
 
 #[cfg(test)]
