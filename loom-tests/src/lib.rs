@@ -5,7 +5,7 @@
 
 #[cfg(atomserve_loom)]
 mod shared {
-    use atomserve::handoff::Wake;
+    use atomserve::handoff::{Handoff, Wake};
     use loom::sync::{Condvar, Mutex};
 
     /// Runs `f` under loom, exploring every interleaving up to `LOOM_MAX_PREEMPTIONS` (default 3).
@@ -41,6 +41,27 @@ mod shared {
         }
     }
 
+    /// The worker loop of `src/worker.rs`, reduced to its hand-off calls: take everything
+    /// queued, exit only once stopped *and* the queue is empty, otherwise announce idleness and
+    /// sleep. `take` receives each item.
+    pub fn worker(h: &Handoff<usize, Bell>, id: usize, mut take: impl FnMut(usize)) {
+        loop {
+            while let Some(item) = h.pop() {
+                take(item);
+            }
+            if h.is_stopping() && h.queued() == 0 {
+                return;
+            }
+            if h.prepare_sleep(id) {
+                h.bell(id).sleep();
+                h.woke(id);
+            } else {
+                // The real worker polls epoll without blocking here: a scheduling point, not a spin.
+                loom::thread::yield_now();
+            }
+        }
+    }
+
     impl Wake for Bell {
         fn wake(&self) {
             *self.rung.lock().unwrap() = true;
@@ -50,4 +71,4 @@ mod shared {
 }
 
 #[cfg(atomserve_loom)]
-pub use shared::{model, Bell};
+pub use shared::{model, worker, Bell};

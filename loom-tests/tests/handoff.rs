@@ -11,36 +11,23 @@ use atomserve::handoff::Handoff;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use loom_tests::{model, Bell};
+use loom_tests::{model, worker, Bell};
 
-/// The worker loop of `src/worker.rs`, reduced to its hand-off calls: take everything queued,
-/// exit once stopped and empty, otherwise announce idleness and sleep.
-fn worker(
+/// One worker of the model: takes items until the last one is consumed, whose consumer stops
+/// everyone (never before: see the module docs).
+fn consume(
     h: &Handoff<usize, Bell>,
     id: usize,
     consumed: &AtomicUsize,
     total: usize,
     seen: &Mutex<Vec<usize>>,
 ) {
-    loop {
-        while let Some(item) = h.pop() {
-            seen.lock().unwrap().push(item);
-            // The last consumer ends the model by stopping everyone (never before: see above).
-            if consumed.fetch_add(1, Ordering::Relaxed) + 1 == total {
-                h.stop();
-            }
+    worker(h, id, |item| {
+        seen.lock().unwrap().push(item);
+        if consumed.fetch_add(1, Ordering::Relaxed) + 1 == total {
+            h.stop();
         }
-        if h.is_stopping() {
-            return;
-        }
-        if h.prepare_sleep(id) {
-            h.bell(id).sleep();
-            h.woke(id);
-        } else {
-            // The real worker polls epoll without blocking here: a scheduling point, not a spin.
-            thread::yield_now();
-        }
-    }
+    });
 }
 
 fn run(workers: usize, items: usize) {
@@ -50,7 +37,7 @@ fn run(workers: usize, items: usize) {
     let handles: Vec<_> = (0..workers)
         .map(|id| {
             let (h, consumed, seen) = (h.clone(), consumed.clone(), seen.clone());
-            thread::spawn(move || worker(&h, id, &consumed, items, &seen))
+            thread::spawn(move || consume(&h, id, &consumed, items, &seen))
         })
         .collect();
     for item in 0..items {

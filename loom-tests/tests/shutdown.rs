@@ -7,24 +7,7 @@
 use atomserve::handoff::Handoff;
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use loom_tests::{model, Bell};
-
-fn worker(h: &Handoff<usize, Bell>, id: usize, taken: &Mutex<Vec<usize>>) {
-    loop {
-        while let Some(item) = h.pop() {
-            taken.lock().unwrap().push(item);
-        }
-        if h.is_stopping() && h.queued() == 0 {
-            return;
-        }
-        if h.prepare_sleep(id) {
-            h.bell(id).sleep();
-            h.woke(id);
-        } else {
-            thread::yield_now();
-        }
-    }
-}
+use loom_tests::{model, worker, Bell};
 
 fn run(workers: usize, items: usize) {
     let h = Arc::new(Handoff::new(4, (0..workers).map(|_| Bell::default()).collect()));
@@ -32,7 +15,7 @@ fn run(workers: usize, items: usize) {
     let handles: Vec<_> = (0..workers)
         .map(|id| {
             let (h, taken) = (h.clone(), taken.clone());
-            thread::spawn(move || worker(&h, id, &taken))
+            thread::spawn(move || worker(&h, id, |item| taken.lock().unwrap().push(item)))
         })
         .collect();
     for item in 0..items {

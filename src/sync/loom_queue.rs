@@ -73,13 +73,17 @@ impl<T> BoundedQueue<T> {
 
     /// Lock-free, as crossbeam's: SeqCst loads of `head` then `tail`.
     pub fn is_empty(&self) -> bool {
+        // SeqCst (loom: Acquire), as crossbeam's: the hand-off's Dekker fences order these.
         let head = self.head.load(Ordering::SeqCst);
+        // SeqCst: as above.
         let tail = self.tail.load(Ordering::SeqCst);
         head == tail
     }
 
     pub fn len(&self) -> usize {
+        // SeqCst, as crossbeam's `len`: a metrics snapshot, nothing hangs on it.
         let tail = self.tail.load(Ordering::SeqCst);
+        // SeqCst: as above.
         let head = self.head.load(Ordering::SeqCst);
         tail.saturating_sub(head)
     }
