@@ -26,7 +26,7 @@ test: frontend deps-test deps-prometheus
 	$(CARGO) build --bins
 	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 \
 	  $(CARGO) test --workspace --all-targets
-	ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/h11
+	ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/h11 tests/otlp
 	$(MAKE) loom
 
 release:
@@ -45,13 +45,13 @@ $(DENO): tools/package.json tools/package-lock.json | deps-node
 deps-node:
 	@command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
 
-## Python tools for the conformance suite (h11, pytest), pinned in tests/h11/requirements.txt.
+## Python tools for the tests (h11, pytest, opentelemetry-proto, httplint), pinned in tests/requirements.txt.
 deps-test: $(VENV)/.installed
 
-$(VENV)/.installed: tests/h11/requirements.txt
+$(VENV)/.installed: tests/requirements.txt
 	@command -v python3 >/dev/null || { apt-get update && apt-get install -y --no-install-recommends python3 python3-venv; }
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/h11/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
 ## Prometheus's own promtool and server, from Debian, for the /metrics tests.

@@ -109,12 +109,21 @@ pub struct Config {
     /// Answer unknown extension-less paths with 404 instead of /index.html.
     #[arg(long, env = "ATOMSERVE_NO_SPA_FALLBACK")]
     pub no_spa_fallback: bool,
+
+    /// Access log: `stdout` (Combined Log Format, buffered per worker) or `off`.
+    #[arg(long, env = "ATOMSERVE_ACCESS_LOG", default_value = "off", value_parser = ["off", "stdout"])]
+    pub access_log: String,
 }
 
 const AFTER_HELP: &str = "\
 Signals:
   SIGTERM, SIGINT  stop accepting, finish in-flight responses, exit 0 (a second signal: exit now)
   SIGHUP           reload the document root into a new snapshot, swapped in atomically
+
+OpenTelemetry (off unless an endpoint is set; see docs/observability.md):
+  OTEL_EXPORTER_OTLP_ENDPOINT (and _TRACES_/_METRICS_/_LOGS_ENDPOINT), OTEL_EXPORTER_OTLP_PROTOCOL
+  (http/protobuf), OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_METRIC_EXPORT_INTERVAL,
+  OTEL_TRACES_SAMPLER (traces are off unless it is set), OTEL_TRACES_SAMPLER_ARG, OTEL_SDK_DISABLED
 
 Examples:
   atomserve --root dist

@@ -15,9 +15,11 @@
 //! copied into the connection's own buffer; an idle connection holds no buffers at all.
 
 use std::mem::{self, MaybeUninit};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
+use crate::access::{AccessRecord, AccessSink};
 use crate::cache::{Entry, Lookup, Repr, Snapshot};
 use crate::http::date::{self, DateCache};
 use crate::http::encoding::{AcceptEncoding, Coding};
@@ -90,6 +92,8 @@ pub struct Ctx<'w> {
     pub stats: &'w WorkerStats,
     /// What the admin endpoints read (all workers' counters, queue, cache).
     pub sources: &'w Sources,
+    /// Where access records go (text log, OTLP); usually nowhere.
+    pub access: &'w AccessSink,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +151,10 @@ pub struct Conn {
     batch_started: Option<Instant>,
     /// Public requests answered since `batch_started` whose responses are not fully sent yet.
     batch_requests: u32,
+    /// Their access records, when a sink wants them (see [`crate::access`]).
+    records: Vec<AccessRecord>,
+    /// The client's address, asked for once, when the first record needs it.
+    peer: Option<Option<SocketAddr>>,
 }
 
 impl Conn {
@@ -168,6 +176,8 @@ impl Conn {
             requests: 0,
             batch_started: None,
             batch_requests: 0,
+            records: Vec::new(),
+            peer: None,
         }
     }
 
@@ -207,8 +217,10 @@ impl Conn {
         if self.state == State::Open && self.out.is_empty() && (!self.inbuf.is_empty() || self.discard > 0) {
             self.inbuf.release();
             self.discard = 0;
-            self.fail(Status::RequestTimeout, false, ctx);
-            let _ = self.out.flush(self.fd.as_fd());
+            self.fail(Status::RequestTimeout, false, None, ctx);
+            if let Ok(Flush::Done) = self.out.flush(self.fd.as_fd()) {
+                self.observe_batch(ctx);
+            }
         }
         Keep::No
     }
@@ -272,7 +284,12 @@ impl Conn {
                 continue;
             }
             if ctx.draining && self.is_idle() && !self.readable {
-                return Keep::No; // between requests while shutting down
+                // Between requests while shutting down. The client cannot know, and its next
+                // request may already be here: close with a FIN and linger rather than close(2),
+                // which would answer those bytes with a reset. It sees end of stream before any
+                // response byte, which it may retry elsewhere (RFC 9112 §9.3.1).
+                self.state = State::Closing;
+                continue;
             }
             if !self.readable {
                 self.arm_read_timer(ctx);
@@ -404,7 +421,7 @@ impl Conn {
                     // A response to HEAD never has a body (RFC 9110 §9.3.2), even an error: the
                     // client would read the body as the start of the next response.
                     let head_only = data[pos..].starts_with(b"HEAD ");
-                    self.fail(status, head_only, ctx);
+                    self.fail(status, head_only, None, ctx);
                     pos = data.len();
                 }
             }
@@ -436,7 +453,7 @@ impl Conn {
             this.out.push_own(|buf| {
                 body = response::write_generated(buf, status, extra, date, persistence, head_only)
             });
-            this.count(ctx, status, body as u64);
+            this.count(ctx, Some(req), status, body as u64);
         };
         let allow = Extra { allow: true, ..Extra::default() };
         match req.method {
@@ -447,7 +464,7 @@ impl Conn {
         }
         let normalized = match path::normalize(req.target, ctx.key) {
             Ok(n) => n,
-            Err(_) => return self.fail(Status::BadRequest, head_only, ctx),
+            Err(_) => return self.fail(Status::BadRequest, head_only, Some(req), ctx),
         };
         if self.role == Role::Admin {
             return crate::admin::respond(ctx, &mut self.out, persistence, head_only);
@@ -499,7 +516,7 @@ impl Conn {
                 // next quiescent point; `drive` calls `hold` before returning if output is pending.
                 unsafe { self.out.push_shared(&repr.not_modified) };
                 self.out.push_own(|buf| response::write_tail(buf, date, persistence));
-                return self.count(ctx, Status::NotModified, 0);
+                return self.count(ctx, Some(req), Status::NotModified, 0);
             }
             conditional::Outcome::PreconditionFailed => {
                 let mut body = 0;
@@ -513,7 +530,7 @@ impl Conn {
                         head_only,
                     )
                 });
-                return self.count(ctx, Status::PreconditionFailed, body as u64);
+                return self.count(ctx, Some(req), Status::PreconditionFailed, body as u64);
             }
         }
         let len = repr.body.len() as u64;
@@ -537,7 +554,7 @@ impl Conn {
                     unsafe { self.out.push_shared(&repr.body) };
                     body = len;
                 }
-                self.count(ctx, Status::Ok, body);
+                self.count(ctx, Some(req), Status::Ok, body);
             }
             Range::Part { start, end } => {
                 let last_modified = date::format(entry.modified);
@@ -548,33 +565,34 @@ impl Conn {
                 });
                 // SAFETY: as above; `start <= end < len` by `range::parse`.
                 unsafe { self.out.push_shared_range(&repr.body, start as usize, end as usize + 1) };
-                self.count(ctx, Status::PartialContent, end - start + 1);
+                self.count(ctx, Some(req), Status::PartialContent, end - start + 1);
             }
             Range::Unsatisfiable => {
                 let last_modified = date::format(entry.modified);
                 let m = file_meta(entry, repr, coding, &last_modified);
                 self.out.push_own(|buf| response::write_unsatisfiable(buf, &m, date, persistence));
-                self.count(ctx, Status::RangeNotSatisfiable, 0);
+                self.count(ctx, Some(req), Status::RangeNotSatisfiable, 0);
             }
         }
     }
 
     /// Queues an error response and closes after it: the framing of what follows is in doubt.
-    fn fail(&mut self, status: Status, head_only: bool, ctx: &mut Ctx<'_>) {
+    fn fail(&mut self, status: Status, head_only: bool, req: Option<&Request<'_>>, ctx: &mut Ctx<'_>) {
         let date = ctx.date.text();
         let mut body = 0;
         self.out.push_own(|buf| {
             body =
                 response::write_generated(buf, status, Extra::default(), date, Persistence::Close, head_only)
         });
-        self.count(ctx, status, body as u64);
+        self.count(ctx, req, status, body as u64);
         self.state = State::Closing;
         self.discard = 0;
     }
 
     /// Counts one answered request on the public listener (the admin listener's own traffic is
     /// not part of the HTTP metrics). Its duration is recorded when its response is fully sent.
-    fn count(&mut self, ctx: &Ctx<'_>, status: Status, body_bytes: u64) {
+    /// `req` is `None` for a head that could not be parsed.
+    fn count(&mut self, ctx: &Ctx<'_>, req: Option<&Request<'_>>, status: Status, body_bytes: u64) {
         if self.role != Role::Public {
             return;
         }
@@ -582,6 +600,25 @@ impl Conn {
         ctx.stats.status[stats::status_index(status.code())].incr();
         ctx.stats.response_bytes.add(body_bytes);
         self.batch_requests += 1;
+        if ctx.access.enabled() {
+            self.record(req, status, body_bytes);
+        }
+    }
+
+    /// Builds the access record of an answered request (only when a sink wants it).
+    #[cold]
+    fn record(&mut self, req: Option<&Request<'_>>, status: Status, body_bytes: u64) {
+        let fd = self.fd.as_fd();
+        let peer = *self.peer.get_or_insert_with(|| socket::peer_addr(fd).ok());
+        let since_read = self.batch_started.map_or(std::time::Duration::ZERO, |t| t.elapsed());
+        let start = SystemTime::now() - since_read;
+        let mut record = match req {
+            Some(req) => AccessRecord::new(req, start, peer),
+            None => AccessRecord::unparsed(start, peer),
+        };
+        record.status = status.code();
+        record.body_bytes = body_bytes;
+        self.records.push(record);
     }
 
     /// The batch's responses are all sent: record one duration per request in it, measured from
@@ -597,6 +634,13 @@ impl Conn {
             }
         }
         self.batch_requests = 0;
+        if !self.records.is_empty() {
+            let end = SystemTime::now();
+            for mut record in self.records.drain(..) {
+                record.duration = end.duration_since(record.start).unwrap_or_default();
+                ctx.access.emit(record, ctx.stats);
+            }
+        }
     }
 
     /// Lingering close: discard input until end of stream, an error, or the timer.

@@ -26,6 +26,8 @@ pub mod stats;
 pub mod sync;
 
 #[cfg(not(atomserve_loom))]
+pub mod access;
+#[cfg(not(atomserve_loom))]
 pub mod acceptor;
 #[cfg(not(atomserve_loom))]
 pub mod admin;
@@ -43,5 +45,7 @@ pub mod out_queue;
 pub mod server;
 #[cfg(not(atomserve_loom))]
 pub mod sys;
+#[cfg(not(atomserve_loom))]
+pub mod telemetry;
 #[cfg(not(atomserve_loom))]
 pub mod worker;

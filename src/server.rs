@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::access::{AccessSink, TextLog};
 use crate::acceptor::{Acceptor, Exit, Listener};
 use crate::cache::reload::{self, Trigger};
 use crate::cache::watch;
@@ -17,6 +18,7 @@ use crate::handoff::Handoff;
 use crate::metrics::Sources;
 use crate::stats::Stats;
 use crate::sync::{thread, Arc};
+use crate::telemetry::Telemetry;
 use crate::sys::eventfd::EventFd;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::signal::{self, Signal};
@@ -30,6 +32,7 @@ pub enum StartError {
     Load(LoadError),
     Bind { addr: SocketAddr, error: io::Error },
     Os { what: &'static str, error: io::Error },
+    Telemetry(String),
 }
 
 impl fmt::Display for StartError {
@@ -38,6 +41,7 @@ impl fmt::Display for StartError {
             StartError::Load(e) => write!(f, "cannot load the document root: {e}"),
             StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Os { what, error } => write!(f, "{what}: {error}"),
+            StartError::Telemetry(e) => write!(f, "OpenTelemetry: {e}"),
         }
     }
 }
@@ -124,6 +128,8 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         cpus: cpus.clone(),
         started: process_started,
     });
+    // Before any worker pins itself: the SDK's threads inherit the CPU set of this thread.
+    let telemetry = Telemetry::start(&sources).map_err(StartError::Telemetry)?;
     let reload = reload::spawn(cache.clone(), opts.clone(), stats.clone())
         .map_err(os("spawning the reload thread"))?;
     if config.watch {
@@ -141,6 +147,10 @@ pub fn run(config: &Config) -> Result<(), StartError> {
             limits: config.limits(),
             timeouts: config.timeouts(),
             grace: config.shutdown_grace,
+            access: AccessSink {
+                text: (config.access_log == "stdout").then(|| std::cell::RefCell::new(TextLog::new())),
+                otlp: telemetry.as_ref().and_then(|t| t.queue.clone()),
+            },
         };
         let handle = thread::Builder::new()
             .name(format!("atomserve-w{id}"))
@@ -178,6 +188,11 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         config.max_connections.unwrap_or_else(|| nofile.saturating_sub(64 + 4 * workers as u64).max(1));
     crate::log!("{workers} workers, {pinning}; open-file limit {nofile}, max connections {max_connections}");
 
+    if let Some(t) = &telemetry {
+        let on = [("metrics", t.enabled.metrics), ("traces", t.enabled.traces), ("logs", t.enabled.logs)];
+        let names: Vec<&str> = on.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
+        crate::log!("OpenTelemetry export on: {}", names.join(", "));
+    }
     if config.user.is_none() && creds::effective_uid() == 0 {
         crate::log!("warning: running as root; --user NAME drops privileges after binding");
     }
@@ -202,6 +217,9 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     }
     for handle in handles {
         let _ = handle.join();
+    }
+    if let Some(t) = telemetry {
+        t.shutdown(config.shutdown_grace);
     }
     signal::detach();
     crate::log!("stopped");

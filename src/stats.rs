@@ -148,6 +148,10 @@ pub struct WorkerStats {
     pub cache_misses: Counter,
     pub connections_accepted: Counter,
     pub connections_closed: Counter,
+    /// Access records the OTLP bridge's full queue turned away.
+    pub telemetry_dropped: Counter,
+    /// Access-log lines lost because standard output could not take them.
+    pub access_log_dropped: Counter,
 }
 
 /// Written by the acceptor thread only.
@@ -171,11 +175,19 @@ pub struct ReloadStats {
     pub last_unix_ms: Gauge,
 }
 
-/// All counters: per worker, the acceptor's and the reload thread's.
+/// Written by the OTLP metric exporter, which the SDK's periodic-reader thread alone calls.
+#[derive(Default)]
+pub struct ExportStats {
+    pub metric_exports_ok: Counter,
+    pub metric_exports_failed: Counter,
+}
+
+/// All counters: per worker, the acceptor's, the reload thread's and the OTLP exporter's.
 pub struct Stats {
     pub workers: Box<[CachePadded<WorkerStats>]>,
     pub acceptor: CachePadded<AcceptorStats>,
     pub reload: CachePadded<ReloadStats>,
+    pub export: CachePadded<ExportStats>,
 }
 
 impl Stats {
@@ -184,6 +196,7 @@ impl Stats {
             workers: (0..workers).map(|_| CachePadded::new(WorkerStats::default())).collect(),
             acceptor: CachePadded::new(AcceptorStats::default()),
             reload: CachePadded::new(ReloadStats::default()),
+            export: CachePadded::new(ExportStats::default()),
         }
     }
 

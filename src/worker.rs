@@ -15,6 +15,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::access::AccessSink;
 use crate::cache::{Snapshot, SnapshotCell};
 use crate::conn::{Accepted, Conn, Ctx, Keep, Timeouts};
 use crate::handoff::{Handoff, Wake};
@@ -46,6 +47,8 @@ pub struct WorkerSetup {
     pub timeouts: Timeouts,
     /// How long to let in-flight work finish after a stop.
     pub grace: Duration,
+    /// Where this worker's access records go (text log, OTLP bridge); usually nowhere.
+    pub access: AccessSink,
 }
 
 impl Wake for EventFd {
@@ -94,6 +97,10 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         // Wait. A worker that may sleep goes offline first: asleep it holds no snapshot, so it
         // never holds reclamation back; awake again it announces itself before reading one.
         let now = now_ms();
+        if conns.is_empty() {
+            // About to sleep with nothing to wake for: let the access log out first.
+            setup.access.flush(&setup.stats.workers[setup.id]);
+        }
         let timeout = match (conns.is_empty(), drain_deadline) {
             _ if !ready.is_empty() => Some(Duration::ZERO),
             (true, None) => None,
@@ -131,6 +138,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             draining: drain_deadline.is_some(),
             stats: &setup.stats.workers[setup.id],
             sources: &setup.sources,
+            access: &setup.access,
         };
         for event in events.iter() {
             if event.token() == BELL {
@@ -180,13 +188,16 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         if now >= next_sweep {
             next_sweep = now + SWEEP_MS;
             let stats = ctx.stats;
+            setup.access.flush(stats);
             conns.retain(stats, |_, conn| conn.deadline_ms() > now || conn.on_timeout(&mut ctx) != Keep::No);
         }
         if let Some(deadline) = drain_deadline {
             if conns.is_empty() && handoff.queued() == 0 {
+                setup.access.flush(ctx.stats);
                 return Ok(());
             }
             if now >= deadline {
+                setup.access.flush(ctx.stats);
                 return Ok(()); // grace is over: dropping `conns` closes whatever is left
             }
         }

@@ -65,6 +65,20 @@ pub fn format(secs: u64) -> [u8; LEN] {
     out
 }
 
+/// Length of a Common Log Format timestamp, `26/Nov/2026:03:19:31 +0000`.
+pub const CLF_LEN: usize = 26;
+
+/// Renders Unix time `secs` the way access logs (nginx, Apache) write it, in UTC.
+pub fn format_clf(secs: u64) -> [u8; CLF_LEN] {
+    let imf = format(secs); // "Thu, 26 Nov 2026 03:19:31 GMT"
+    let mut out = *b"01/Jan/1970:00:00:00 +0000";
+    out[..2].copy_from_slice(&imf[5..7]);
+    out[3..6].copy_from_slice(&imf[8..11]);
+    out[7..11].copy_from_slice(&imf[12..16]);
+    out[12..20].copy_from_slice(&imf[17..25]);
+    out
+}
+
 fn put2(dst: &mut [u8], v: u64) {
     dst[0] = b'0' + (v / 10 % 10) as u8;
     dst[1] = b'0' + (v % 10) as u8;
@@ -129,6 +143,12 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn clf_timestamps() {
+        assert_eq!(&format_clf(0), b"01/Jan/1970:00:00:00 +0000");
+        assert_eq!(&format_clf(1_795_663_171), b"26/Nov/2026:03:19:31 +0000");
+    }
+
     use super::*;
 
     #[test]

@@ -62,6 +62,8 @@ impl Method {
 #[derive(Debug)]
 pub struct Request<'b> {
     pub method: Method,
+    /// The method as sent (for access logs and spans: `POST` is `NotAllowed` above).
+    pub method_token: &'b str,
     /// The request-target as sent (origin-form `/a?b`, absolute-form, or `*`).
     pub target: &'b [u8],
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
@@ -80,6 +82,13 @@ pub struct Request<'b> {
     pub range: Option<&'b [u8]>,
     /// `Accept-Encoding`.
     pub accept_encoding: Option<&'b [u8]>,
+    /// Fields only the access records read (logs, spans): `Host`, `User-Agent`, `Referer`, and
+    /// the W3C trace context, `traceparent` and `tracestate`.
+    pub host: Option<&'b [u8]>,
+    pub user_agent: Option<&'b [u8]>,
+    pub referer: Option<&'b [u8]>,
+    pub traceparent: Option<&'b [u8]>,
+    pub tracestate: Option<&'b [u8]>,
 }
 
 /// The outcome of parsing the start of a buffer.
@@ -151,6 +160,8 @@ pub fn parse<'b>(
     let mut conditions = Conditions::default();
     let mut range = None;
     let mut accept_encoding = None;
+    let (mut host, mut user_agent, mut referer, mut traceparent, mut tracestate) =
+        (None, None, None, None, None);
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.len() > 3 && name[..3].eq_ignore_ascii_case(b"if-") {
@@ -175,6 +186,15 @@ pub fn parse<'b>(
             }
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
+            host = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"user-agent") {
+            user_agent = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"referer") {
+            referer = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"traceparent") {
+            traceparent = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"tracestate") {
+            tracestate = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"content-length") {
             // One Content-Length of plain digits; duplicates or anything else make the framing
             // ambiguous (RFC 9112 §6.3), which is how request smuggling starts.
@@ -204,6 +224,7 @@ pub fn parse<'b>(
     let keep_alive = if minor_version == 1 { !close } else { keep_alive_token && !close };
     Parsed::Complete(Request {
         method: Method::parse(method),
+        method_token: method,
         target: target.as_bytes(),
         minor_version,
         keep_alive,
@@ -213,6 +234,11 @@ pub fn parse<'b>(
         conditions,
         range,
         accept_encoding,
+        host,
+        user_agent,
+        referer,
+        traceparent,
+        tracestate,
     })
 }
 

@@ -10,6 +10,7 @@
 //! | [`poll`] | poll |
 //! | [`epoll`] | epoll_create1, epoll_ctl, epoll_wait |
 //! | [`eventfd`] | eventfd, read, write |
+//! | [`file`] | write |
 //! | [`inotify`] | inotify_init1, inotify_add_watch, read |
 //! | [`signal`] | sigaction |
 //! | [`affinity`] | sched_getaffinity, sched_setaffinity |
@@ -34,6 +35,7 @@ pub mod affinity;
 pub mod creds;
 pub mod epoll;
 pub mod eventfd;
+pub mod file;
 pub mod inotify;
 pub mod limits;
 pub mod poll;

@@ -1,0 +1,293 @@
+//! Access records: one per answered request, built only when someone reads them — the text access
+//! log (`--access-log stdout`) or the OTLP bridge (spans and log records, see
+//! [`crate::telemetry`]). With both off, the request path never builds one.
+//!
+//! A record copies what it needs out of the read buffer into one allocation (method, target and a
+//! few fields), because the buffer is reused as soon as the batch is answered. Records wait in
+//! their connection until the batch's responses are fully sent, so that the duration covers the
+//! send, then go to the worker's [`AccessSink`]: formatted into the worker's text buffer, and
+//! pushed (without blocking) onto the bounded queue the OTLP bridge drains. A full queue drops
+//! the record and counts it (`atomserve_telemetry_records_dropped_total`).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::http::date;
+use crate::http::request::Request;
+use crate::stats::WorkerStats;
+use crate::sync::Arc;
+use crate::sys::file;
+
+/// The bounded queue between the workers and the OTLP bridge thread.
+pub type RecordQueue = ArrayQueue<AccessRecord>;
+
+/// Fields copied out of a request head, in [`AccessRecord::text`].
+#[derive(Clone, Copy, Debug)]
+#[repr(usize)]
+pub enum Field {
+    Method,
+    Target,
+    Host,
+    UserAgent,
+    Referer,
+    TraceParent,
+    TraceState,
+}
+
+const FIELDS: usize = 7;
+
+/// One answered request.
+#[derive(Debug)]
+pub struct AccessRecord {
+    /// When the read that brought the request in happened (wall clock).
+    pub start: SystemTime,
+    /// From `start` until the response was fully handed to the kernel.
+    pub duration: Duration,
+    pub status: u16,
+    /// Body bytes of the response (what `atomserve_http_response_bytes_total` counts).
+    pub body_bytes: u64,
+    /// `Some(0|1)` for HTTP/1.0 or 1.1; `None` when the head could not be parsed.
+    pub minor_version: Option<u8>,
+    /// The client, from getpeername(2) once per connection.
+    pub peer: Option<SocketAddr>,
+    text: Vec<u8>,
+    ends: [u32; FIELDS],
+}
+
+impl AccessRecord {
+    /// A record of a parsed request, still without its outcome.
+    pub fn new(req: &Request<'_>, start: SystemTime, peer: Option<SocketAddr>) -> Self {
+        let fields: [&[u8]; FIELDS] = [
+            req.method_token.as_bytes(),
+            req.target,
+            req.host.unwrap_or_default(),
+            req.user_agent.unwrap_or_default(),
+            req.referer.unwrap_or_default(),
+            req.traceparent.unwrap_or_default(),
+            req.tracestate.unwrap_or_default(),
+        ];
+        let mut text = Vec::with_capacity(fields.iter().map(|f| f.len()).sum());
+        let mut ends = [0; FIELDS];
+        for (end, field) in ends.iter_mut().zip(fields) {
+            // A head is at most --max-header-bytes (far below 4 GiB): the ends fit in u32.
+            text.extend_from_slice(field);
+            *end = text.len() as u32;
+        }
+        AccessRecord {
+            start,
+            duration: Duration::ZERO,
+            status: 0,
+            body_bytes: 0,
+            minor_version: Some(req.minor_version),
+            peer,
+            text,
+            ends,
+        }
+    }
+
+    /// A record of a request whose head could not be parsed (it is answered with a 4xx).
+    pub fn unparsed(start: SystemTime, peer: Option<SocketAddr>) -> Self {
+        AccessRecord {
+            start,
+            duration: Duration::ZERO,
+            status: 0,
+            body_bytes: 0,
+            minor_version: None,
+            peer,
+            text: Vec::new(),
+            ends: [0; FIELDS],
+        }
+    }
+
+    /// A field's bytes as sent (empty when absent).
+    pub fn field(&self, field: Field) -> &[u8] {
+        let i = field as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[Range { start, end: self.ends[i] as usize }]
+    }
+
+    /// The field as text, when present and valid UTF-8 (header values are almost always ASCII).
+    pub fn field_str(&self, field: Field) -> Option<&str> {
+        let bytes = self.field(field);
+        if bytes.is_empty() {
+            return None;
+        }
+        std::str::from_utf8(bytes).ok()
+    }
+
+    /// Appends the record in the Combined Log Format that nginx and Apache write by default:
+    /// `peer - - [time] "request line" status bytes "referer" "user-agent"`, with `"`, `\` and
+    /// control bytes escaped as `\xHH` so that a hostile header cannot forge a line.
+    pub fn write_combined(&self, out: &mut Vec<u8>) {
+        match self.peer {
+            Some(peer) => out.extend_from_slice(peer.ip().to_string().as_bytes()),
+            None => out.push(b'-'),
+        }
+        out.extend_from_slice(b" - - [");
+        let secs = self.start.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        out.extend_from_slice(&date::format_clf(secs));
+        out.extend_from_slice(b"] \"");
+        match self.minor_version {
+            Some(minor) => {
+                escape(self.field(Field::Method), out);
+                out.push(b' ');
+                escape(self.field(Field::Target), out);
+                out.extend_from_slice(if minor == 0 { b" HTTP/1.0" } else { b" HTTP/1.1" });
+            }
+            None => out.push(b'-'),
+        }
+        out.extend_from_slice(format!("\" {} {} \"", self.status, self.body_bytes).as_bytes());
+        quoted_or_dash(self.field(Field::Referer), out);
+        out.extend_from_slice(b"\" \"");
+        quoted_or_dash(self.field(Field::UserAgent), out);
+        out.extend_from_slice(b"\"\n");
+    }
+}
+
+fn quoted_or_dash(value: &[u8], out: &mut Vec<u8>) {
+    if value.is_empty() {
+        out.push(b'-');
+    } else {
+        escape(value, out);
+    }
+}
+
+/// nginx's escaping for access logs: printable ASCII stays, the rest becomes `\xHH`.
+fn escape(value: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &c in value {
+        if (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\' {
+            out.push(c);
+        } else {
+            out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]]);
+        }
+    }
+}
+
+/// A worker's text access log: lines gather in a buffer that is written to standard output in
+/// pieces of at most `PIPE_BUF` bytes of whole lines (atomic on a pipe, so two workers' lines
+/// never interleave), and at least once a second.
+pub struct TextLog {
+    buf: Vec<u8>,
+}
+
+/// `PIPE_BUF` on Linux: the largest write to a pipe that the kernel keeps in one piece.
+const PIPE_BUF: usize = 4096;
+
+impl TextLog {
+    pub fn new() -> Self {
+        TextLog { buf: Vec::with_capacity(2 * PIPE_BUF) }
+    }
+
+    fn push(&mut self, record: &AccessRecord, stats: &WorkerStats) {
+        let before = self.buf.len();
+        record.write_combined(&mut self.buf);
+        if self.buf.len() > PIPE_BUF && before > 0 {
+            // Write the whole lines before this one; keep this one for the next piece.
+            let line = self.buf.split_off(before);
+            self.flush(stats);
+            self.buf = line;
+        }
+        if self.buf.len() >= PIPE_BUF {
+            self.flush(stats); // one line longer than PIPE_BUF goes out on its own
+        }
+    }
+
+    /// Writes what is buffered. A failed write (stdout closed, or full and non-blocking) drops
+    /// the lines and counts them: the log must never stop the server.
+    pub fn flush(&mut self, stats: &WorkerStats) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if file::write_all(file::stdout(), &self.buf).is_err() {
+            let lines = self.buf.iter().filter(|&&c| c == b'\n').count();
+            stats.access_log_dropped.add(lines as u64);
+        }
+        self.buf.clear();
+    }
+}
+
+impl Default for TextLog {
+    fn default() -> Self {
+        TextLog::new()
+    }
+}
+
+/// Where a worker's access records go. Both parts are optional; with neither, `enabled` is false
+/// and no record is ever built.
+#[derive(Default)]
+pub struct AccessSink {
+    /// `--access-log stdout`. A `RefCell` because the connection code holds the sink through a
+    /// shared reference; only the owning worker thread touches it.
+    pub text: Option<RefCell<TextLog>>,
+    /// The OTLP bridge's queue.
+    pub otlp: Option<Arc<RecordQueue>>,
+}
+
+impl AccessSink {
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.text.is_some() || self.otlp.is_some()
+    }
+
+    /// Hands a finished record on: to the text log, then to the OTLP bridge (never blocking).
+    pub fn emit(&self, record: AccessRecord, stats: &WorkerStats) {
+        if let Some(text) = &self.text {
+            text.borrow_mut().push(&record, stats);
+        }
+        if let Some(queue) = &self.otlp {
+            if queue.push(record).is_err() {
+                stats.telemetry_dropped.incr();
+            }
+        }
+    }
+
+    /// Writes buffered text lines (once a second, and when the worker stops).
+    pub fn flush(&self, stats: &WorkerStats) {
+        if let Some(text) = &self.text {
+            text.borrow_mut().flush(stats);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{self, Limits, Parsed};
+    use std::mem::MaybeUninit;
+
+    #[test]
+    fn combined_format_escapes_what_could_forge_a_line() {
+        let raw = b"GET /a%20b?q=x HTTP/1.1\r\nHost: h\r\nUser-Agent: evil\" 200 0 \"\xff\r\n\r\n";
+        let mut headers = [const { MaybeUninit::uninit() }; 8];
+        let Parsed::Complete(req) = request::parse(raw, &mut headers, &Limits::default()) else {
+            panic!("parse")
+        };
+        let peer = "192.0.2.7:5555".parse().ok();
+        let mut rec = AccessRecord::new(&req, UNIX_EPOCH + Duration::from_secs(1_795_663_171), peer);
+        rec.status = 200;
+        rec.body_bytes = 460;
+        let mut out = Vec::new();
+        rec.write_combined(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "192.0.2.7 - - [26/Nov/2026:03:19:31 +0000] \"GET /a%20b?q=x HTTP/1.1\" 200 460 \
+             \"-\" \"evil\\x22 200 0 \\x22\\xFF\"\n"
+        );
+        assert_eq!(rec.field(Field::Host), b"h");
+        assert_eq!(rec.field_str(Field::Referer), None);
+    }
+
+    #[test]
+    fn unparsed_requests_log_a_dash() {
+        let mut rec = AccessRecord::unparsed(UNIX_EPOCH, None);
+        rec.status = 400;
+        let mut out = Vec::new();
+        rec.write_combined(&mut out);
+        assert_eq!(out, b"- - - [01/Jan/1970:00:00:00 +0000] \"-\" 400 0 \"-\" \"-\"\n");
+    }
+}

@@ -1,0 +1,293 @@
+//! OTLP metrics: observable instruments whose callbacks read the same atomic counters as
+//! `/metrics`, and an exporter that adds the request-duration histogram exactly.
+//!
+//! Counters and gauges are SDK observable instruments: the SDK's periodic-reader thread calls
+//! their callbacks at each export (every `OTEL_METRIC_EXPORT_INTERVAL` ms, 60 s by default), and
+//! each callback only loads atomics. Nothing runs on the request path.
+//!
+//! The histogram is different. The SDK has no observable histogram, its synchronous histogram
+//! takes a mutex on every `record`, and its data types cannot be built from outside. So
+//! [`HistogramExporter`] takes what the SDK collected, converts it to the OTLP protobuf message
+//! with `opentelemetry-proto` (the same conversion the stock exporter uses), appends one
+//! cumulative histogram data point read from the workers' atomic buckets, and posts the message
+//! itself. The counts are the exact ones `/metrics` shows, at the cost of reimplementing the
+//! exporter's endpoint rules (see [`super::env`]). docs/observability.md explains the choice.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry::metrics::{AsyncInstrument, Meter};
+use opentelemetry::KeyValue;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, AggregationTemporality, Histogram, HistogramDataPoint, Metric, ScopeMetrics,
+};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::Temporality;
+use prost::Message;
+
+use super::env::HttpTarget;
+use crate::metrics::prometheus::duration;
+use crate::metrics::{process, Sources};
+use crate::stats::{DURATION_BOUNDS, STATUS_CODES};
+use crate::sync::Arc;
+
+/// The instrumentation scope of everything atomserve exports.
+pub const SCOPE: &str = "atomserve";
+
+/// Registers every observable instrument on `meter`. The callbacks live as long as the meter
+/// provider; the handles the builders return are not needed to keep them.
+pub fn register(meter: &Meter, src: &Arc<Sources>) {
+    let s = src.clone();
+    meter
+        .u64_observable_counter("atomserve.http.requests")
+        .with_description("Requests answered on the public listener, by status code")
+        .with_unit("{request}")
+        .with_callback(move |o: &dyn AsyncInstrument<u64>| {
+            for (i, &code) in STATUS_CODES.iter().enumerate() {
+                let n = s.stats.sum(|w| &w.status[i]);
+                if n > 0 {
+                    o.observe(n, &[KeyValue::new("http.response.status_code", i64::from(code))]);
+                }
+            }
+        })
+        .build();
+    counter(meter, src, "atomserve.http.response.body.size", "Response body bytes sent", "By", |s| {
+        s.stats.sum(|w| &w.response_bytes)
+    });
+    counter(
+        meter,
+        src,
+        "atomserve.connections.accepted",
+        "Public connections accepted",
+        "{connection}",
+        |s| s.stats.acceptor.accepted.get(),
+    );
+    gauge(meter, src, "atomserve.connections.active", "Public connections open now", "{connection}", |s| {
+        let closed = s.stats.sum(|w| &w.connections_closed);
+        s.stats.acceptor.accepted.get().saturating_sub(closed)
+    });
+    gauge(
+        meter,
+        src,
+        "atomserve.accept_queue.depth",
+        "Accepted connections waiting for a worker",
+        "{connection}",
+        |s| s.handoff.queued() as u64,
+    );
+    counter(
+        meter,
+        src,
+        "atomserve.accept_queue.full",
+        "Connections refused with 503 because the queue was full",
+        "{connection}",
+        |s| s.stats.acceptor.queue_full.get(),
+    );
+    counter(meter, src, "atomserve.cache.hits", "Requests answered from the snapshot", "{request}", |s| {
+        s.stats.sum(|w| &w.cache_hits)
+    });
+    counter(
+        meter,
+        src,
+        "atomserve.cache.misses",
+        "Requests for paths not in the snapshot",
+        "{request}",
+        |s| s.stats.sum(|w| &w.cache_misses),
+    );
+    let s = src.clone();
+    meter
+        .u64_observable_counter("atomserve.cache.reloads")
+        .with_description("Snapshot reloads, by result")
+        .with_unit("{reload}")
+        .with_callback(move |o: &dyn AsyncInstrument<u64>| {
+            o.observe(s.stats.reload.ok.get(), &[KeyValue::new("result", "ok")]);
+            o.observe(s.stats.reload.failed.get(), &[KeyValue::new("result", "failed")]);
+        })
+        .build();
+    gauge(meter, src, "atomserve.cache.files", "Files in the current snapshot", "{file}", |s| {
+        s.stats.reload.files.get()
+    });
+    gauge(meter, src, "atomserve.cache.bytes", "Bytes of file content in the current snapshot", "By", |s| {
+        s.stats.reload.bytes.get()
+    });
+    let s = src.clone();
+    meter
+        .u64_observable_counter("atomserve.worker.requests")
+        .with_description("Requests answered, by worker")
+        .with_unit("{request}")
+        .with_callback(move |o: &dyn AsyncInstrument<u64>| {
+            for (i, w) in s.stats.workers.iter().enumerate() {
+                o.observe(w.requests.get(), &[KeyValue::new("worker", i as i64)]);
+            }
+        })
+        .build();
+    counter(
+        meter,
+        src,
+        "atomserve.telemetry.records.dropped",
+        "Access records dropped by a full OTLP queue",
+        "{record}",
+        |s| s.stats.sum(|w| &w.telemetry_dropped),
+    );
+    let s = src.clone();
+    meter
+        .f64_observable_counter("process.cpu.time")
+        .with_description("CPU time used by the process (user and system)")
+        .with_unit("s")
+        .with_callback(move |o: &dyn AsyncInstrument<f64>| {
+            o.observe(process::read(s.started).cpu_seconds, &[])
+        })
+        .build();
+    gauge(meter, src, "process.memory.usage", "Resident set size", "By", |s| {
+        process::read(s.started).resident_bytes
+    });
+    gauge(
+        meter,
+        src,
+        "process.open_file_descriptor.count",
+        "Open file descriptors",
+        "{file_descriptor}",
+        |s| process::read(s.started).open_fds,
+    );
+}
+
+fn counter(
+    meter: &Meter,
+    src: &Arc<Sources>,
+    name: &'static str,
+    description: &'static str,
+    unit: &'static str,
+    read: fn(&Sources) -> u64,
+) {
+    let s = src.clone();
+    meter
+        .u64_observable_counter(name)
+        .with_description(description)
+        .with_unit(unit)
+        .with_callback(move |o: &dyn AsyncInstrument<u64>| o.observe(read(&s), &[]))
+        .build();
+}
+
+fn gauge(
+    meter: &Meter,
+    src: &Arc<Sources>,
+    name: &'static str,
+    description: &'static str,
+    unit: &'static str,
+    read: fn(&Sources) -> u64,
+) {
+    let s = src.clone();
+    meter
+        .u64_observable_gauge(name)
+        .with_description(description)
+        .with_unit(unit)
+        .with_callback(move |o: &dyn AsyncInstrument<u64>| o.observe(read(&s), &[]))
+        .build();
+}
+
+/// The metric exporter: the SDK's collection plus the exact duration histogram, posted as one
+/// OTLP/HTTP protobuf request. One attempt per export: the next export carries the same
+/// cumulative totals, so a lost one costs resolution, not counts.
+pub struct HistogramExporter {
+    pub http: reqwest::blocking::Client,
+    pub target: HttpTarget,
+    pub sources: Arc<Sources>,
+}
+
+impl HistogramExporter {
+    /// The histogram as one OTLP metric, summed over the workers at this moment.
+    fn histogram(&self) -> Metric {
+        let (buckets, sum_ns) = duration(self.sources.stats.workers.iter().map(|w| &**w));
+        let unix_nanos = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let point = HistogramDataPoint {
+            start_time_unix_nano: unix_nanos(self.sources.started),
+            time_unix_nano: unix_nanos(SystemTime::now()),
+            // The count is the sum of the very bucket values sent, so the point is consistent
+            // even while workers keep counting.
+            count: buckets.iter().sum(),
+            sum: Some(sum_ns as f64 / 1e9),
+            bucket_counts: buckets.to_vec(),
+            explicit_bounds: DURATION_BOUNDS.to_vec(),
+            ..Default::default()
+        };
+        Metric {
+            name: "http.server.request.duration".into(),
+            description: "Time from the read that brought a request in until its response was sent".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points: vec![point],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn post(&self, body: Vec<u8>) -> Result<(), String> {
+        let t = &self.target;
+        let mut request =
+            self.http.post(&t.url).timeout(t.timeout).header("content-type", "application/x-protobuf");
+        let body = if t.gzip {
+            request = request.header("content-encoding", "gzip");
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&body).and_then(|()| enc.finish()).map_err(|e| e.to_string())?
+        } else {
+            body
+        };
+        for (k, v) in &t.headers {
+            request = request.header(k, v);
+        }
+        let response = request.body(body).send().map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{} answered {}", t.url, response.status()));
+        }
+        Ok(())
+    }
+}
+
+impl PushMetricExporter for HistogramExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let mut request: ExportMetricsServiceRequest = metrics.into();
+        let histogram = self.histogram();
+        if let Some(rm) = request.resource_metrics.first_mut() {
+            match rm.scope_metrics.iter_mut().find(|s| s.scope.as_ref().is_some_and(|s| s.name == SCOPE)) {
+                Some(scope) => scope.metrics.push(histogram),
+                None => rm.scope_metrics.push(ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: SCOPE.into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Default::default()
+                    }),
+                    metrics: vec![histogram],
+                    ..Default::default()
+                }),
+            }
+        }
+        // Only the SDK's periodic-reader thread calls export: it is these counters' one writer.
+        match self.post(request.encode_to_vec()) {
+            Ok(()) => {
+                self.sources.stats.export.metric_exports_ok.incr();
+                Ok(())
+            }
+            Err(e) => {
+                self.sources.stats.export.metric_exports_failed.incr();
+                Err(OTelSdkError::InternalFailure(e))
+            }
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(()) // nothing is buffered: every export posts at once
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: std::time::Duration) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> Temporality {
+        // The atomics are totals since start; cumulative is what they are.
+        Temporality::Cumulative
+    }
+}
