@@ -15,14 +15,14 @@ export DENO_NO_UPDATE_CHECK := 1
 export DENO_NO_PROMPT := 1
 export CARGO_TERM_COLOR := never
 
-.PHONY: run test release frontend h11 loom loom-mutants bench bench-load deps-node deps-test deps-prometheus clean
+.PHONY: run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load deps-node deps-test deps-prometheus clean
 
 ## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
 run: frontend release
 	./target/release/atomserve --root frontend/dist --listen 127.0.0.1:8080 $(ARGS)
 
 ## make test: every test — unit, end-to-end over loopback, the h11 conformance suite, loom models.
-test: frontend deps-test deps-prometheus
+test: frontend frontend-test browser deps-test deps-prometheus
 	$(CARGO) build --bins
 	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 \
 	  $(CARGO) test --workspace --all-targets
@@ -37,6 +37,24 @@ frontend: frontend/dist/index.html
 
 frontend/dist/index.html: $(DENO) frontend/deno.json frontend/deno.lock frontend/vite.config.ts frontend/index.html $(shell find frontend/src frontend/public -type f 2>/dev/null)
 	cd frontend && ../$(DENO) install --frozen && ../$(DENO) task build
+
+## The dashboard's unit tests: the stats → view-model code (frontend/src/stats_test.ts), type-checked.
+frontend-test: $(DENO)
+	cd frontend && ../$(DENO) install --frozen && ../$(DENO) task test
+
+## The dashboard in Debian's chromium driven by playwright-core (tests/browser/), against
+## target/debug/atomserve; the screenshot and the server's log go to target/browser/.
+browser: frontend deps-browser
+	$(CARGO) build --bin atomserve
+	node --test tests/browser/dashboard.test.mjs
+
+## chromium with its recommended packages (fonts), so that the screenshot shows text.
+deps-browser: tests/browser/node_modules/.package-lock.json
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json | deps-node
+	npm ci --prefix tests/browser --no-audit --no-fund
+	touch $@
 
 $(DENO): tools/package.json tools/package-lock.json | deps-node
 	npm ci --prefix tools --no-audit --no-fund
@@ -81,4 +99,4 @@ bench-load: release
 
 clean:
 	$(CARGO) clean
-	rm -rf frontend/dist frontend/node_modules tools/node_modules $(VENV)
+	rm -rf frontend/dist frontend/node_modules tools/node_modules tests/browser/node_modules $(VENV)
