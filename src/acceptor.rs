@@ -28,6 +28,8 @@ use crate::worker::FdHandoff;
 const BACKOFF: Duration = Duration::from_millis(100);
 /// Connections accepted from one listener per wake-up, so that signals are not starved.
 const ACCEPT_BATCH: usize = 256;
+/// Most batches taken from one listener when closing it (4× the default backlog).
+const DRAIN_BATCHES: usize = 64;
 
 /// A listening socket and what its connections are for.
 pub struct Listener {
@@ -110,7 +112,24 @@ impl Acceptor {
         open >= self.max_connections
     }
 
-    fn accept_from(&mut self, index: usize) {
+    /// Stops accepting without dropping a connection the kernel already took: accepts whatever
+    /// each listener has queued (and hands it to the workers, who serve it during the drain), then
+    /// closes the listeners. Closing a listener resets the connections still in its queue — also
+    /// with `SO_REUSEPORT`, where they do not move to the other process's socket. Bounded, so
+    /// that a flood of new connections cannot hold the shutdown.
+    pub fn close_listeners(&mut self) {
+        for i in 0..self.listeners.len() {
+            for _ in 0..DRAIN_BATCHES {
+                if !self.accept_from(i) {
+                    break;
+                }
+            }
+        }
+        self.listeners.clear();
+    }
+
+    /// Accepts up to a batch from listener `index`; `true` if the batch filled (more may wait).
+    fn accept_from(&mut self, index: usize) -> bool {
         let role = self.listeners[index].role;
         for _ in 0..ACCEPT_BATCH {
             let fd = match socket::accept(self.listeners[index].fd.as_fd()) {
@@ -126,9 +145,9 @@ impl Acceptor {
                         }
                         self.stats.acceptor.backoffs.incr();
                         self.paused_until = Some(Instant::now() + BACKOFF);
-                        return;
+                        return false;
                     }
-                    _ => return, // EAGAIN: the backlog is empty
+                    _ => return false, // EAGAIN: the backlog is empty
                 },
             };
             if role == Role::Public && self.at_connection_limit() {
@@ -148,6 +167,7 @@ impl Acceptor {
                 }
             }
         }
+        true
     }
 }
 

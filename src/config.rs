@@ -57,6 +57,12 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,
 
+    /// Bind with SO_REUSEPORT, for upgrades without a dropped connection: start the new process
+    /// with this flag on the same addresses, and once it serves, every new connection goes to it;
+    /// then SIGTERM the old one (started with this flag too), which finishes what it has.
+    #[arg(long, env = "ATOMSERVE_REUSE_PORT")]
+    pub reuse_port: bool,
+
     /// Longest request line in bytes (longer: 414).
     #[arg(long, env = "ATOMSERVE_MAX_REQUEST_LINE", default_value_t = 8 * 1024)]
     pub max_request_line: usize,
@@ -110,6 +116,12 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_NO_SPA_FALLBACK")]
     pub no_spa_fallback: bool,
 
+    /// Do not serve: GET this http:// URL and exit 0 on a 200, 1 otherwise — a container
+    /// HEALTHCHECK for images without curl (no environment variable: it would turn a server into
+    /// a probe).
+    #[arg(long, value_name = "URL")]
+    pub healthcheck: Option<String>,
+
     /// Access log: `stdout` (Combined Log Format, buffered per worker) or `off`.
     #[arg(long, env = "ATOMSERVE_ACCESS_LOG", default_value = "off", value_parser = ["off", "stdout"])]
     pub access_log: String,
@@ -119,6 +131,9 @@ const AFTER_HELP: &str = "\
 Signals:
   SIGTERM, SIGINT  stop accepting, finish in-flight responses, exit 0 (a second signal: exit now)
   SIGHUP           reload the document root into a new snapshot, swapped in atomically
+
+systemd: serves on the sockets of LISTEN_FDS instead of binding (one named `admin` by
+  LISTEN_FDNAMES serves the admin endpoints) and reports readiness to NOTIFY_SOCKET.
 
 OpenTelemetry (off unless an endpoint is set; see docs/observability.md):
   OTEL_EXPORTER_OTLP_ENDPOINT (and _TRACES_/_METRICS_/_LOGS_ENDPOINT), OTEL_EXPORTER_OTLP_PROTOCOL

@@ -36,6 +36,8 @@ pub mod config;
 #[cfg(not(atomserve_loom))]
 pub mod conn;
 #[cfg(not(atomserve_loom))]
+pub mod healthcheck;
+#[cfg(not(atomserve_loom))]
 pub mod http;
 #[cfg(not(atomserve_loom))]
 pub mod metrics;
@@ -45,6 +47,8 @@ pub mod out_queue;
 pub mod server;
 #[cfg(not(atomserve_loom))]
 pub mod sys;
+#[cfg(not(atomserve_loom))]
+pub mod systemd;
 #[cfg(not(atomserve_loom))]
 pub mod telemetry;
 #[cfg(not(atomserve_loom))]

@@ -24,6 +24,7 @@ use crate::sys::poll::{self, PollFd};
 use crate::sys::signal::{self, Signal};
 use crate::sys::socket::{self, ListenOptions};
 use crate::sys::{affinity, creds, limits};
+use crate::systemd::{self, Passed};
 use crate::worker::{self, WorkerSetup};
 
 /// A failure to start; `main` prints it on one line and exits with status 2.
@@ -66,6 +67,10 @@ fn drop_privileges(config: &Config) -> Result<(), StartError> {
 
 /// Runs the server until SIGTERM/SIGINT and a drain.
 pub fn run(config: &Config) -> Result<(), StartError> {
+    // systemd first: passed sockets are taken over before the process opens a descriptor of its
+    // own, and the environment is changed while this is the only thread.
+    let passed = systemd::listen_fds().map_err(os("LISTEN_FDS (systemd socket activation)"))?;
+    let notify = systemd::Notifier::from_env();
     let nofile = limits::raise_nofile_limit().map_err(os("getrlimit"))?;
 
     let process_started = SystemTime::now();
@@ -74,20 +79,44 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let signals = EventFd::new().map_err(os("eventfd"))?;
     signal::install(&signals).map_err(os("sigaction"))?;
 
-    let listen_opts = ListenOptions { backlog: config.backlog, defer_accept_secs: 1, reuse_port: false };
+    // --reuse-port: the sockets are bound now (as root, for port 80) but listen only once this
+    // process serves, so that a start-up that fails has taken no connection from the old
+    // process. No TCP_DEFER_ACCEPT then: a connection it holds back is invisible to accept(2),
+    // so the drain could not take it over, and closing the listener would reset it.
+    let reuse_port = config.reuse_port && passed.is_none();
+    let listen_opts = ListenOptions {
+        backlog: config.backlog,
+        defer_accept_secs: if reuse_port { 0 } else { 1 },
+        reuse_port,
+    };
+    let open = |addr: SocketAddr, opts: ListenOptions| {
+        if reuse_port { socket::bind(addr, opts) } else { socket::listen(addr, opts) }
+            .map_err(|error| StartError::Bind { addr, error })
+    };
     let mut listeners = Vec::new();
     let mut public = Vec::new();
-    for &addr in &config.listen {
-        let fd = socket::listen(addr, listen_opts).map_err(|error| StartError::Bind { addr, error })?;
+    let mut admin = None;
+    let from_systemd = passed.is_some();
+    for Passed { fd, role } in passed.unwrap_or_default() {
+        let addr = socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?;
+        if role == Role::Public {
+            socket::set_nodelay(fd.as_fd()).map_err(os("setsockopt(TCP_NODELAY)"))?;
+            socket::set_defer_accept(fd.as_fd(), 1).map_err(os("setsockopt(TCP_DEFER_ACCEPT)"))?;
+            public.push(addr);
+        } else {
+            admin = Some(addr);
+        }
+        listeners.push(Listener { fd, role });
+    }
+    for &addr in if from_systemd { &[][..] } else { &config.listen[..] } {
+        let fd = open(addr, listen_opts)?;
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux: no syscall per accept.
         socket::set_nodelay(fd.as_fd()).map_err(os("setsockopt(TCP_NODELAY)"))?;
         public.push(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
         listeners.push(Listener { fd, role: Role::Public });
     }
-    let mut admin = None;
-    if let AdminListen::On(addr) = config.admin_listen {
-        let fd = socket::listen(addr, ListenOptions { defer_accept_secs: 0, ..listen_opts })
-            .map_err(|error| StartError::Bind { addr, error })?;
+    if let (None, AdminListen::On(addr)) = (admin, config.admin_listen) {
+        let fd = open(addr, ListenOptions { defer_accept_secs: 0, ..listen_opts })?;
         admin = Some(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
         listeners.push(Listener { fd, role: Role::Admin });
     }
@@ -130,7 +159,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     });
     // Before any worker pins itself: the SDK's threads inherit the CPU set of this thread.
     let telemetry = Telemetry::start(&sources).map_err(StartError::Telemetry)?;
-    let reload = reload::spawn(cache.clone(), opts.clone(), stats.clone())
+    let reload = reload::spawn(cache.clone(), opts.clone(), stats.clone(), notify.clone())
         .map_err(os("spawning the reload thread"))?;
     if config.watch {
         watch::spawn(opts.root.clone(), reload.clone()).map_err(os("--watch (inotify)"))?;
@@ -171,8 +200,18 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         bytes,
         load_time.as_millis()
     );
+    if reuse_port {
+        // Serving from here on: listen, and take every new connection of the address from the
+        // process that was there before (see steer_reuseport_group_to_second).
+        for l in &listeners {
+            socket::start_listening(l.fd.as_fd(), config.backlog).map_err(os("listen"))?;
+            socket::steer_reuseport_group_to_second(l.fd.as_fd())
+                .map_err(os("setsockopt(SO_ATTACH_REUSEPORT_CBPF)"))?;
+        }
+    }
+    let origin = if from_systemd { " (socket from systemd)" } else { "" };
     for addr in &public {
-        crate::log!("listening on http://{addr}");
+        crate::log!("listening on http://{addr}{origin}");
     }
     if let Some(addr) = admin {
         crate::log!("admin on http://{addr}/healthz (also /metrics, /stats)");
@@ -198,11 +237,14 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     }
     let mut acceptor = Acceptor::new(listeners, signals, handoff.clone(), stats.clone());
     acceptor.max_connections = max_connections;
+    notify.ready(&format!("serving {files} files ({bytes} bytes) with {workers} workers"));
     let exit = acceptor.run(|| reload.request(Trigger::Signal)).map_err(os("poll"))?;
     debug_assert_eq!(exit, Exit::Terminate);
 
-    // Drain: stop accepting (closing the listeners), tell the workers, wait for them.
-    acceptor.listeners.clear();
+    // Drain: stop accepting first — take what the kernel already queued on each listener, then
+    // close them all (acceptor.rs says why) — then tell the workers, and wait for them.
+    notify.stopping("draining");
+    acceptor.close_listeners();
     handoff.stop();
     crate::log!("draining (grace {:?})", config.shutdown_grace);
     let deadline = Instant::now() + config.shutdown_grace + Duration::from_secs(1);

@@ -6,7 +6,8 @@
 //! [`SnapshotCell`], then waits for every worker to pass a quiescent point so that the old
 //! snapshot is freed before the next reload starts — memory returns to one snapshot's worth.
 //! A load that fails (an unreadable file, a root over `--cache-budget`) keeps the old snapshot,
-//! logs why and counts it.
+//! logs why and counts it. Each reload is announced to systemd (`RELOADING=1`, then `READY=1`
+//! whatever the outcome; see [`crate::systemd`]).
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::{load, LoadOptions, Snapshot, SnapshotCell};
 use crate::stats::Stats;
 use crate::sync::{thread, Arc};
+use crate::systemd::Notifier;
 
 /// Why a reload was asked for (for the log line).
 #[derive(Clone, Copy, Debug)]
@@ -45,15 +47,25 @@ pub fn spawn(
     cache: Arc<SnapshotCell<Snapshot>>,
     opts: LoadOptions,
     stats: Arc<Stats>,
+    notify: Notifier,
 ) -> std::io::Result<ReloadHandle> {
     let (tx, rx) = mpsc::sync_channel(1);
-    thread::Builder::new().name("atomserve-reload".into()).spawn(move || run(&cache, &opts, &stats, rx))?;
+    thread::Builder::new()
+        .name("atomserve-reload".into())
+        .spawn(move || run(&cache, &opts, &stats, &notify, rx))?;
     Ok(ReloadHandle { tx })
 }
 
-fn run(cache: &SnapshotCell<Snapshot>, opts: &LoadOptions, stats: &Stats, rx: Receiver<Trigger>) {
+fn run(
+    cache: &SnapshotCell<Snapshot>,
+    opts: &LoadOptions,
+    stats: &Stats,
+    notify: &Notifier,
+    rx: Receiver<Trigger>,
+) {
     while let Ok(why) = rx.recv() {
         let started = Instant::now();
+        notify.reloading();
         match load(opts) {
             Ok(snapshot) => {
                 let (files, bytes) = (snapshot.files(), snapshot.bytes());
@@ -70,10 +82,12 @@ fn run(cache: &SnapshotCell<Snapshot>, opts: &LoadOptions, stats: &Stats, rx: Re
                     started.elapsed().as_millis(),
                     if freed { "" } else { " (old snapshot still held by a worker)" }
                 );
+                notify.ready(&format!("serving {files} files ({bytes} bytes), generation {generation}"));
             }
             Err(e) => {
                 stats.reload.failed.incr();
                 crate::log!("reload ({why:?}) failed, keeping generation {}: {e}", cache.generation());
+                notify.ready(&format!("reload failed, serving generation {}: {e}", cache.generation()));
             }
         }
     }

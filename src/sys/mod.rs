@@ -6,7 +6,7 @@
 //!
 //! | module | syscalls |
 //! |---|---|
-//! | [`socket`] | socket, setsockopt, bind, listen, accept4, getpeername, recv, sendmsg (writev with flags), shutdown |
+//! | [`socket`] | socket, setsockopt, getsockopt, bind, listen, accept4, getpeername, recv, sendmsg (writev with flags), shutdown |
 //! | [`poll`] | poll |
 //! | [`epoll`] | epoll_create1, epoll_ctl, epoll_wait |
 //! | [`eventfd`] | eventfd, read, write |
@@ -16,6 +16,7 @@
 //! | [`affinity`] | sched_getaffinity, sched_setaffinity |
 //! | [`creds`] | getpwnam_r, getgrnam_r, setgroups, setgid, setuid, prctl(PR_SET_NO_NEW_PRIVS) |
 //! | [`limits`] | getrlimit, setrlimit |
+//! | [`systemd`] | fcntl (taking over passed sockets), clock_gettime (CLOCK_MONOTONIC) |
 
 /// Calls a `libc` function and turns a `-1` return into `Err(io::Error::last_os_error())`.
 ///
@@ -41,5 +42,6 @@ pub mod limits;
 pub mod poll;
 pub mod signal;
 pub mod socket;
+pub mod systemd;
 
 pub use libc::{EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM};

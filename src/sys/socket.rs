@@ -1,4 +1,4 @@
-//! TCP sockets: `socket(2)`, `setsockopt(2)`, `bind(2)`, `listen(2)`, `accept4(2)`,
+//! TCP sockets: `socket(2)`, `setsockopt(2)`/`getsockopt(2)`, `bind(2)`, `listen(2)`, `accept4(2)`,
 //! `getsockname(2)`/`getpeername(2)`, `recv(2)`, `sendmsg(2)` and `shutdown(2)`.
 //!
 //! Every socket is created non-blocking and close-on-exec in the same syscall
@@ -24,6 +24,14 @@ pub struct ListenOptions {
 
 /// Creates, configures, binds and listens on a TCP socket for `addr`.
 pub fn listen(addr: SocketAddr, opts: ListenOptions) -> io::Result<OwnedFd> {
+    let fd = bind(addr, opts)?;
+    start_listening(fd.as_fd(), opts.backlog)?;
+    Ok(fd)
+}
+
+/// Creates, configures and binds a TCP socket for `addr`, without listening yet: a socket that
+/// does not listen takes no connections, also not its share of a `SO_REUSEPORT` group's.
+pub fn bind(addr: SocketAddr, opts: ListenOptions) -> io::Result<OwnedFd> {
     let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: no pointers; socket returns a fresh fd or -1.
     let raw =
@@ -45,10 +53,64 @@ pub fn listen(addr: SocketAddr, opts: ListenOptions) -> io::Result<OwnedFd> {
     let (storage, len) = to_sockaddr(addr);
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family.
     unsafe { syscall!(bind(raw, (&storage as *const libc::sockaddr_storage).cast(), len))? };
-    let backlog = opts.backlog.min(i32::MAX as u32) as libc::c_int;
-    // SAFETY: `raw` is a bound stream socket.
-    unsafe { syscall!(listen(raw, backlog))? };
     Ok(fd)
+}
+
+/// `listen(2)` on a bound socket: from now on the kernel completes handshakes for it.
+pub fn start_listening(fd: BorrowedFd<'_>, backlog: u32) -> io::Result<()> {
+    let backlog = backlog.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: no pointers; a socket that cannot listen gives an error, not undefined behaviour.
+    unsafe { syscall!(listen(fd.as_raw_fd(), backlog))? };
+    Ok(())
+}
+
+/// Steers the new connections of this listener's `SO_REUSEPORT` group to the group's second
+/// socket, with a one-instruction classic BPF program (`SO_ATTACH_REUSEPORT_CBPF`, Linux 4.5):
+/// `ret #1`. The kernel keeps a group's sockets in the order they started listening and, when
+/// one closes, moves the last into its place; an index past the end falls back to the usual
+/// hash. So in a hand-over — the old process first, the new one second — every new connection
+/// goes to the new process from the moment it calls this, the old one only finishes what it
+/// has; once the old one is gone the group has one socket and the hash picks it. The program
+/// belongs to the group and survives the socket that attached it.
+pub fn steer_reuseport_group_to_second(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let code = [libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 1 }];
+    let prog = libc::sock_fprog { len: code.len() as u16, filter: code.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: `prog` points at `code`, both alive for the call; the kernel copies the program.
+    unsafe {
+        syscall!(setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&prog as *const libc::sock_fprog).cast(),
+            mem::size_of::<libc::sock_fprog>() as libc::socklen_t
+        ))?
+    };
+    Ok(())
+}
+
+/// `TCP_DEFER_ACCEPT` (see [`ListenOptions::defer_accept_secs`]), for a listener made elsewhere.
+pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: u32) -> io::Result<()> {
+    set_int(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs.min(i32::MAX as u32) as i32)
+}
+
+/// Whether `fd` is a TCP socket (IPv4 or IPv6, stream) in the listening state: what a socket
+/// passed by systemd must be before atomserve accepts on it (`SO_DOMAIN`, `SO_TYPE`,
+/// `SO_ACCEPTCONN`). `ENOTSOCK` and the like come back as errors.
+pub fn is_tcp_listener(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let domain = get_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    let kind = get_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
+    let listening = get_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)?;
+    Ok(matches!(domain, libc::AF_INET | libc::AF_INET6) && kind == libc::SOCK_STREAM && listening == 1)
+}
+
+fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid and writable; `len` holds the size of `value`.
+    unsafe {
+        syscall!(getsockopt(fd.as_raw_fd(), level, name, (&mut value as *mut libc::c_int).cast(), &mut len))?
+    };
+    Ok(value)
 }
 
 /// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: the next pending connection, or `EAGAIN` when none.
