@@ -8,6 +8,7 @@ SHELL := /bin/bash
 CARGO        ?= cargo
 DENO         := tools/node_modules/.bin/deno
 VENV         := .tools/venv
+DEPLOY_VENV  := .tools/deploy-venv
 LOOM_MAX_PREEMPTIONS ?= 3
 ARGS         ?=
 
@@ -15,18 +16,19 @@ export DENO_NO_UPDATE_CHECK := 1
 export DENO_NO_PROMPT := 1
 export CARGO_TERM_COLOR := never
 
-.PHONY: run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load deps-node deps-test deps-prometheus clean
+.PHONY: run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd clean
 
 ## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
 run: frontend release
 	./target/release/atomserve --root frontend/dist --listen 127.0.0.1:8080 $(ARGS)
 
 ## make test: every test — unit, end-to-end over loopback, the h11 conformance suite, loom models.
-test: frontend frontend-test browser deps-test deps-prometheus
+test: frontend frontend-test browser deps-test deps-prometheus deps-systemd
 	$(CARGO) build --bins
-	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 \
+	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 ATOMSERVE_REQUIRE_SYSTEMD=1 \
 	  $(CARGO) test --workspace --all-targets
 	ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/h11 tests/otlp
+	$(MAKE) deploy-check
 	$(MAKE) loom
 
 release:
@@ -76,6 +78,27 @@ $(VENV)/.installed: tests/requirements.txt
 deps-prometheus:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+
+## deploy/: the Dockerfile (hadolint), the Kubernetes manifests (kubernetes-validate, strict, with
+## the schemas it bundles) and their cross-checks. The systemd units are checked by tests/systemd.rs
+## (systemd-analyze verify and security), which `cargo test` runs.
+deploy-check: deps-deploy
+	$(DEPLOY_VENV)/bin/hadolint Dockerfile
+	$(DEPLOY_VENV)/bin/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
+	$(DEPLOY_VENV)/bin/python deploy/check.py
+
+deps-deploy: $(DEPLOY_VENV)/.installed
+
+$(DEPLOY_VENV)/.installed: deploy/requirements.txt
+	@command -v python3 >/dev/null || { apt-get update && apt-get install -y --no-install-recommends python3 python3-venv; }
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+	touch $@
+
+## systemd-socket-activate and systemd-analyze, from Debian's systemd package (tests/systemd.rs).
+deps-systemd:
+	@command -v systemd-socket-activate >/dev/null && command -v systemd-analyze >/dev/null || { apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd; }
 
 h11: deps-test
 	$(CARGO) build --bin atomserve
