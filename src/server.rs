@@ -1,5 +1,6 @@
-//! Start-up and shutdown: load the snapshot, bind the listeners, start the pinned workers, run
-//! the acceptor on the main thread, and drain on SIGTERM/SIGINT.
+//! Start-up and shutdown: load the snapshot, bind the listeners (or take systemd's), start the
+//! pinned workers, tell systemd it is ready, run the acceptor on the main thread, and drain on
+//! SIGTERM/SIGINT: stop accepting first, then finish in-flight work.
 
 use std::fmt;
 use std::io;

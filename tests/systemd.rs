@@ -87,6 +87,10 @@ fn socket_activation_serves_on_the_passed_sockets() {
     let r = read_response(&mut early, false).expect("the early client is answered");
     assert_eq!((r.status, r.text().as_str()), (200, INDEX));
 
+    // The banner's last line is written before the acceptor runs, but read by another thread.
+    while !log.lock().unwrap().contains(" workers, ") && Instant::now() < deadline + Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let text = log.lock().unwrap().clone();
     assert!(text.contains(&format!("listening on http://{site} (socket from systemd)")), "{text}");
     assert!(text.contains(&format!("admin on http://{admin}/healthz")), "{text}");
