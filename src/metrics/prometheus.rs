@@ -118,6 +118,30 @@ pub fn render(src: &Sources) -> String {
         let _ = writeln!(w, "atomserve_worker_requests_total{{worker=\"{i}\"}} {}", worker.requests.get());
     }
 
+    counter(
+        w,
+        "atomserve_telemetry_records_dropped_total",
+        "Access records dropped because the OTLP bridge's queue was full.",
+        stats.sum(|s| &s.telemetry_dropped),
+    );
+    counter(
+        w,
+        "atomserve_access_log_dropped_total",
+        "Access-log lines lost because standard output refused them.",
+        stats.sum(|s| &s.access_log_dropped),
+    );
+    family(w, "atomserve_otlp_metric_exports_total", "counter", "OTLP metric exports, by result.");
+    let _ = writeln!(
+        w,
+        "atomserve_otlp_metric_exports_total{{result=\"ok\"}} {}",
+        stats.export.metric_exports_ok.get()
+    );
+    let _ = writeln!(
+        w,
+        "atomserve_otlp_metric_exports_total{{result=\"failed\"}} {}",
+        stats.export.metric_exports_failed.get()
+    );
+
     let p = process::read(src.started);
     family(w, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
     let _ = writeln!(w, "process_cpu_seconds_total {}", p.cpu_seconds);

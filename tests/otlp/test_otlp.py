@@ -151,14 +151,19 @@ def counter_sum(metric, **match) -> int:
 class Atomserve:
     """atomserve as a child process, with the given extra environment."""
 
-    def __init__(self, root: Path, env: dict[str, str], *args: str) -> None:
+    def __init__(self, root: Path, env: dict[str, str], *args: str, stdout_closed: bool = False) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         full_env.update(env)
+        pipe = os.pipe() if stdout_closed else None
         self.proc = subprocess.Popen(
             [str(BIN), "--root", str(root), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
              "--workers", "2", *args],
-            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=full_env, stdout=subprocess.PIPE if not stdout_closed else pipe[1], stderr=subprocess.PIPE,
         )
+        if stdout_closed:
+            # Standard output is a pipe nobody will ever read: writes fail with EPIPE.
+            os.close(pipe[0])
+            os.close(pipe[1])
         self.stderr: list[str] = []
         self.stdout: list[str] = []
         self.port = self.admin_port = None
@@ -177,7 +182,7 @@ class Atomserve:
             ready.set()
 
         def pump_stdout() -> None:
-            for raw in self.proc.stdout:
+            for raw in self.proc.stdout or []:
                 self.stdout.append(raw.decode(errors="replace"))
 
         threading.Thread(target=pump_stderr, daemon=True).start()
@@ -417,3 +422,26 @@ def test_an_unreachable_collector_does_not_slow_serving(root: Path, collector: s
         server.kill()
         if hole:
             hole.close()
+
+
+def test_access_log_to_a_closed_pipe_loses_lines_not_requests(root: Path) -> None:
+    """The reader of standard output went away (EPIPE): lines are dropped and counted, serving
+    goes on, and no SIGPIPE kills the process."""
+    server = Atomserve(root, {}, "--access-log", "stdout", stdout_closed=True)
+    try:
+        for _ in range(3):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            for _ in range(50):
+                assert get(conn, "GET", "/") == 200
+            conn.close()
+            time.sleep(1.2)  # the once-a-second flush
+        admin = http.client.HTTPConnection("127.0.0.1", server.admin_port, timeout=5)
+        admin.request("GET", "/metrics")
+        text = admin.getresponse().read().decode()
+        admin.close()
+        dropped = re.search(r"^atomserve_access_log_dropped_total (\d+)$", text, re.M)
+        assert dropped and int(dropped.group(1)) == 150, text
+        assert server.proc.poll() is None
+        server.stop()
+    finally:
+        server.kill()
