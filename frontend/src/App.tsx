@@ -8,6 +8,7 @@ import {
   formatCompact,
   formatDuration,
   formatPercent,
+  formatQuantile,
   formatReload,
   formatSeconds,
   HISTORY_SECONDS,
@@ -154,13 +155,20 @@ function App() {
             <section className="panel">
               <h2>Latency <span className="note">({v.latency.window}, {v.latency.count} requests)</span></h2>
               <div className="figures small">
-                <Figure metric="duration_seconds_p50" label="p50" value={v.latency.p50} text={formatSeconds(v.latency.p50)} />
-                <Figure metric="duration_seconds_p90" label="p90" value={v.latency.p90} text={formatSeconds(v.latency.p90)} />
-                <Figure metric="duration_seconds_p99" label="p99" value={v.latency.p99} text={formatSeconds(v.latency.p99)} />
+                {(['p50', 'p90', 'p99'] as const).map((q) => (
+                  <Figure
+                    key={q}
+                    metric={`duration_seconds_${q}`}
+                    label={q}
+                    value={v.latency[q]}
+                    text={formatQuantile(v.latency[q], v.latency.floor, v.latency.ceiling)}
+                  />
+                ))}
                 <Figure metric="duration_seconds_mean" label="mean" value={v.latency.mean} text={formatSeconds(v.latency.mean)} />
               </div>
               <p className="note">
-                From the read that brought a request in to its response fully handed to the kernel; interpolated inside histogram buckets.
+                From the read that brought a request in to its response fully handed to the kernel;
+                interpolated inside histogram buckets (≤ the lowest bound when that is all they can tell).
               </p>
             </section>
 
@@ -193,19 +201,20 @@ function App() {
                 <span className="note">
                   busiest/quietest{' '}
                   <span data-metric="workers_imbalance" data-value={v.imbalance ?? ''}>
-                    {v.imbalance === null ? '–' : `${v.imbalance.toFixed(2)}×`}
+                    {v.imbalance === null ? '–' : `${formatCompact(v.imbalance)}×`}
                   </span>
                 </span>
               </h2>
               <table className="workers">
                 <thead>
-                  <tr><th>worker</th><th>CPU</th><th>requests</th><th>req/s</th><th>share</th></tr>
+                  <tr><th>worker</th><th>CPU</th><th>connections</th><th>requests</th><th>req/s</th><th>share</th></tr>
                 </thead>
                 <tbody>
                   {v.workers.map((w) => (
                     <tr key={w.id}>
                       <th>w{w.id}</th>
                       <td>{w.cpu ?? 'unpinned'}</td>
+                      <td data-metric="worker_connections_accepted" data-worker={w.id} data-value={w.connectionsAccepted}>{w.connectionsAccepted}</td>
                       <td data-metric="worker_requests" data-worker={w.id} data-value={w.requests}>{w.requests}</td>
                       <td>{formatCompact(w.perSecond)}</td>
                       <td className="share">

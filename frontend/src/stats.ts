@@ -238,6 +238,7 @@ export interface WorkerView {
   id: number;
   cpu: number | null;
   requests: number;
+  connectionsAccepted: number;
   /** requests/s over the last sample interval, null before two samples */
   perSecond: number | null;
   /** this worker's part of all requests so far, 0..1 */
@@ -262,6 +263,9 @@ export interface View {
     p90: number | null;
     p99: number | null;
     mean: number | null;
+    /** the lowest and highest finite bucket bounds: what the histogram can resolve */
+    floor: number | null;
+    ceiling: number | null;
   };
   codes: { code: string; count: number; share: number }[];
   workers: WorkerView[];
@@ -308,6 +312,7 @@ export function view(history: History): View | null {
       id: w.id,
       cpu: w.cpu,
       requests: w.requests,
+      connectionsAccepted: w.connections_accepted,
       perSecond: before && dt > 0 ? Math.max(w.requests - before.requests, 0) / dt : null,
       share: workerTotal ? w.requests / workerTotal : 0,
     };
@@ -335,6 +340,8 @@ export function view(history: History): View | null {
       p90: quantile(0.9, d.bounds, counts),
       p99: quantile(0.99, d.bounds, counts),
       mean: count ? sum / count : null,
+      floor: d.bounds[0] ?? null,
+      ceiling: d.bounds[d.bounds.length - 1] ?? null,
     },
     codes,
     workers,
@@ -353,6 +360,17 @@ export function formatSeconds(s: number | null): string {
   if (s < 1e-3) return `${sig(s * 1e6)} µs`;
   if (s < 1) return `${sig(s * 1e3)} ms`;
   return `${sig(s)} s`;
+}
+
+/**
+ * A quantile, honest about the histogram's resolution: a value in the first bucket only says
+ * "at most its bound" (interpolation would invent a figure), one at the top "at least the last".
+ */
+export function formatQuantile(v: number | null, floor: number | null, ceiling: number | null): string {
+  if (v === null) return formatSeconds(v);
+  if (floor !== null && v <= floor) return `≤ ${formatSeconds(floor)}`;
+  if (ceiling !== null && v >= ceiling) return `≥ ${formatSeconds(ceiling)}`;
+  return formatSeconds(v);
 }
 
 /** Bytes in binary units: 512 B, 4.0 KiB, 412 KiB, 1.5 MiB. */

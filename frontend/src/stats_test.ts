@@ -9,6 +9,7 @@ import {
   formatCompact,
   formatDuration,
   formatPercent,
+  formatQuantile,
   formatReload,
   formatSeconds,
   niceScale,
@@ -146,6 +147,8 @@ Deno.test("view: headline figures, latency of the last minute, codes, worker bal
   assert.ok(Math.abs(v.latency.mean! - 0.004 / 50) < 1e-12);
   assert.deepEqual(v.codes.map((c) => [c.code, c.share]), [["200", 140 / 150], ["304", 10 / 150]]);
   assert.equal(v.workers[0].perSecond, 0.5);
+  assert.equal(v.workers[1].connectionsAccepted, 1);
+  assert.equal(v.latency.floor, 0.00005);
   assert.ok(Math.abs(v.imbalance! - 80 / 70) < 1e-9);
   assert.equal(v.chart.length, 1);
   assert.equal(view([]), null);
@@ -165,6 +168,10 @@ Deno.test("formatting", () => {
   assert.equal(formatSeconds(0.0025), "2.50 ms");
   assert.equal(formatSeconds(2.5), "2.50 s");
   assert.equal(formatSeconds(null), "–");
+  assert.equal(formatQuantile(0.00003, 0.00005, 10), "≤ 50.0 µs");
+  assert.equal(formatQuantile(0.0007, 0.00005, 10), "700 µs");
+  assert.equal(formatQuantile(10, 0.00005, 10), "≥ 10.0 s");
+  assert.equal(formatQuantile(null, 0.00005, 10), "–");
   assert.equal(formatBytes(512), "512 B");
   assert.equal(formatBytes(422088), "412 KiB");
   assert.equal(formatBytes(1.5 * 1024 * 1024), "1.50 MiB");
