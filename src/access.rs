@@ -7,19 +7,22 @@
 //! their connection until the batch's responses are fully sent, so that the duration covers the
 //! send, then go to the worker's [`AccessSink`]: formatted into the worker's text buffer, and
 //! pushed (without blocking) onto the bounded queue the OTLP bridge drains. A full queue drops
-//! the record and counts it (`atomserve_telemetry_records_dropped_total`).
+//! the record and counts it (`atomserve_telemetry_records_dropped_total`). Text lines are written
+//! by a thread of their own ([`LogWriter`]), so a slow standard output never blocks a worker.
 
 use std::cell::RefCell;
+use std::mem;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_queue::ArrayQueue;
 
 use crate::http::date;
 use crate::http::request::Request;
-use crate::stats::WorkerStats;
-use crate::sync::Arc;
+use crate::stats::{Stats, WorkerStats};
+use crate::sync::{thread, Arc};
 use crate::sys::file;
 
 /// The bounded queue between the workers and the OTLP bridge thread.
@@ -168,52 +171,89 @@ fn escape(value: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// A worker's text access log: lines gather in a buffer that is written to standard output in
-/// pieces of at most `PIPE_BUF` bytes of whole lines (atomic on a pipe, so two workers' lines
-/// never interleave), and at least once a second.
+/// A worker's text access log: lines gather in a buffer of the worker's own; a full buffer (or
+/// one a second old) is handed whole to the [`LogWriter`] thread, which does the `write(2)`.
+/// A worker never blocks on standard output: when the writer falls behind (a slow pipe, a
+/// stopped terminal), buffers it has no room for are dropped and their lines counted.
 pub struct TextLog {
     buf: Vec<u8>,
+    out: SyncSender<Vec<u8>>,
 }
 
-/// `PIPE_BUF` on Linux: the largest write to a pipe that the kernel keeps in one piece.
-const PIPE_BUF: usize = 4096;
+/// Hand a buffer to the writer once it holds this much.
+const HAND_OVER_AT: usize = 32 * 1024;
 
 impl TextLog {
-    pub fn new() -> Self {
-        TextLog { buf: Vec::with_capacity(2 * PIPE_BUF) }
+    pub fn new(out: SyncSender<Vec<u8>>) -> Self {
+        TextLog { buf: Vec::new(), out }
     }
 
     fn push(&mut self, record: &AccessRecord, stats: &WorkerStats) {
-        let before = self.buf.len();
         record.write_combined(&mut self.buf);
-        if self.buf.len() > PIPE_BUF && before > 0 {
-            // Write the whole lines before this one; keep this one for the next piece.
-            let line = self.buf.split_off(before);
+        if self.buf.len() >= HAND_OVER_AT {
             self.flush(stats);
-            self.buf = line;
-        }
-        if self.buf.len() >= PIPE_BUF {
-            self.flush(stats); // one line longer than PIPE_BUF goes out on its own
         }
     }
 
-    /// Writes what is buffered. A failed write (stdout closed, or full and non-blocking) drops
-    /// the lines and counts them: the log must never stop the server.
+    /// Hands what is buffered to the writer, without blocking.
     pub fn flush(&mut self, stats: &WorkerStats) {
         if self.buf.is_empty() {
             return;
         }
-        if file::write_all(file::stdout(), &self.buf).is_err() {
-            let lines = self.buf.iter().filter(|&&c| c == b'\n').count();
-            stats.access_log_dropped.add(lines as u64);
+        let full = mem::replace(&mut self.buf, Vec::with_capacity(HAND_OVER_AT + 1024));
+        if let Err(TrySendError::Full(lost) | TrySendError::Disconnected(lost)) = self.out.try_send(full) {
+            stats.access_log_dropped.add(count_lines(&lost));
         }
-        self.buf.clear();
     }
 }
 
-impl Default for TextLog {
-    fn default() -> Self {
-        TextLog::new()
+fn count_lines(buf: &[u8]) -> u64 {
+    buf.iter().filter(|&&c| c == b'\n').count() as u64
+}
+
+/// Buffers the writer may hold before workers start dropping (at 32 KiB each: 2 MiB).
+const WRITER_BACKLOG: usize = 64;
+
+/// The thread that writes the workers' access-log buffers to standard output, one `write(2)`
+/// per buffer, so that lines of two workers never interleave.
+pub struct LogWriter {
+    sender: SyncSender<Vec<u8>>,
+    handle: thread::JoinHandle<()>,
+}
+
+impl LogWriter {
+    /// Starts the writer; `stats.log` is its own counter of lines it could not write.
+    pub fn spawn(stats: Arc<Stats>) -> std::io::Result<LogWriter> {
+        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(WRITER_BACKLOG);
+        let handle = thread::Builder::new().name("atomserve-log".into()).spawn(move || {
+            for buf in receiver {
+                if file::write_all(file::stdout(), &buf).is_err() {
+                    // EPIPE (the reader went away), EBADF: the lines are lost, serving goes on.
+                    stats.log.lines_dropped.add(count_lines(&buf));
+                }
+            }
+        })?;
+        Ok(LogWriter { sender, handle })
+    }
+
+    /// A sender for one worker's [`TextLog`].
+    pub fn sender(&self) -> SyncSender<Vec<u8>> {
+        self.sender.clone()
+    }
+
+    /// Once the workers are gone (their senders dropped): writes what is left, waiting at most
+    /// `timeout` for a standard output that does not take it.
+    pub fn finish(self, timeout: Duration) {
+        drop(self.sender);
+        let deadline = Instant::now() + timeout;
+        while !self.handle.is_finished() {
+            if Instant::now() > deadline {
+                crate::log!("the access log could not be written out within {timeout:?}");
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.handle.join();
     }
 }
 

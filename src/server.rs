@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::access::{AccessSink, TextLog};
 use crate::acceptor::{Acceptor, Exit, Listener};
+use crate::access::{AccessSink, LogWriter, TextLog};
 use crate::cache::reload::{self, Trigger};
 use crate::cache::watch;
 use crate::cache::{self, LoadError, LoadOptions, SnapshotCell};
@@ -19,13 +19,13 @@ use crate::handoff::Handoff;
 use crate::metrics::Sources;
 use crate::stats::Stats;
 use crate::sync::{thread, Arc};
-use crate::telemetry::Telemetry;
 use crate::sys::eventfd::EventFd;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::signal::{self, Signal};
 use crate::sys::socket::{self, ListenOptions};
 use crate::sys::{affinity, creds, limits};
 use crate::systemd::{self, Passed};
+use crate::telemetry::Telemetry;
 use crate::worker::{self, WorkerSetup};
 
 /// A failure to start; `main` prints it on one line and exits with status 2.
@@ -160,6 +160,10 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     });
     // Before any worker pins itself: the SDK's threads inherit the CPU set of this thread.
     let telemetry = Telemetry::start(&sources).map_err(StartError::Telemetry)?;
+    let log_writer = match config.access_log.as_str() {
+        "stdout" => Some(LogWriter::spawn(stats.clone()).map_err(os("spawning the access-log thread"))?),
+        _ => None,
+    };
     let reload = reload::spawn(cache.clone(), opts.clone(), stats.clone(), notify.clone())
         .map_err(os("spawning the reload thread"))?;
     if config.watch {
@@ -178,7 +182,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
             timeouts: config.timeouts(),
             grace: config.shutdown_grace,
             access: AccessSink {
-                text: (config.access_log == "stdout").then(|| std::cell::RefCell::new(TextLog::new())),
+                text: log_writer.as_ref().map(|w| std::cell::RefCell::new(TextLog::new(w.sender()))),
                 otlp: telemetry.as_ref().and_then(|t| t.queue.clone()),
             },
         };
@@ -260,6 +264,9 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     }
     for handle in handles {
         let _ = handle.join();
+    }
+    if let Some(w) = log_writer {
+        w.finish(Duration::from_secs(1));
     }
     if let Some(t) = telemetry {
         t.shutdown(config.shutdown_grace);

@@ -150,7 +150,7 @@ pub struct WorkerStats {
     pub connections_closed: Counter,
     /// Access records the OTLP bridge's full queue turned away.
     pub telemetry_dropped: Counter,
-    /// Access-log lines lost because standard output could not take them.
+    /// Access-log lines dropped because the writer thread had no room for them.
     pub access_log_dropped: Counter,
 }
 
@@ -182,12 +182,21 @@ pub struct ExportStats {
     pub metric_exports_failed: Counter,
 }
 
-/// All counters: per worker, the acceptor's, the reload thread's and the OTLP exporter's.
+/// Written by the access-log writer thread only.
+#[derive(Default)]
+pub struct LogStats {
+    /// Lines standard output refused (EPIPE, EBADF).
+    pub lines_dropped: Counter,
+}
+
+/// All counters: per worker, the acceptor's, the reload thread's, the OTLP exporter's and the
+/// access-log writer's.
 pub struct Stats {
     pub workers: Box<[CachePadded<WorkerStats>]>,
     pub acceptor: CachePadded<AcceptorStats>,
     pub reload: CachePadded<ReloadStats>,
     pub export: CachePadded<ExportStats>,
+    pub log: CachePadded<LogStats>,
 }
 
 impl Stats {
@@ -197,6 +206,7 @@ impl Stats {
             acceptor: CachePadded::new(AcceptorStats::default()),
             reload: CachePadded::new(ReloadStats::default()),
             export: CachePadded::new(ExportStats::default()),
+            log: CachePadded::new(LogStats::default()),
         }
     }
 

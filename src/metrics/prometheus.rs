@@ -127,8 +127,8 @@ pub fn render(src: &Sources) -> String {
     counter(
         w,
         "atomserve_access_log_dropped_total",
-        "Access-log lines lost because standard output refused them.",
-        stats.sum(|s| &s.access_log_dropped),
+        "Access-log lines lost: the writer fell behind, or standard output refused them.",
+        stats.sum(|s| &s.access_log_dropped).wrapping_add(stats.log.lines_dropped.get()),
     );
     family(w, "atomserve_otlp_metric_exports_total", "counter", "OTLP metric exports, by result.");
     let _ = writeln!(

@@ -3,8 +3,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// Writes all of `buf`, retrying after `EINTR` and short writes. A `write(2)` of at most
-/// `PIPE_BUF` (4096) bytes to a pipe is atomic: lines from two workers never interleave.
+/// Writes all of `buf`, retrying after `EINTR` and short writes (a pipe takes at most what fits
+/// in its buffer at a time). Blocks while a blocking descriptor is full: only the access-log
+/// writer thread calls it, never a worker.
 pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         // SAFETY: `buf` is valid for `buf.len()` bytes; the fd is borrowed, so it stays open.

@@ -151,18 +151,23 @@ def counter_sum(metric, **match) -> int:
 class Atomserve:
     """atomserve as a child process, with the given extra environment."""
 
-    def __init__(self, root: Path, env: dict[str, str], *args: str, stdout_closed: bool = False) -> None:
+    def __init__(self, root: Path, env: dict[str, str], *args: str, stdout_closed: bool = False,
+                 stdout_stuck: bool = False) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         full_env.update(env)
-        pipe = os.pipe() if stdout_closed else None
+        pipe = os.pipe() if stdout_closed or stdout_stuck else None
         self.proc = subprocess.Popen(
             [str(BIN), "--root", str(root), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
              "--workers", "2", *args],
-            env=full_env, stdout=subprocess.PIPE if not stdout_closed else pipe[1], stderr=subprocess.PIPE,
+            env=full_env, stdout=pipe[1] if pipe else subprocess.PIPE, stderr=subprocess.PIPE,
         )
         if stdout_closed:
             # Standard output is a pipe nobody will ever read: writes fail with EPIPE.
             os.close(pipe[0])
+            os.close(pipe[1])
+        if stdout_stuck:
+            # A pipe kept open but never read: once its 64 KiB fill up, write(2) blocks.
+            self.stuck = pipe[0]
             os.close(pipe[1])
         self.stderr: list[str] = []
         self.stdout: list[str] = []
@@ -445,3 +450,22 @@ def test_access_log_to_a_closed_pipe_loses_lines_not_requests(root: Path) -> Non
         server.stop()
     finally:
         server.kill()
+
+
+def test_a_stuck_stdout_never_blocks_a_worker(root: Path) -> None:
+    """Standard output is a pipe nobody reads: the writer thread blocks once it is full, the
+    workers go on serving (and drop lines once the writer's backlog is full), and SIGTERM still
+    exits promptly."""
+    server = Atomserve(root, {}, "--access-log", "stdout", stdout_stuck=True)
+    try:
+        started = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        for _ in range(5000):  # about 500 KB of log lines: far more than the pipe holds
+            assert get(conn, "GET", "/") == 200
+        conn.close()
+        assert time.monotonic() - started < 30
+        elapsed = server.stop()
+        assert elapsed < 5, f"shutdown took {elapsed:.1f} s with a stuck stdout"
+    finally:
+        server.kill()
+        os.close(server.stuck)
