@@ -42,6 +42,7 @@ fn path_and_lookup(c: &mut Criterion) {
         root: root.clone(),
         spa_fallback: true,
         budget: u64::MAX,
+        max_cached_file: u64::MAX,
         cache_control: String::new(),
         compress: false,
     })

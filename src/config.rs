@@ -95,9 +95,14 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// Most bytes of file content held in memory (e.g. 256M, 1G); a larger root fails to load.
+    /// Most bytes of file content held in memory (e.g. 256M, 1G); the smallest files are kept
+    /// first, the rest are sent from disk with sendfile(2).
     #[arg(long, env = "ATOMSERVE_CACHE_BUDGET", default_value = "256M", value_parser = parse_size)]
     pub cache_budget: u64,
+
+    /// Files larger than this are never held in memory: they are sent from disk with sendfile(2).
+    #[arg(long, env = "ATOMSERVE_MAX_CACHED_FILE", default_value = "8M", value_parser = parse_size)]
+    pub max_cached_file: u64,
 
     /// Cache-Control for files that are neither HTML (`no-cache`) nor fingerprinted Vite assets
     /// under /assets/ (`public, max-age=31536000, immutable`).

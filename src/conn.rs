@@ -248,6 +248,13 @@ impl Conn {
                         self.send_armed = false;
                         self.observe_batch(ctx);
                     }
+                    Ok(Flush::Yield) => {
+                        // A large file had its share of this turn; the others get theirs first.
+                        // Progress was made, so the send timer starts again.
+                        self.deadline_ms = ctx.now_ms + ctx.timeouts.send_ms;
+                        self.send_armed = true;
+                        return Keep::Again;
+                    }
                     Ok(Flush::Blocked { progress }) => {
                         self.writable = false;
                         // The send timer runs from the last progress, and is armed afresh for
@@ -533,7 +540,7 @@ impl Conn {
                 return self.count(ctx, Some(req), Status::PreconditionFailed, body as u64);
             }
         }
-        let len = repr.body.len() as u64;
+        let len = repr.len();
         let wanted = match req.range {
             Some(header)
                 if req.method == Method::Get
@@ -550,8 +557,11 @@ impl Conn {
                 self.out.push_own(|buf| response::write_tail(buf, date, persistence));
                 let mut body = 0;
                 if !head_only {
-                    // SAFETY: as above.
-                    unsafe { self.out.push_shared(&repr.body) };
+                    match &repr.file {
+                        Some(disk) => self.out.push_file(disk, 0, len),
+                        // SAFETY: as above.
+                        None => unsafe { self.out.push_shared(&repr.body) },
+                    }
                     body = len;
                 }
                 self.count(ctx, Some(req), Status::Ok, body);
@@ -563,8 +573,13 @@ impl Conn {
                     response::write_partial_head(buf, &m, start, end);
                     response::write_tail(buf, date, persistence);
                 });
-                // SAFETY: as above; `start <= end < len` by `range::parse`.
-                unsafe { self.out.push_shared_range(&repr.body, start as usize, end as usize + 1) };
+                match &repr.file {
+                    Some(disk) => self.out.push_file(disk, start, end + 1),
+                    // SAFETY: as above; `start <= end < len` by `range::parse`.
+                    None => unsafe {
+                        self.out.push_shared_range(&repr.body, start as usize, end as usize + 1)
+                    },
+                }
                 self.count(ctx, Some(req), Status::PartialContent, end - start + 1);
             }
             Range::Unsatisfiable => {
@@ -687,7 +702,7 @@ fn file_meta<'a>(
         content_type: entry.content_type,
         encoding: coding.token(),
         vary: entry.varies(),
-        len: repr.body.len() as u64,
+        len: repr.len(),
         etag: &repr.etag,
         last_modified,
         cache_control: &entry.cache_control,

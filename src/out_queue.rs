@@ -12,10 +12,11 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
-use crate::sys::socket;
+use crate::cache::DiskFile;
+use crate::sys::{file, socket};
 
 /// The most buffers one `sendmsg` takes; more wait for the next call. (Linux allows 1024.)
 const MAX_IOV: usize = 64;
@@ -28,6 +29,8 @@ enum Chunk {
     Held(Arc<[u8]>, usize, usize),
     /// `own[start..start + len]`.
     Own { start: usize, len: usize },
+    /// Bytes `start..end` of a file on disk, sent with sendfile(2).
+    File(Arc<DiskFile>, u64, u64),
 }
 
 /// The result of a flush.
@@ -37,7 +40,14 @@ pub enum Flush {
     Done,
     /// The socket buffer is full: wait for `EPOLLOUT`. Some bytes may have been sent.
     Blocked { progress: bool },
+    /// A file chunk sent its share for this turn and the socket still takes more: call again
+    /// soon (no `EPOLLOUT` will come), after the worker's other connections had their turn.
+    Yield,
 }
+
+/// The most bytes of a file sent in one flush, so that a fast client downloading a large file
+/// cannot keep its worker from the other connections.
+const FILE_SHARE: u64 = 1024 * 1024;
 
 /// Pending output of one connection.
 #[derive(Default)]
@@ -99,6 +109,15 @@ impl OutQueue {
         }
     }
 
+    /// Queues bytes `start..end` of a file on disk.
+    pub fn push_file(&mut self, disk: &Arc<DiskFile>, start: u64, end: u64) {
+        debug_assert!(start <= end && end <= disk.len);
+        if start < end {
+            self.pending += (end - start) as usize;
+            self.chunks.push_back(Chunk::File(disk.clone(), start, end));
+        }
+    }
+
     /// Appends bytes written by `write` into the connection's own buffer as one chunk.
     pub fn push_own(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         let start = self.own.len();
@@ -118,13 +137,44 @@ impl OutQueue {
         self.chunks.push_back(Chunk::Own { start, len });
     }
 
-    /// Sends as much as the socket takes.
+    /// Sends as much as the socket takes (and at most [`FILE_SHARE`] bytes of a file).
     pub fn flush(&mut self, fd: BorrowedFd<'_>) -> io::Result<Flush> {
+        self.flush_with_share(fd, FILE_SHARE)
+    }
+
+    fn flush_with_share(&mut self, fd: BorrowedFd<'_>, file_share: u64) -> io::Result<Flush> {
         let mut progress = false;
-        while !self.chunks.is_empty() {
+        let mut file_budget = file_share;
+        while let Some(front) = self.chunks.front() {
+            if let Chunk::File(disk, start, end) = front {
+                if file_budget == 0 {
+                    return Ok(Flush::Yield);
+                }
+                let mut offset = start + self.sent as u64;
+                let count = (end - offset).min(file_budget) as usize;
+                match file::sendfile(fd, disk.fd.as_fd(), &mut offset, count) {
+                    // The file is shorter than when it was opened: the promised Content-Length
+                    // cannot be kept, and only closing tells the client the body is truncated.
+                    Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
+                    Ok(sent) => {
+                        progress = true;
+                        file_budget -= sent as u64;
+                        self.advance(sent);
+                    }
+                    Err(e) if e.raw_os_error() == Some(crate::sys::EAGAIN) => {
+                        return Ok(Flush::Blocked { progress })
+                    }
+                    Err(e) if e.raw_os_error() == Some(crate::sys::EINTR) => continue,
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
             for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
+                if matches!(chunk, Chunk::File(..)) {
+                    break; // sent with sendfile once the bytes before it are out
+                }
                 let bytes = self.bytes(chunk);
                 iov[i] = IoSlice::new(if i == 0 { &bytes[self.sent..] } else { bytes });
                 n += 1;
@@ -169,6 +219,15 @@ impl OutQueue {
             Chunk::Borrowed(arc, start, end) => unsafe { &(&**arc)[*start..*end] },
             Chunk::Held(bytes, start, end) => &bytes[*start..*end],
             Chunk::Own { start, len } => &self.own[*start..*start + *len],
+            Chunk::File(..) => &[],
+        }
+    }
+
+    /// Length of a chunk in bytes.
+    fn len(&self, chunk: &Chunk) -> usize {
+        match chunk {
+            Chunk::File(_, start, end) => (end - start) as usize,
+            other => self.bytes(other).len(),
         }
     }
 
@@ -178,7 +237,7 @@ impl OutQueue {
             let Some(front) = self.chunks.front() else {
                 break;
             };
-            let len = self.bytes(front).len();
+            let len = self.len(front);
             let left = len - self.sent;
             if n < left {
                 self.sent += n;
@@ -197,3 +256,67 @@ impl OutQueue {
 // SAFETY: the raw pointers in `Chunk::Borrowed` point into an immutable snapshot that is itself
 // Send + Sync; a queue moves between threads only with its connection, inside its worker.
 unsafe impl Send for OutQueue {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    fn disk_file(bytes: &[u8]) -> Arc<DiskFile> {
+        let path =
+            std::env::temp_dir().join(format!("atomserve-outq-{}-{}", std::process::id(), bytes.len()));
+        std::fs::write(&path, bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        Arc::new(DiskFile { fd: OwnedFd::from(file), len: bytes.len() as u64 })
+    }
+
+    /// A file chunk sends at most its share per flush and says `Yield` (not `Blocked`: the
+    /// socket still has room), then resumes exactly where it stopped, after the head.
+    #[test]
+    fn a_file_is_sent_a_share_at_a_time_and_resumes_in_place() {
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let disk = disk_file(&body);
+        let (tx, mut rx) = UnixStream::pair().unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let mut q = OutQueue::default();
+        q.push_own(|b| b.extend_from_slice(b"HEAD"));
+        q.push_file(&disk, 100, 250_100);
+        q.push_own(|b| b.extend_from_slice(b"TAIL"));
+        assert_eq!(q.pending(), 4 + 250_000 + 4);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut yields = 0;
+        loop {
+            match q.flush_with_share(tx.as_fd(), 16 * 1024).unwrap() {
+                Flush::Done => break,
+                Flush::Yield => yields += 1,
+                Flush::Blocked { .. } => {}
+            }
+            let n = rx.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        drop(tx);
+        rx.read_to_end(&mut got).unwrap();
+        assert!(yields >= 250_000 / (16 * 1024), "{yields} yields");
+        assert_eq!(&got[..4], b"HEAD");
+        assert!(got[4..got.len() - 4] == body[100..250_100]);
+        assert_eq!(&got[got.len() - 4..], b"TAIL");
+        assert_eq!(q.pending(), 0);
+    }
+
+    /// The file shrank after it was opened: sendfile returns 0 before the promised end, which
+    /// is an error (the connection must close), never a busy loop.
+    #[test]
+    fn a_file_shorter_than_promised_is_an_error() {
+        let disk = disk_file(b"short");
+        let lying = Arc::new(DiskFile { fd: disk.fd.try_clone().unwrap(), len: 1000 });
+        let (tx, _rx) = UnixStream::pair().unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let mut q = OutQueue::default();
+        q.push_file(&lying, 0, 1000);
+        assert_eq!(q.flush(tx.as_fd()).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+}

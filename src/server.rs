@@ -131,6 +131,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         root: config.root.clone(),
         spa_fallback: !config.no_spa_fallback,
         budget: config.cache_budget,
+        max_cached_file: config.max_cached_file,
         cache_control: config.cache_control.clone(),
         compress: !config.no_compress,
     };

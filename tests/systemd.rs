@@ -182,14 +182,15 @@ fn a_failed_reload_still_ends_with_ready_on_a_path_socket() {
     let sock = UnixDatagram::bind(&path).unwrap();
     let s = Server::start_with(
         &root.path,
-        &["--workers", "1", "--no-compress", "--cache-budget", "64K"],
+        &["--workers", "1", "--no-compress"],
         |cmd| {
             cmd.env("NOTIFY_SOCKET", &path);
         },
     );
     assert!(next_message(&sock, 20).starts_with("READY=1\n"));
-    // Over the budget: the reload fails, the old snapshot stays, and systemd hears it is over.
-    std::fs::write(root.path.join("big.bin"), vec![7u8; 100 * 1024]).unwrap();
+    // The root is gone: the reload fails, the old snapshot stays, and systemd hears it is over.
+    let moved = root.path.with_extension("moved");
+    std::fs::rename(&root.path, &moved).unwrap();
     s.signal(libc::SIGHUP);
     assert!(next_message(&sock, 10).starts_with("RELOADING=1\n"));
     let after = next_message(&sock, 20);
@@ -197,6 +198,7 @@ fn a_failed_reload_still_ends_with_ready_on_a_path_socket() {
     assert_eq!(s.get("/").status, 200);
     drop(s);
     let _ = std::fs::remove_file(&path);
+    std::fs::rename(&moved, &root.path).unwrap();
 }
 
 /// The repository's `deploy/` directory.

@@ -7,20 +7,28 @@
 //! - a symbolic link is followed only when its fully resolved target stays inside the root, so a
 //!   link to `/etc/passwd` is skipped; directory cycles through links are cut;
 //! - sockets, FIFOs and devices are skipped.
+//!
+//! Files larger than `--max-cached-file`, and the largest files once `--cache-budget` is spent
+//! (the smallest are kept in memory first: they are the many), are not read: each is opened with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` beneath the root and kept open, to be sent
+//! with sendfile(2).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::compress;
-use super::snapshot::{Entry, Repr, Snapshot};
+use super::snapshot::{DiskFile, Entry, Repr, Snapshot};
 use crate::http::encoding::Coding;
 use crate::http::response::{self, FileMeta};
 use crate::http::{date, mime};
 use crate::sync::thread;
+use crate::sys::file;
 use std::time::UNIX_EPOCH;
 
 /// What to load and how.
@@ -28,8 +36,10 @@ use std::time::UNIX_EPOCH;
 pub struct LoadOptions {
     pub root: PathBuf,
     pub spa_fallback: bool,
-    /// The most body bytes a snapshot may hold; a larger root fails to load.
+    /// The most file bytes held in memory; files beyond it are served from disk.
     pub budget: u64,
+    /// Files larger than this are served from disk, never held in memory.
+    pub max_cached_file: u64,
     /// `Cache-Control` for files that are neither HTML nor fingerprinted assets.
     pub cache_control: String,
     /// Build gzip and brotli variants of compressible files.
@@ -60,29 +70,92 @@ pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
             error: io::Error::new(io::ErrorKind::InvalidInput, "not a directory"),
         });
     }
-    let mut walk = Walk {
-        root: root.clone(),
-        budget: opts.budget,
-        cache_control: opts.cache_control.clone(),
-        found: Vec::new(),
-        bytes: 0,
-        snapshot: Snapshot::new(opts.spa_fallback),
-        visited: HashSet::new(),
-    };
+    let mut walk = Walk { root: root.clone(), candidates: Vec::new(), visited: HashSet::new() };
     walk.visited.insert(root.clone());
     walk.dir(&root, &mut b"".to_vec())?;
-    let entries = build_entries(&walk.found, &walk.cache_control, opts.compress);
-    for (found, entry) in walk.found.into_iter().zip(entries) {
-        walk.snapshot.insert(found.key, entry);
+    let found = read_or_open(&root, walk.candidates, opts)?;
+    let entries = build_entries(&found, &opts.cache_control, opts.compress);
+    let mut snapshot = Snapshot::new(opts.spa_fallback);
+    for (found, entry) in found.into_iter().zip(entries) {
+        snapshot.insert(found.key, entry);
     }
-    Ok(walk.snapshot)
+    Ok(snapshot)
 }
 
-/// A file found by the walk, read but not yet turned into an entry.
+/// A servable file the walk found, not read yet.
+struct Candidate {
+    key: Vec<u8>,
+    path: PathBuf,
+    len: u64,
+    modified: u64,
+}
+
+/// A file read into memory, or opened to be sent from disk; not yet turned into an entry.
 struct Found {
     key: Vec<u8>,
     body: Vec<u8>,
     modified: u64,
+    disk: Option<Arc<DiskFile>>,
+}
+
+/// Decides which files stay in memory — none over `max_cached_file`, and the smallest first
+/// until the budget is spent — then reads those and opens the rest beneath the root.
+fn read_or_open(
+    root: &Path,
+    candidates: Vec<Candidate>,
+    opts: &LoadOptions,
+) -> Result<Vec<Found>, LoadError> {
+    let mut by_size: Vec<usize> = (0..candidates.len()).collect();
+    by_size.sort_by_key(|&i| candidates[i].len);
+    let mut in_memory = vec![false; candidates.len()];
+    let mut used = 0u64;
+    for i in by_size {
+        let len = candidates[i].len;
+        if len <= opts.max_cached_file && used + len <= opts.budget {
+            in_memory[i] = true;
+            used += len;
+        }
+    }
+    let on_disk = in_memory.iter().filter(|&&m| !m).count();
+    let root_fd = if on_disk > 0 { Some(file::open_dir(root).map_err(at(root))?) } else { None };
+    let mut found = Vec::with_capacity(candidates.len());
+    for (c, memory) in candidates.into_iter().zip(in_memory) {
+        match (&root_fd, memory) {
+            (Some(dir), false) => {
+                let disk = open_beneath(root, dir.as_fd(), &c.path).map_err(at(&c.path))?;
+                let (len, modified) = file::size_and_mtime(disk.as_fd()).map_err(at(&c.path))?;
+                found.push(Found {
+                    key: c.key,
+                    body: Vec::new(),
+                    modified,
+                    disk: Some(Arc::new(DiskFile { fd: disk, len })),
+                });
+            }
+            _ => {
+                let body = fs::read(&c.path).map_err(at(&c.path))?;
+                found.push(Found { key: c.key, body, modified: c.modified, disk: None });
+            }
+        }
+    }
+    if on_disk > 0 {
+        crate::log!(
+            "{on_disk} files over --max-cached-file ({} bytes) or the --cache-budget ({} bytes) are sent from disk",
+            opts.max_cached_file,
+            opts.budget
+        );
+    }
+    Ok(found)
+}
+
+/// Opens `path` (below `root`, possibly through links the walk approved) by its canonical path
+/// relative to the root, with openat2: the kernel refuses to leave the root or follow a link,
+/// so a tree changed since the walk cannot smuggle an outside file in.
+fn open_beneath(root: &Path, dir: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+    let canonical = fs::canonicalize(path)?;
+    let relative = canonical.strip_prefix(root).map_err(|_| {
+        io::Error::new(io::ErrorKind::PermissionDenied, "the file now resolves outside the root")
+    })?;
+    file::open_beneath(dir, relative)
 }
 
 /// Turns found files into entries — hashing, rendering heads and compressing — spread over the
@@ -103,7 +176,7 @@ fn build_entries(found: &[Found], cache_control: &str, compress_on: bool) -> Vec
             scope.spawn(move || {
                 for (f, slot) in files.iter().zip(out.iter_mut()) {
                     let content_type = mime::for_path(&f.key);
-                    let variants = if compress_on {
+                    let variants = if compress_on && f.disk.is_none() {
                         compress::variants(content_type, &f.body, sibling(f, b".br"), sibling(f, b".gz"))
                     } else {
                         compress::Variants::default()
@@ -125,7 +198,11 @@ fn entry(
 ) -> Entry {
     let last_modified = date::format(f.modified);
     let vary = variants.br.is_some() || variants.gzip.is_some();
-    let etag = format!("\"{:x}-{:016x}\"", f.body.len(), fnv1a(&f.body)).into_bytes();
+    let etag = match &f.disk {
+        Some(disk) => format!("\"{:x}-m{:x}\"", disk.len, f.modified).into_bytes(),
+        None => format!("\"{:x}-{:016x}\"", f.body.len(), fnv1a(&f.body)).into_bytes(),
+    };
+    let disk_len = f.disk.as_ref().map(|d| d.len);
     let repr = |body: &[u8], coding: Coding| {
         // Each coding is a different representation, so it needs its own entity tag.
         // …computed from its own bytes, so a changed shipped `.br` or another compressor
@@ -138,7 +215,7 @@ fn entry(
             content_type,
             encoding: coding.token(),
             vary,
-            len: body.len() as u64,
+            len: disk_len.unwrap_or(body.len() as u64),
             etag: &etag,
             last_modified: &last_modified,
             cache_control: &cache_control,
@@ -148,12 +225,15 @@ fn entry(
             not_modified: response::render_not_modified_head(&m).into(),
             body: body.into(),
             etag: etag.into_boxed_slice(),
+            file: None,
         }
     };
+    let mut identity = repr(&f.body, Coding::Identity);
+    identity.file = f.disk.clone();
     Entry {
         br: variants.br.as_deref().map(|b| repr(b, Coding::Br)),
         gzip: variants.gzip.as_deref().map(|b| repr(b, Coding::Gzip)),
-        identity: repr(&f.body, Coding::Identity),
+        identity,
         content_type,
         modified: f.modified,
         cache_control: cache_control.into(),
@@ -162,12 +242,7 @@ fn entry(
 
 struct Walk {
     root: PathBuf,
-    budget: u64,
-    cache_control: String,
-    found: Vec<Found>,
-    /// Bytes of the files found so far (checked against the budget as the walk goes).
-    bytes: u64,
-    snapshot: Snapshot,
+    candidates: Vec<Candidate>,
     /// Canonical directories already walked, to cut cycles made with symbolic links.
     visited: HashSet<PathBuf>,
 }
@@ -207,16 +282,11 @@ impl Walk {
             if meta.is_dir() {
                 self.dir(&path, key)?;
             } else if meta.is_file() {
-                if self.bytes + meta.len() > self.budget {
-                    let why = format!("the root holds more than --cache-budget ({} bytes)", self.budget);
-                    return Err(LoadError { path, error: io::Error::new(io::ErrorKind::OutOfMemory, why) });
-                }
-                let body = fs::read(&path).map_err(at(&path))?;
-                self.bytes += body.len() as u64;
                 let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
-                self.found.push(Found {
+                self.candidates.push(Candidate {
                     key: key.clone(),
-                    body,
+                    path,
+                    len: meta.len(),
                     modified: modified.map_or(0, |d| d.as_secs()),
                 });
             }

@@ -6,6 +6,7 @@
 //! snapshot and swaps it in whole; readers never see a half-built one.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use crate::http::encoding::Coding;
@@ -23,7 +24,27 @@ pub struct Repr {
     pub body: Arc<[u8]>,
     /// Strong entity tag, quoted: `"<len hex>-<FNV-1a 64 hex>"` of the file's bytes, plus
     /// `-gzip`/`-br` for a compressed representation — the same on every restart and replica.
+    /// For a file served from disk: `"<len hex>-m<mtime hex>"` (nginx's choice: hashing
+    /// gigabytes at every load would cost more than it is worth).
     pub etag: Box<[u8]>,
+    /// A file too large for memory: the bytes are sent from this descriptor with sendfile(2),
+    /// and `body` is empty.
+    pub file: Option<Arc<DiskFile>>,
+}
+
+impl Repr {
+    /// Length of the body in bytes.
+    pub fn len(&self) -> u64 {
+        self.file.as_ref().map_or(self.body.len() as u64, |f| f.len)
+    }
+}
+
+/// A file served from disk: a descriptor opened beneath the root at load time, kept for the
+/// snapshot's life (and for as long as a response still sends from it).
+pub struct DiskFile {
+    pub fd: OwnedFd,
+    /// Its size when it was opened (what `Content-Length` promised).
+    pub len: u64,
 }
 
 /// One cached file: identity, and gzip/brotli variants when they were worth building.
@@ -56,7 +77,7 @@ impl Entry {
         self.gzip.is_some() || self.br.is_some()
     }
 
-    /// Bytes held, all representations together.
+    /// Bytes held in memory, all representations together (a file on disk holds none).
     pub fn bytes(&self) -> u64 {
         let len = |r: &Option<Repr>| r.as_ref().map_or(0, |r| r.body.len() as u64);
         self.identity.body.len() as u64 + len(&self.gzip) + len(&self.br)

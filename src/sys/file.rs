@@ -1,7 +1,12 @@
-//! Plain `write(2)` to a descriptor that is not a socket (the access log on standard output).
+//! Files: `write(2)` for the access log on standard output; `openat2(2)`, `fstat(2)` and
+//! `sendfile(2)` for files too large to hold in memory, served from a descriptor opened at load.
 
+use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::mem;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// Writes all of `buf`, retrying after `EINTR` and short writes (a pipe takes at most what fits
 /// in its buffer at a time). Blocks while a blocking descriptor is full: only the access-log
@@ -24,4 +29,63 @@ pub fn stdout() -> BorrowedFd<'static> {
     // SAFETY: fd 1 is open for the whole life of the process (the runtime reopens it on
     // /dev/null if it started closed); it is never closed by atomserve.
     unsafe { BorrowedFd::borrow_raw(libc::STDOUT_FILENO) }
+}
+
+/// Opens a directory to resolve paths beneath (`O_PATH`: no read permission is used).
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `c` is a valid NUL-terminated path; the flags ask for a plain descriptor.
+    let fd = unsafe { syscall!(open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC))? };
+    // SAFETY: open(2) succeeded; the fd is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat2(2)` for reading `relative` under `dir`, with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`:
+/// the kernel refuses any resolution that would leave `dir` (`..`, an absolute path) or pass a
+/// symbolic link, whatever happened to the tree since it was walked. `EXDEV`/`ELOOP` say which.
+pub fn open_beneath(dir: BorrowedFd<'_>, relative: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(relative.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: open_how is plain integers; all-zero is a valid value (libc marks it
+    // non-exhaustive, so it cannot be built with a struct expression).
+    let mut how: libc::open_how = unsafe { mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: `c` is NUL-terminated, `how` is a valid open_how and its size is passed with it.
+    let fd = unsafe {
+        syscall!(syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            mem::size_of::<libc::open_how>()
+        ))?
+    };
+    // SAFETY: openat2(2) succeeded; the fd (an int, returned as a long) is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Size and modification time (Unix seconds) of an open file, from `fstat(2)`.
+pub fn size_and_mtime(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let mut st = mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for writing a `struct stat`.
+    unsafe { syscall!(fstat(fd.as_raw_fd(), st.as_mut_ptr()))? };
+    // SAFETY: fstat(2) succeeded and filled it.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_size.max(0) as u64, st.st_mtime.max(0) as u64))
+}
+
+/// `sendfile(2)`: copies up to `count` bytes of `file` from `*offset` to the socket inside the
+/// kernel (no copy through user space) and advances `*offset`. `Ok(0)` means the file ended
+/// early (it shrank since it was opened); `EAGAIN` means the socket is full.
+pub fn sendfile(
+    socket: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: &mut u64,
+    count: usize,
+) -> io::Result<usize> {
+    let mut off = *offset as libc::off_t;
+    // SAFETY: both fds are open for the call; `off` is a valid, writable offset.
+    let n = unsafe { syscall!(sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut off, count))? };
+    *offset = off as u64;
+    Ok(n as usize)
 }

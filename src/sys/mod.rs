@@ -10,7 +10,7 @@
 //! | [`poll`] | poll |
 //! | [`epoll`] | epoll_create1, epoll_ctl, epoll_wait |
 //! | [`eventfd`] | eventfd, read, write |
-//! | [`file`] | write |
+//! | [`file`] | write, open(O_PATH), openat2(RESOLVE_BENEATH), fstat, sendfile |
 //! | [`inotify`] | inotify_init1, inotify_add_watch, read |
 //! | [`signal`] | sigaction |
 //! | [`affinity`] | sched_getaffinity, sched_setaffinity |
