@@ -210,3 +210,18 @@ fn compressed_variants_are_negotiated() {
     let r = get_with(&s, path, "Accept-Encoding: br, gzip");
     assert_eq!((r.header("content-encoding"), r.header("vary")), (None, None));
 }
+
+/// Regression: two If-None-Match fields are one list (RFC 9110 §5.3); only the last one used
+/// to count, so a tag named in the first field got a full 200.
+#[test]
+fn repeated_if_none_match_fields_are_one_list() {
+    let root = fixture_root("inm-repeated");
+    let s = Server::start(&root.path, &[]);
+    let etag = s.get("/index.html").header("etag").unwrap().to_string();
+    let r = get_with(&s, "/index.html", &format!("If-None-Match: {etag}\r\nIf-None-Match: \"other\""));
+    assert_eq!(r.status, 304);
+    let r = get_with(&s, "/index.html", &format!("If-None-Match: \"other\"\r\nIf-None-Match: {etag}"));
+    assert_eq!(r.status, 304);
+    let r = get_with(&s, "/index.html", "If-None-Match: \"a\"\r\nIf-None-Match: \"b\"");
+    assert_eq!(r.status, 200);
+}

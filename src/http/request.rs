@@ -166,9 +166,21 @@ pub fn parse<'b>(
         let name = h.name.as_bytes();
         if name.len() > 3 && name[..3].eq_ignore_ascii_case(b"if-") {
             let slot = match &name[3..] {
-                n if n.eq_ignore_ascii_case(b"none-match") => &mut conditions.if_none_match,
+                n if n.eq_ignore_ascii_case(b"none-match") => match conditions.if_none_match {
+                    Some(_) => {
+                        conditions.if_none_match_more.push(h.value);
+                        continue;
+                    }
+                    None => &mut conditions.if_none_match,
+                },
                 n if n.eq_ignore_ascii_case(b"modified-since") => &mut conditions.if_modified_since,
-                n if n.eq_ignore_ascii_case(b"match") => &mut conditions.if_match,
+                n if n.eq_ignore_ascii_case(b"match") => match conditions.if_match {
+                    Some(_) => {
+                        conditions.if_match_more.push(h.value);
+                        continue;
+                    }
+                    None => &mut conditions.if_match,
+                },
                 n if n.eq_ignore_ascii_case(b"unmodified-since") => &mut conditions.if_unmodified_since,
                 n if n.eq_ignore_ascii_case(b"range") => &mut conditions.if_range,
                 _ => continue,
