@@ -138,6 +138,9 @@ pub struct Conn {
     readable: bool,
     /// Edge-triggered state: no `EAGAIN` from send since the last `EPOLLOUT`.
     writable: bool,
+    /// epoll reported `EPOLLRDHUP`/`EPOLLHUP`/`EPOLLERR`: read until end of stream, because no
+    /// further edge will come for the close.
+    peer_closed: bool,
     /// When the current timer expires (coarse monotonic ms).
     deadline_ms: u64,
     /// When the request being read (head, or body being discarded) started: its timer runs from
@@ -178,6 +181,7 @@ impl Conn {
             batch_requests: 0,
             records: Vec::new(),
             peer: None,
+            peer_closed: false,
         }
     }
 
@@ -206,9 +210,10 @@ impl Conn {
     }
 
     /// Records what epoll reported and runs the state machine.
-    pub fn on_event(&mut self, readable: bool, writable: bool, ctx: &mut Ctx<'_>) -> Keep {
+    pub fn on_event(&mut self, readable: bool, writable: bool, hangup: bool, ctx: &mut Ctx<'_>) -> Keep {
         self.readable |= readable;
         self.writable |= writable;
+        self.peer_closed |= hangup;
         self.drive(ctx)
     }
 
@@ -324,6 +329,7 @@ impl Conn {
                 Ok(n) => n,
                 Err(e) => return self.read_error(e),
             };
+            self.short_read(n, ctx.scratch.len());
             self.batch_started.get_or_insert_with(Instant::now);
             let scratch = mem::take(ctx.scratch);
             let used = self.process(&scratch[..n], ctx);
@@ -335,7 +341,9 @@ impl Conn {
             // Append to what is buffered. Reading past the head limit would only be rejected:
             // the parser answers 431 once the buffer exceeds it.
             let mut inbuf = mem::take(&mut self.inbuf);
-            let n = match socket::recv(self.fd.as_fd(), inbuf.spare(4096)) {
+            let spare = inbuf.spare(4096);
+            let asked = spare.len();
+            let n = match socket::recv(self.fd.as_fd(), spare) {
                 Ok(0) => return Ok(false),
                 Ok(n) => n,
                 Err(e) => {
@@ -345,6 +353,7 @@ impl Conn {
                 }
             };
             inbuf.commit(n);
+            self.short_read(n, asked);
             self.batch_started.get_or_insert_with(Instant::now);
             let used = self.process(inbuf.pending(), ctx);
             inbuf.consume(used);
@@ -357,6 +366,16 @@ impl Conn {
             self.batch_started = None;
         }
         Ok(true)
+    }
+
+    /// A read that returned less than it asked for emptied the socket's receive queue (TCP
+    /// hands over everything queued, up to the length asked). With edge-triggered epoll, bytes
+    /// arriving later raise a new edge, so there is no need to read again until `EAGAIN`: that
+    /// saves one `recv` per request. Not after a hang-up, whose edge has been consumed already.
+    fn short_read(&mut self, n: usize, asked: usize) {
+        if n < asked && !self.peer_closed {
+            self.readable = false;
+        }
     }
 
     fn read_error(&mut self, e: std::io::Error) -> Result<bool, ()> {

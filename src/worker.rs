@@ -146,7 +146,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 continue;
             }
             if let Some(conn) = conns.get_mut(event.token()) {
-                let verdict = conn.on_event(event.is_readable(), event.is_writable(), &mut ctx);
+                let verdict =
+                    conn.on_event(event.is_readable(), event.is_writable(), event.is_hangup(), &mut ctx);
                 if !keep(verdict, event.token(), &mut ready) {
                     conns.remove(event.token(), ctx.stats);
                 }

@@ -29,6 +29,11 @@ impl Event {
     pub fn is_readable(&self) -> bool {
         self.0.events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
     }
+    /// The peer closed its side (or the socket failed): reading must go on until it returns 0
+    /// or an error, even after a short read.
+    pub fn is_hangup(&self) -> bool {
+        self.0.events & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
+    }
     /// The socket's send buffer has room again.
     pub fn is_writable(&self) -> bool {
         self.0.events & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
