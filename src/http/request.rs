@@ -118,6 +118,9 @@ pub fn parse<'b>(
             return Parsed::Invalid(Status::BadRequest);
         }
         return match parse(&buf[skip..], headers, limits) {
+            Parsed::Complete(req) if skip + req.head_len > limits.max_header_bytes => {
+                Parsed::Invalid(Status::HeaderFieldsTooLarge)
+            }
             Parsed::Complete(mut req) => {
                 req.head_len += skip;
                 Parsed::Complete(req)
@@ -370,6 +373,21 @@ mod tests {
         let mut padded = b"\r\n".repeat(100);
         padded.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\nX: ");
         padded.extend_from_slice(&[b'a'; 16 * 1024]);
+        assert_eq!(status(&padded), Some(Status::HeaderFieldsTooLarge));
+    }
+
+    #[test]
+    fn empty_lines_count_against_a_complete_head() {
+        // Regression (found by `cargo fuzz run request`): the leading CRLFs counted against the
+        // head limit only while the head was incomplete, so a head that arrived whole could pass
+        // the limit by up to --max-request-line bytes, and whether it got a 431 depended on how
+        // the client's bytes were split into segments.
+        let mut head = b"GET / HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
+        head.extend_from_slice(&[b'a'; 16 * 1024 - 32]);
+        head.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(head.len(), Limits::default().max_header_bytes);
+        assert!(matches!(run(&head), Parsed::Complete(_)));
+        let padded = [b"\r\n".repeat(100), head].concat();
         assert_eq!(status(&padded), Some(Status::HeaderFieldsTooLarge));
     }
 
