@@ -16,17 +16,17 @@ export DENO_NO_UPDATE_CHECK := 1
 export DENO_NO_PROMPT := 1
 export CARGO_TERM_COLOR := never
 
-.PHONY: run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd clean
+.PHONY: run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
 
 ## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
 run: frontend release
 	./target/release/atomserve --root frontend/dist --listen 127.0.0.1:8080 $(ARGS)
 
 ## make test: every test — unit, end-to-end over loopback, the h11 conformance suite, loom models.
-test: frontend frontend-test browser deps-test deps-prometheus deps-systemd
+test: frontend frontend-test browser deps-test deps-prometheus deps-systemd deps-slowhttptest
 	$(CARGO) build --bins
 	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 ATOMSERVE_REQUIRE_SYSTEMD=1 \
-	  $(CARGO) test --workspace --all-targets
+	  ATOMSERVE_REQUIRE_SLOWHTTPTEST=1 $(CARGO) test --workspace --all-targets
 	ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/h11 tests/otlp
 	$(MAKE) deploy-check
 	$(MAKE) loom
@@ -99,6 +99,11 @@ $(DEPLOY_VENV)/.installed: deploy/requirements.txt
 deps-systemd:
 	@command -v systemd-socket-activate >/dev/null && command -v systemd-analyze >/dev/null || { apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd; }
+
+## slowhttptest, from Debian, for the slowloris and slow-read attacks (tests/slowloris.rs).
+deps-slowhttptest:
+	@command -v slowhttptest >/dev/null || { apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slowhttptest; }
 
 h11: deps-test
 	$(CARGO) build --bin atomserve
