@@ -121,9 +121,11 @@ loom-mutants:
 bench:
 	$(CARGO) bench
 
-## atomserve vs nginx with wrk, interleaved rounds (see docs/benchmarks.md).
+## make bench-load: atomserve vs nginx, lighttpd, h2o and the syscall floor, interleaved rounds on
+## loopback (benches/load/peers.sh; installs the peers and tools from Debian when missing).
+## ROUNDS, DURATION, CASES…: see the script's header.
 bench-load: release
-	benches/load/wrk-vs-nginx.sh
+	benches/load/peers.sh
 
 clean:
 	$(CARGO) clean
