@@ -127,6 +127,20 @@ bench:
 bench-load: release
 	benches/load/peers.sh
 
+## make fuzz: the cargo-fuzz targets in fuzz/ (nightly), one after another, FUZZ_SECONDS each on
+## one core; not part of `make test`. Corpora grow in fuzz/corpus/, crashes land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := request path range accept_encoding date conditional
+.PHONY: fuzz
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && \
+	  nice -n 10 cargo +nightly fuzz run $$t corpus/$$t seeds/$$t -- \
+	    -jobs=1 -workers=1 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
 clean:
 	$(CARGO) clean
 	rm -rf frontend/dist frontend/node_modules tools/node_modules tests/browser/node_modules $(VENV)
