@@ -510,7 +510,11 @@ impl Conn {
                     self,
                     ctx,
                     Status::MovedPermanently,
-                    Extra { location: Some(&location), ..Extra::default() },
+                    Extra {
+                        location: Some(&location),
+                        cache_control: Some(ctx.snapshot.default_cache_control()),
+                        ..Extra::default()
+                    },
                 );
                 *ctx.key2 = location;
             }

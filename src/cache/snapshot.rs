@@ -27,8 +27,8 @@ pub struct Repr {
     /// For a file served from disk: `"<len hex>-m<mtime hex>"` (nginx's choice: hashing
     /// gigabytes at every load would cost more than it is worth).
     pub etag: Box<[u8]>,
-    /// A file too large for memory: the bytes are sent from this descriptor with sendfile(2),
-    /// and `body` is empty.
+    /// A body sent with sendfile(2) from this descriptor (a file too large for memory, or a
+    /// large cached body in a sealed memfd); `body` is then empty.
     pub file: Option<Arc<DiskFile>>,
 }
 
@@ -39,12 +39,15 @@ impl Repr {
     }
 }
 
-/// A file served from disk: a descriptor opened beneath the root at load time, kept for the
-/// snapshot's life (and for as long as a response still sends from it).
+/// A body sent with sendfile(2): a file on disk, opened beneath the root at load time, or a
+/// sealed memory file holding a large cached body. Kept for the snapshot's life (and for as long
+/// as a response still sends from it).
 pub struct DiskFile {
     pub fd: OwnedFd,
     /// Its size when it was opened (what `Content-Length` promised).
     pub len: u64,
+    /// A sealed memfd: the bytes are in memory (and count against the cache budget).
+    pub memory: bool,
 }
 
 /// One cached file: identity, and gzip/brotli variants when they were worth building.
@@ -77,10 +80,23 @@ impl Entry {
         self.gzip.is_some() || self.br.is_some()
     }
 
+    /// Descriptors this entry holds open.
+    pub fn descriptors(&self) -> u64 {
+        [Some(&self.identity), self.gzip.as_ref(), self.br.as_ref()]
+            .iter()
+            .flatten()
+            .filter(|r| r.file.is_some())
+            .count() as u64
+    }
+
     /// Bytes held in memory, all representations together (a file on disk holds none).
     pub fn bytes(&self) -> u64 {
-        let len = |r: &Option<Repr>| r.as_ref().map_or(0, |r| r.body.len() as u64);
-        self.identity.body.len() as u64 + len(&self.gzip) + len(&self.br)
+        let held = |r: &Repr| match &r.file {
+            Some(f) if f.memory => f.len,
+            Some(_) => 0,
+            None => r.body.len() as u64,
+        };
+        held(&self.identity) + self.gzip.as_ref().map_or(0, held) + self.br.as_ref().map_or(0, held)
     }
 }
 
@@ -101,22 +117,40 @@ pub struct Snapshot {
     dirs: HashSet<Box<[u8]>>,
     spa_fallback: bool,
     bytes: u64,
+    descriptors: u64,
+    /// `--cache-control`: for files that are neither HTML nor fingerprinted, and for the 301s
+    /// that add a slash to a directory.
+    default_cache_control: Box<str>,
 }
 
 impl Snapshot {
     /// An empty snapshot; the loader adds files and then freezes it by handing it out.
-    pub(crate) fn new(spa_fallback: bool) -> Self {
-        Snapshot { files: HashMap::new(), dirs: HashSet::new(), spa_fallback, bytes: 0 }
+    pub(crate) fn new(spa_fallback: bool, default_cache_control: &str) -> Self {
+        Snapshot {
+            files: HashMap::new(),
+            dirs: HashSet::new(),
+            spa_fallback,
+            bytes: 0,
+            descriptors: 0,
+            default_cache_control: default_cache_control.into(),
+        }
+    }
+
+    /// The `--cache-control` value.
+    pub fn default_cache_control(&self) -> &str {
+        &self.default_cache_control
     }
 
     pub(crate) fn insert(&mut self, key: Vec<u8>, entry: Entry) {
         self.bytes += entry.bytes();
+        self.descriptors += entry.descriptors();
         if let Some(dir) = key.strip_suffix(b"/index.html") {
             let dir = if dir.is_empty() { b"/".as_slice() } else { dir };
             self.dirs.insert(dir.into());
         }
         if let Some(old) = self.files.insert(key.into_boxed_slice(), entry) {
             self.bytes -= old.bytes();
+            self.descriptors -= old.descriptors();
         }
     }
 
@@ -128,6 +162,11 @@ impl Snapshot {
     /// Total bytes held, compressed variants included.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Descriptors held open (files on disk, memfds of large bodies).
+    pub fn descriptors(&self) -> u64 {
+        self.descriptors
     }
 
     /// Exact lookup of a normalised key.

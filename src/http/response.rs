@@ -208,6 +208,9 @@ pub struct Extra<'a> {
     pub retry_after: Option<u32>,
     /// `Cache-Control: no-store` (health checks and metrics must never be cached).
     pub no_store: bool,
+    /// `Cache-Control` with this value (the 301 to a directory: without an explicit lifetime,
+    /// browsers keep a permanent redirect for good).
+    pub cache_control: Option<&'a str>,
     /// `Content-Type` of a `write_text` body (default `text/plain; charset=utf-8`).
     pub content_type: Option<&'a str>,
     /// `Access-Control-Allow-Origin: *` (the dashboard reads `/stats` from another origin).
@@ -264,6 +267,10 @@ pub fn write_text(
     }
     if extra.no_store {
         out.extend_from_slice(b"Cache-Control: no-store\r\n");
+    } else if let Some(value) = extra.cache_control {
+        out.extend_from_slice(b"Cache-Control: ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     write_tail(out, date, persistence);
     if !head_only && status != Status::NoContent {

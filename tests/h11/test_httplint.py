@@ -273,13 +273,7 @@ CASES = [
 
 #: Real defects httplint finds, by case kind: the case is an xfail while that note (and only
 #: it) is given, and fails once the server is fixed, so that the entry goes.
-KNOWN_DEFECTS = {
-    # The 301 carries no Cache-Control, so every cache picks its own lifetime for it
-    # (FRESHNESS_HEURISTIC); browsers keep a 301 without explicit freshness indefinitely, so a
-    # /docs that later becomes a file stays redirected for them. An explicit lifetime (e.g. the
-    # --cache-control default) would bound it.
-    "301 directory without slash": "FRESHNESS_HEURISTIC",
-}
+KNOWN_DEFECTS: dict[str, str] = {}
 
 #: One line per case for the summary printed at the end of the module.
 SUMMARY: list = []
