@@ -138,6 +138,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let snapshot = cache::load(&opts).map_err(StartError::Load)?;
     let load_time = started.elapsed();
     let (files, bytes) = (snapshot.files(), snapshot.bytes());
+    let snapshot_fds = snapshot.descriptors();
 
     let allowed = affinity::allowed_cpus().map_err(os("sched_getaffinity"))?;
     let workers = config.workers.map_or(allowed.len().max(1), |n| n as usize);
@@ -227,10 +228,11 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     } else {
         format!("pinned to CPUs {cpus:?}").replace("Some(", "").replace(')', "")
     };
-    // Keep descriptors for listeners, epoll/eventfd per worker, inotify, reloads and the admin
-    // listener's own connections: a connection refused with 503 beats an accept4 that fails.
-    let max_connections =
-        config.max_connections.unwrap_or_else(|| nofile.saturating_sub(64 + 4 * workers as u64).max(1));
+    // Keep descriptors for listeners, epoll/eventfd per worker, inotify, reloads, the admin
+    // listener's own connections and twice the snapshot's files (during a reload two snapshots
+    // are open): a connection refused with 503 beats an accept4 that fails.
+    let reserve = 64 + 4 * workers as u64 + 2 * snapshot_fds;
+    let max_connections = config.max_connections.unwrap_or_else(|| nofile.saturating_sub(reserve).max(1));
     crate::log!("{workers} workers, {pinning}; open-file limit {nofile}, max connections {max_connections}");
 
     if let Some(t) = &telemetry {
