@@ -1,12 +1,16 @@
 //! Criterion benches of the per-request hot path: parse a request head, normalise its path and
-//! look it up in a snapshot. Run with `cargo bench` (or `make bench`).
+//! look it up in a snapshot, negotiate `Accept-Encoding`, parse `Range`, and write what a
+//! response writes per request (the tail after a pre-rendered head, or a whole 206 head). Run
+//! with `cargo bench` (or `make bench`).
 
 use std::hint::black_box;
 use std::mem::MaybeUninit;
 
 use atomserve::cache::{load, LoadOptions, Lookup};
-use atomserve::http::path;
+use atomserve::http::encoding::AcceptEncoding;
 use atomserve::http::request::{parse, Limits, Parsed};
+use atomserve::http::response::{self, FileMeta, Persistence};
+use atomserve::http::{date, path, range};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const CHROME_GET: &[u8] = b"GET /assets/index-ThlbQ9On.js HTTP/1.1\r\nHost: localhost:8080\r\nConnection: keep-alive\r\n\
@@ -63,5 +67,57 @@ fn path_and_lookup(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(root);
 }
 
-criterion_group!(benches, request_parse, path_and_lookup);
+fn negotiation_and_ranges(c: &mut Criterion) {
+    let mut g = c.benchmark_group("headers");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("accept_encoding_browser", |b| {
+        b.iter(|| AcceptEncoding::parse(black_box(Some(b"gzip, deflate, br, zstd"))).choose(true, true))
+    });
+    g.bench_function("accept_encoding_qvalues", |b| {
+        b.iter(|| AcceptEncoding::parse(black_box(Some(b"br;q=0.5, gzip;q=0.9, *;q=0"))).choose(true, true))
+    });
+    g.bench_function("range_first_last", |b| b.iter(|| range::parse(black_box(b"bytes=1000-1999"), 5 << 20)));
+    g.bench_function("range_suffix", |b| b.iter(|| range::parse(black_box(b"bytes=-500"), 5 << 20)));
+    g.finish();
+}
+
+fn response_rendering(c: &mut Criterion) {
+    let date = date::format(1_795_663_171);
+    let meta = FileMeta {
+        content_type: "text/javascript; charset=utf-8",
+        encoding: Some("br"),
+        vary: true,
+        len: 61_234,
+        etag: b"\"3b8a2-9f1c2e4d5a6b7c8d-br\"",
+        last_modified: &date,
+        cache_control: "public, max-age=31536000, immutable",
+    };
+    let mut out = Vec::with_capacity(1024);
+    let mut g = c.benchmark_group("response");
+    g.throughput(Throughput::Elements(1));
+    // What every cached 200 writes per request: the head is pre-rendered at load.
+    g.bench_function("tail_keep_alive", |b| {
+        b.iter(|| {
+            out.clear();
+            response::write_tail(&mut out, black_box(&date), Persistence::KeepAlive11);
+            out.len()
+        })
+    });
+    // A 206 renders its whole head per request (the range differs each time).
+    g.bench_function("partial_head", |b| {
+        b.iter(|| {
+            out.clear();
+            response::write_partial_head(&mut out, black_box(&meta), 1000, 1999);
+            response::write_tail(&mut out, &date, Persistence::KeepAlive11);
+            out.len()
+        })
+    });
+    // What the loader does once per representation.
+    g.bench_function("render_file_head_at_load", |b| {
+        b.iter(|| response::render_file_head(black_box(&meta)).len())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, request_parse, path_and_lookup, negotiation_and_ranges, response_rendering);
 criterion_main!(benches);
