@@ -139,6 +139,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let load_time = started.elapsed();
     let (files, bytes) = (snapshot.files(), snapshot.bytes());
     let snapshot_fds = snapshot.descriptors();
+    let composition = snapshot.composition();
 
     let allowed = affinity::allowed_cpus().map_err(os("sched_getaffinity"))?;
     let workers = config.workers.map_or(allowed.len().max(1), |n| n as usize);
@@ -151,8 +152,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let handoff = Arc::new(Handoff::new(config.queue_capacity as usize, bells));
     let cache = Arc::new(SnapshotCell::new(snapshot, workers));
     let stats = Arc::new(Stats::new(workers));
-    stats.reload.files.set(files as u64);
-    stats.reload.bytes.set(bytes);
+    stats.reload.describe(files, bytes, composition);
     let sources = Arc::new(Sources {
         stats: stats.clone(),
         handoff: handoff.clone(),

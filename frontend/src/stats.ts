@@ -34,6 +34,13 @@ export interface Stats {
     reloads_ok: number;
     reloads_failed: number;
     last_reload_unix_ms: number;
+    /** Identity bytes of every file, and of the files with a gzip/br variant, and the bytes of
+     * those files' smallest variants: what compression at load saves. */
+    identity_bytes: number;
+    compressible_bytes: number;
+    compressed_bytes: number;
+    /** Files sent from disk (over --max-cached-file or past the budget). */
+    disk_files: number;
   };
 }
 
@@ -113,6 +120,10 @@ export function parseStats(json: unknown): Stats {
       reloads_ok: num(c.reloads_ok, "cache.reloads_ok"),
       reloads_failed: num(c.reloads_failed, "cache.reloads_failed"),
       last_reload_unix_ms: num(c.last_reload_unix_ms, "cache.last_reload_unix_ms"),
+      identity_bytes: num(c.identity_bytes, "cache.identity_bytes"),
+      compressible_bytes: num(c.compressible_bytes, "cache.compressible_bytes"),
+      compressed_bytes: num(c.compressed_bytes, "cache.compressed_bytes"),
+      disk_files: num(c.disk_files, "cache.disk_files"),
     },
   };
 }
@@ -271,7 +282,8 @@ export interface View {
   workers: WorkerView[];
   /** max/min of per-worker request counts; 1 is perfect balance, null with fewer than 2 busy workers */
   imbalance: number | null;
-  cache: Stats["cache"] & { hitRatio: number | null };
+  /** compressionSavings: 1 − smallest variants / identity, over the files that have variants. */
+  cache: Stats["cache"] & { hitRatio: number | null; compressionSavings: number | null };
   chart: Point[];
 }
 
@@ -346,7 +358,13 @@ export function view(history: History): View | null {
     codes,
     workers,
     imbalance,
-    cache: { ...s.cache, hitRatio: lookups ? s.cache.hits / lookups : null },
+    cache: {
+      ...s.cache,
+      hitRatio: lookups ? s.cache.hits / lookups : null,
+      compressionSavings: s.cache.compressible_bytes
+        ? 1 - s.cache.compressed_bytes / s.cache.compressible_bytes
+        : null,
+    },
     chart: series(history, (x) => x.requests_total),
   };
 }

@@ -18,5 +18,5 @@ pub mod watch;
 #[cfg(not(atomserve_loom))]
 pub use loader::{load, LoadError, LoadOptions};
 #[cfg(not(atomserve_loom))]
-pub use snapshot::{DiskFile, Entry, Lookup, Repr, Snapshot};
+pub use snapshot::{Composition, DiskFile, Entry, Lookup, Repr, Snapshot};
 pub use swap::{Guard, Reader, SnapshotCell};

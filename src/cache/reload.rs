@@ -69,10 +69,10 @@ fn run(
         match load(opts) {
             Ok(snapshot) => {
                 let (files, bytes) = (snapshot.files(), snapshot.bytes());
+                let composition = snapshot.composition();
                 let generation = cache.publish(snapshot);
                 stats.reload.ok.incr();
-                stats.reload.files.set(files as u64);
-                stats.reload.bytes.set(bytes);
+                stats.reload.describe(files, bytes, composition);
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
                 stats.reload.last_unix_ms.set(now.map_or(0, |d| d.as_millis() as u64));
                 let freed = wait_for_reclamation(cache);

@@ -100,6 +100,19 @@ impl Entry {
     }
 }
 
+/// Sizes that describe a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Composition {
+    /// Every file's identity length (files sent from disk included).
+    pub identity_bytes: u64,
+    /// Identity bytes of the files that have a compressed variant…
+    pub compressible_bytes: u64,
+    /// …and the bytes of their smallest variant: the saving is `1 - compressed / compressible`.
+    pub compressed_bytes: u64,
+    /// Files sent from disk (over `--max-cached-file` or past the budget).
+    pub disk_files: u64,
+}
+
 /// What a request path resolves to.
 pub enum Lookup<'s> {
     /// A file to send.
@@ -162,6 +175,25 @@ impl Snapshot {
     /// Total bytes held, compressed variants included.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// What the snapshot is made of, for the dashboard (computed on demand: at load time).
+    pub fn composition(&self) -> Composition {
+        let mut c = Composition::default();
+        for entry in self.files.values() {
+            let identity = entry.identity.len();
+            c.identity_bytes += identity;
+            if entry.identity.file.as_ref().is_some_and(|f| !f.memory) {
+                c.disk_files += 1;
+            }
+            let smallest =
+                [entry.gzip.as_ref(), entry.br.as_ref()].into_iter().flatten().map(Repr::len).min();
+            if let Some(smallest) = smallest {
+                c.compressible_bytes += identity;
+                c.compressed_bytes += smallest;
+            }
+        }
+        c
     }
 
     /// Descriptors held open (files on disk, memfds of large bodies).

@@ -65,7 +65,8 @@ pub fn render(src: &Sources) -> String {
     let _ = write!(
         w,
         "\"cache\":{{\"generation\":{},\"files\":{},\"bytes\":{},\"hits\":{},\"misses\":{},\"reloads_ok\":{},\
-         \"reloads_failed\":{},\"last_reload_unix_ms\":{}}}}}",
+         \"reloads_failed\":{},\"last_reload_unix_ms\":{},\"identity_bytes\":{},\"compressible_bytes\":{},\
+         \"compressed_bytes\":{},\"disk_files\":{}}}}}",
         src.cache.generation(),
         stats.reload.files.get(),
         stats.reload.bytes.get(),
@@ -74,6 +75,10 @@ pub fn render(src: &Sources) -> String {
         stats.reload.ok.get(),
         stats.reload.failed.get(),
         stats.reload.last_unix_ms.get(),
+        stats.reload.identity_bytes.get(),
+        stats.reload.compressible_bytes.get(),
+        stats.reload.compressed_bytes.get(),
+        stats.reload.disk_files.get(),
     );
     w
 }
