@@ -13,7 +13,13 @@ use crate::metrics::{json, prometheus};
 use crate::out_queue::OutQueue;
 
 /// Queues the admin response for the normalised path in `ctx.key`.
-pub fn respond(ctx: &Ctx<'_>, out: &mut OutQueue, persistence: Persistence, head_only: bool) {
+pub fn respond(
+    ctx: &Ctx<'_>,
+    out: &mut OutQueue,
+    accept: Option<&[u8]>,
+    persistence: Persistence,
+    head_only: bool,
+) {
     let date = ctx.date.text();
     let no_store = Extra { no_store: true, ..Extra::default() };
     let text = |out: &mut OutQueue, status: Status, extra: Extra<'_>, body: &[u8]| {
@@ -25,8 +31,9 @@ pub fn respond(ctx: &Ctx<'_>, out: &mut OutQueue, persistence: Persistence, head
         b"/healthz" if ctx.draining => text(out, Status::ServiceUnavailable, no_store, b"draining\n"),
         b"/healthz" => text(out, Status::Ok, no_store, b"ok\n"),
         b"/metrics" => {
-            let body = prometheus::render(ctx.sources);
-            let extra = Extra { content_type: Some(prometheus::CONTENT_TYPE), ..no_store };
+            let format = prometheus::Format::negotiate(accept);
+            let body = prometheus::render(ctx.sources, format);
+            let extra = Extra { content_type: Some(format.content_type()), ..no_store };
             text(out, Status::Ok, extra, body.as_bytes());
         }
         b"/stats" => {

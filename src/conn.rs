@@ -493,7 +493,7 @@ impl Conn {
             Err(_) => return self.fail(Status::BadRequest, head_only, Some(req), ctx),
         };
         if self.role == Role::Admin {
-            return crate::admin::respond(ctx, &mut self.out, persistence, head_only);
+            return crate::admin::respond(ctx, &mut self.out, req.accept, persistence, head_only);
         }
         match ctx.snapshot.resolve(ctx.key, normalized.dir, ctx.key2) {
             Lookup::File(entry) => {

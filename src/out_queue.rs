@@ -270,7 +270,7 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let file = std::fs::File::open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        Arc::new(DiskFile { fd: OwnedFd::from(file), len: bytes.len() as u64 })
+        Arc::new(DiskFile { fd: OwnedFd::from(file), len: bytes.len() as u64, memory: false })
     }
 
     /// A file chunk sends at most its share per flush and says `Yield` (not `Blocked`: the
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn a_file_shorter_than_promised_is_an_error() {
         let disk = disk_file(b"short");
-        let lying = Arc::new(DiskFile { fd: disk.fd.try_clone().unwrap(), len: 1000 });
+        let lying = Arc::new(DiskFile { fd: disk.fd.try_clone().unwrap(), len: 1000, memory: false });
         let (tx, _rx) = UnixStream::pair().unwrap();
         tx.set_nonblocking(true).unwrap();
         let mut q = OutQueue::default();

@@ -239,3 +239,29 @@ fn a_real_prometheus_scrapes_the_admin_port() {
     let _ = prom.wait();
     assert_eq!(seen, Some(8.0), "Prometheus did not scrape the expected value");
 }
+
+/// OpenMetrics when the scraper asks for it, as Prometheus does by default: counter families
+/// are named without `_total` (their samples keep it), and the exposition ends with `# EOF`.
+#[test]
+fn openmetrics_when_the_accept_header_asks() {
+    let root = fixture_root("openmetrics");
+    let s = Server::start(&root.path, &[]);
+    assert_eq!(s.get("/").status, 200);
+    let mut c = connect(s.admin.unwrap());
+    c.write_all(
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAccept: application/openmetrics-text;\
+          version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut c, false).unwrap();
+    assert_eq!(r.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    let text = r.text();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(text.contains("# TYPE atomserve_http_requests counter\n"));
+    assert!(text.contains("atomserve_http_requests_total{code=\"200\"} 1\n"));
+    assert!(text.contains("# TYPE atomserve_http_request_duration_seconds histogram\n"));
+    // Without the header: the 0.0.4 text format, as before.
+    let plain = admin_get(&s, "/metrics");
+    assert!(plain.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(!plain.text().contains("# EOF"));
+}

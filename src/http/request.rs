@@ -82,6 +82,8 @@ pub struct Request<'b> {
     pub range: Option<&'b [u8]>,
     /// `Accept-Encoding`.
     pub accept_encoding: Option<&'b [u8]>,
+    /// `Accept` (the admin `/metrics` negotiates OpenMetrics with it).
+    pub accept: Option<&'b [u8]>,
     /// Fields only the access records read (logs, spans): `Host`, `User-Agent`, `Referer`, and
     /// the W3C trace context, `traceparent` and `tracestate`.
     pub host: Option<&'b [u8]>,
@@ -165,6 +167,7 @@ pub fn parse<'b>(
     let mut accept_encoding = None;
     let (mut host, mut user_agent, mut referer, mut traceparent, mut tracestate) =
         (None, None, None, None, None);
+    let mut accept = None;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.len() > 3 && name[..3].eq_ignore_ascii_case(b"if-") {
@@ -202,6 +205,8 @@ pub fn parse<'b>(
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
             host = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"accept") {
+            accept = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"user-agent") {
             user_agent = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"referer") {
@@ -249,6 +254,7 @@ pub fn parse<'b>(
         conditions,
         range,
         accept_encoding,
+        accept,
         host,
         user_agent,
         referer,

@@ -2,20 +2,60 @@
 //! (<https://prometheus.io/docs/instrumenting/exposition_formats/>): a `# HELP` and `# TYPE`
 //! line for every family, then its samples. Counters end in `_total`; the duration histogram has
 //! cumulative `_bucket{le}` samples ending in `le="+Inf"`, then `_sum` and `_count`.
+//!
+//! The same figures in OpenMetrics 1.0 when the scraper's `Accept` asks for it (Prometheus does
+//! by default): a counter family is named without its `_total` suffix (its samples keep it), and
+//! the exposition ends with `# EOF`.
 
 use std::fmt::Write;
 
 use super::{process, Sources};
 use crate::stats::{WorkerStats, DURATION_BOUNDS, STATUS_CODES};
 
-/// The `Content-Type` of the exposition.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The two formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`
+    Text,
+    /// `application/openmetrics-text; version=1.0.0`
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics if `Accept` names it with a non-zero q-value, else the 0.0.4 text format.
+    pub fn negotiate(accept: Option<&[u8]>) -> Format {
+        let Some(accept) = accept else { return Format::Text };
+        let wants = accept.split(|&c| c == b',').any(|range| {
+            let mut params = range.split(|&c| c == b';').map(<[u8]>::trim_ascii);
+            let media = params.next().unwrap_or_default();
+            let zero = params.any(|p| {
+                p.len() > 2
+                    && p[..2].eq_ignore_ascii_case(b"q=")
+                    && p[2..].iter().all(|&c| c == b'0' || c == b'.')
+            });
+            media.eq_ignore_ascii_case(b"application/openmetrics-text") && !zero
+        });
+        if wants {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    /// The `Content-Type` of the exposition.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
 
 /// Renders every metric family.
-pub fn render(src: &Sources) -> String {
+pub fn render(src: &Sources, format: Format) -> String {
     let stats = &*src.stats;
     let mut out = String::with_capacity(8 * 1024);
-    let w = &mut out;
+    let w = &mut Exposition { out: &mut out, format };
 
     family(
         w,
@@ -155,7 +195,23 @@ pub fn render(src: &Sources) -> String {
         "Start time of the process since unix epoch in seconds.",
     );
     let _ = writeln!(w, "process_start_time_seconds {}", p.start_time_seconds);
+    if format == Format::OpenMetrics {
+        w.out.push_str("# EOF\n");
+    }
     out
+}
+
+/// The text being written, and in which format.
+struct Exposition<'a> {
+    out: &'a mut String,
+    format: Format,
+}
+
+impl Write for Exposition<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.out.push_str(s);
+        Ok(())
+    }
 }
 
 /// Per-bucket (not cumulative) duration counts summed over workers, and the sum in ns.
@@ -171,16 +227,36 @@ pub fn duration<'a>(workers: impl Iterator<Item = &'a WorkerStats>) -> (Vec<u64>
     (buckets, sum)
 }
 
-fn family(w: &mut String, name: &str, kind: &str, help: &str) {
+fn family(w: &mut Exposition<'_>, name: &str, kind: &str, help: &str) {
+    // OpenMetrics names a counter family without the `_total` its samples carry.
+    let name = match (w.format, kind) {
+        (Format::OpenMetrics, "counter") => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
     let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn counter(w: &mut String, name: &str, help: &str, value: u64) {
+fn counter(w: &mut Exposition<'_>, name: &str, help: &str, value: u64) {
     family(w, name, "counter", help);
     let _ = writeln!(w, "{name} {value}");
 }
 
-fn gauge(w: &mut String, name: &str, help: &str, value: u64) {
+fn gauge(w: &mut Exposition<'_>, name: &str, help: &str, value: u64) {
     family(w, name, "gauge", help);
     let _ = writeln!(w, "{name} {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Format;
+
+    #[test]
+    fn openmetrics_is_chosen_only_when_asked_for() {
+        let prometheus = b"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some(b"text/plain")), Format::Text);
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some(b"application/openmetrics-text; q=0")), Format::Text);
+        assert_eq!(Format::negotiate(Some(b"*/*")), Format::Text);
+    }
 }
