@@ -22,17 +22,18 @@
 #   5. Syscalls per request: `strace -c -f -p` over a fixed number of keep-alive requests
 #      (loadclient.py, 8 connections), plain and pipelined ×16; instructions per request with
 #      `perf stat -e instructions` where the CPU exposes the counter.
-#   6. RSS per idle keep-alive connection: the server tree's RSS before and after C10K idle
-#      connections that each made one request.
+#   6. RSS per idle keep-alive connection: a fresh instance's RSS (process tree) before and after
+#      C10K idle connections that each made one request.
 #   7. Prints the tables (summarize.py: medians, and atomserve's ratios taken round by round).
 #
-# Environment: ROUNDS (3), DURATION (5s per wrk run), WARMUP (1s), CASES (all of: index-c64
-# index-c1000 index-pipe16 js-c64 js-br-c64 big-c16 c10k), C10K (10000), SYSCALL_REQUESTS
-# (20000), SERVER_CPU (1), CLIENT_CPU (0), ROOT (a directory to serve instead of the generated
-# one: the largest .js under it is the JS case, its largest file over 1 MiB the big case),
-# ATOMSERVE (target/release/atomserve), PORT_BASE (18400), OUT (target/bench-load/<UTC time>:
-# raw wrk/strace output, results.tsv, summary.md).
-# Defaults take about 11 minutes; everything it starts is stopped on exit.
+# Environment: ROUNDS (3), DURATION (5s per wrk run), WARMUP (1s), CASES (default all of:
+# index-c64 index-c1000 index-pipe16 js-c64 js-br-c64 big-c16 c10k; empty: none), C10K (10000),
+# SYSCALL_REQUESTS (20000), STRACE (1; 0 skips the syscall counts), SERVER_CPU (1), CLIENT_CPU
+# (0), ROOT (a directory to serve instead of the generated one: the largest .js under it is the
+# JS case, its largest file over 1 MiB the big case), ATOMSERVE (target/release/atomserve),
+# PORT_BASE (18400), OUT (target/bench-load/<UTC time>: raw wrk/strace output, configurations,
+# logs, results.tsv, summary.md).
+# Defaults take about 10 minutes; everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=benches/load
@@ -40,7 +41,7 @@ HERE=benches/load
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
-CASES=${CASES:-index-c64 index-c1000 index-pipe16 js-c64 js-br-c64 big-c16 c10k}
+CASES=${CASES-index-c64 index-c1000 index-pipe16 js-c64 js-br-c64 big-c16 c10k}
 C10K=${C10K:-10000}
 SYSCALL_REQUESTS=${SYSCALL_REQUESTS:-20000}
 SERVER_CPU=${SERVER_CPU:-1}
@@ -326,7 +327,7 @@ worker_pid() { # name → the process that serves requests (nginx: its one worke
     *) echo "${PID[$1]}" ;;
   esac
 }
-echo; echo "== syscalls per request: strace -c -f over $SYSCALL_REQUESTS keep-alive GET $INDEX (8 connections)"
+[ "${STRACE:-1}" = 1 ] && { echo; echo "== syscalls per request: strace -c -f over $SYSCALL_REQUESTS keep-alive GET $INDEX (8 connections)"
 for depth in 1 16; do
   for s in atomserve nginx lighttpd h2o floor; do
     f=$OUT/strace/$s.depth$depth.txt
@@ -343,7 +344,7 @@ for depth in 1 16; do
             for (k in c) if (c[k] / n >= 0.01) line = line sprintf(" %s %.2f", k, c[k] / n)
             print line }' "$f"
   done
-done | tee "$OUT/syscalls.txt"
+done | tee "$OUT/syscalls.txt"; }
 
 echo
 if perf stat -e instructions -x, -o "$tmp/perf.probe" true 2>/dev/null && ! grep -q 'not supported' "$tmp/perf.probe"; then
@@ -362,26 +363,42 @@ else
 fi | tee "$OUT/instructions.txt"
 
 # --- 6. RSS per idle keep-alive connection ------------------------------------------------------
-echo; echo "== RSS per idle keep-alive connection: $C10K connections, one GET $INDEX each, then idle"
+# On fresh instances: a server that already served the many-connections case keeps the memory it
+# grew then, and would show no growth at all.
+echo; echo "== RSS per idle keep-alive connection: fresh instances, $C10K connections, one GET $INDEX each, then idle"
+PORT[atomserve-rss]=$(port_of 11) PORT[nginx-rss]=$(port_of 12) PORT[lighttpd-rss]=$(port_of 13) PORT[h2o-rss]=$(port_of 14)
+nginx_conf nginx-rss "${PORT[nginx-rss]}" "" >"$tmp/nginx-rss.conf"
+lighttpd_conf lighttpd-rss "${PORT[lighttpd-rss]}" "" >"$tmp/lighttpd-rss.conf"
+h2o_conf h2o-rss "${PORT[h2o-rss]}" "" >"$tmp/h2o-rss.conf"
 for s in atomserve nginx lighttpd h2o; do
-  before=$(rss_kib "${PID[$s]}")
+  case $s in
+    atomserve) spawn atomserve-rss "$ATOMSERVE" --root "$ROOT" --listen "127.0.0.1:${PORT[atomserve-rss]}" --admin-listen none --workers 1 ;;
+    nginx) spawn nginx-rss nginx -c "$tmp/nginx-rss.conf" -e "$tmp/nginx-rss.error.log" ;;
+    lighttpd) spawn lighttpd-rss lighttpd -D -f "$tmp/lighttpd-rss.conf" ;;
+    h2o) spawn h2o-rss h2o -c "$tmp/h2o-rss.conf" ;;
+  esac
+  wait_port $s-rss
+  sleep 0.5
+  before=$(rss_kib "${PID[$s-rss]}")
   rm -f "$tmp/hold"; mkfifo "$tmp/hold"
-  taskset -c "$CLIENT_CPU" python3 "$HERE/loadclient.py" idle "${PORT[$s]}" "$INDEX" "$C10K" <"$tmp/hold" >"$tmp/idle.out" 2>&1 &
+  taskset -c "$CLIENT_CPU" python3 "$HERE/loadclient.py" idle "${PORT[$s-rss]}" "$INDEX" "$C10K" <"$tmp/hold" >"$tmp/idle.out" 2>&1 &
   cpid=$!
   exec 9>"$tmp/hold"
   for _ in $(seq 600); do grep -q ready "$tmp/idle.out" 2>/dev/null && break; kill -0 $cpid 2>/dev/null || break; sleep 0.1; done
   sleep 0.5
-  after=$(rss_kib "${PID[$s]}")
+  after=$(rss_kib "${PID[$s-rss]}")
   exec 9>&-
   wait $cpid || true
+  kill "${PID[$s-rss]}"
   printf '  %-9s RSS %7d → %7d KiB: %6.2f KiB per connection (%s)\n' "$s" "$before" "$after" \
     "$(awk -v a="$after" -v b="$before" -v n="$C10K" 'BEGIN {print (a - b) / n}')" "$(tr '\n' ' ' <"$tmp/idle.out")"
-  sleep 1
 done | tee "$OUT/rss.txt"
 
 # --- 7. tables ----------------------------------------------------------------------------------
-python3 "$HERE/summarize.py" "$OUT/results.tsv" | tee "$OUT/summary.md"
-for n in "${!PID[@]}"; do kill -0 "${PID[$n]}" 2>/dev/null || echo "WARNING: $n exited during the run"; done
+[ -s "$OUT/results.tsv" ] && python3 "$HERE/summarize.py" "$OUT/results.tsv" | tee "$OUT/summary.md"
+for n in "${!PID[@]}"; do
+  [[ $n == *-rss ]] || kill -0 "${PID[$n]}" 2>/dev/null || echo "WARNING: $n exited during the run"
+done
 cp "$tmp"/*.conf "$tmp"/*.log "$OUT/"
 [ -s "$tmp/atomserve.log" ] && { echo "atomserve's log:"; tail -5 "$tmp/atomserve.log"; }
 echo; echo "raw output in $OUT; took $(( $(date +%s) - started )) s"
