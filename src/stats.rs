@@ -180,6 +180,7 @@ pub struct ReloadStats {
     pub disk_files: Gauge,
 }
 
+#[cfg(not(atomserve_loom))]
 impl ReloadStats {
     /// Records what the snapshot just published holds. Only the thread that publishes calls it.
     pub fn describe(&self, files: usize, bytes: u64, c: crate::cache::Composition) {
