@@ -181,7 +181,7 @@ fn reloads_do_not_leak_disk_file_descriptors() {
     let root = fixture_root("disk-reload");
     let s = Server::start(&root.path, &["--max-cached-file", "1M"]);
     assert_eq!(s.get("/big.bin").status, 200);
-    let before = s.open_fds();
+    let before = settled_fds(&s);
     for i in 0..10 {
         s.signal(libc::SIGHUP);
         let want = "reloaded (";
@@ -193,5 +193,23 @@ fn reloads_do_not_leak_disk_file_descriptors() {
         assert_eq!(s.get("/big.bin").body.len(), BIG_LEN);
     }
     let after = s.wait_fds(before, Duration::from_secs(5));
-    assert!(after <= before, "fds {before} before, {after} after 10 reloads");
+    // A leak would grow with every reload (at least +10 here); one connection still in its
+    // lingering close when the count is taken must not fail the test on a busy machine.
+    assert!(after <= before + 1, "fds {before} before, {after} after 10 reloads");
+}
+
+/// The fd count once it has stayed the same for half a second (closing connections settle).
+fn settled_fds(s: &Server) -> usize {
+    let mut last = s.open_fds();
+    let mut since = Instant::now();
+    let end = Instant::now() + Duration::from_secs(5);
+    while since.elapsed() < Duration::from_millis(500) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+        let n = s.open_fds();
+        if n != last {
+            last = n;
+            since = Instant::now();
+        }
+    }
+    last
 }
