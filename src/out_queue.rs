@@ -171,15 +171,17 @@ impl OutQueue {
             }
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
+            let mut file_follows = false;
             for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
                 if matches!(chunk, Chunk::File(..)) {
+                    file_follows = true;
                     break; // sent with sendfile once the bytes before it are out
                 }
                 let bytes = self.bytes(chunk);
                 iov[i] = IoSlice::new(if i == 0 { &bytes[self.sent..] } else { bytes });
                 n += 1;
             }
-            match socket::send_vectored(fd, &iov[..n]) {
+            match socket::send_vectored(fd, &iov[..n], file_follows) {
                 Ok(sent) => {
                     progress = true;
                     self.advance(sent);

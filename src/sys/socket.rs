@@ -168,14 +168,19 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 
 /// `sendmsg(2)` of several buffers at once — `writev(2)` with flags. `MSG_NOSIGNAL` turns a
 /// closed peer into `EPIPE` instead of SIGPIPE; `MSG_DONTWAIT` keeps it non-blocking.
-pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+///
+/// `more`: a sendfile(2) of the body follows at once, so `MSG_MORE` tells TCP to hold this head
+/// back and send it in the same segment as the body's first bytes (what nginx's `tcp_nopush`
+/// does with TCP_CORK, without a setsockopt per response).
+pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], more: bool) -> io::Result<usize> {
     // SAFETY: all-zero msghdr has null name and control, which is what we want.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     // IoSlice is guaranteed ABI-compatible with iovec on Unix.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | if more { libc::MSG_MORE } else { 0 };
     // SAFETY: msg points at `msg_iovlen` valid iovecs that live for the call; the kernel only reads them.
-    let n = unsafe { syscall!(sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT))? };
+    let n = unsafe { syscall!(sendmsg(fd.as_raw_fd(), &msg, flags))? };
     Ok(n as usize)
 }
 
