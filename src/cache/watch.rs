@@ -30,9 +30,15 @@ pub fn spawn(root: PathBuf, reload: ReloadHandle) -> io::Result<()> {
 
 fn run(ino: &Inotify, root: &Path, reload: &ReloadHandle) {
     loop {
-        // Sleep until something changes…
-        if wait(ino, None).is_err() {
-            return;
+        // Sleep until something changes… (a signal delivered to this thread wakes poll with
+        // nothing to read: that is not a change, so sleep again rather than reload).
+        match wait(ino, None) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                crate::log!("--watch: stopped watching {}: {e} (SIGHUP still reloads)", root.display());
+                return;
+            }
         }
         // …then until nothing has changed for QUIET.
         while matches!(wait(ino, Some(QUIET)), Ok(true)) {}
