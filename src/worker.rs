@@ -126,6 +126,13 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         let snapshot = reader.current();
         let now = now_ms();
         date.refresh();
+        // Notice a stop before handling this turn's events: a request completed in the same
+        // wake-up as the stop must already be answered with `Connection: close` (regression:
+        // tests/h11 test_sigterm_drains saw a keep-alive answer, then a close).
+        let stop_seen_now = drain_deadline.is_none() && handoff.is_stopping();
+        if stop_seen_now {
+            drain_deadline = Some(now + setup.grace.as_millis() as u64);
+        }
         let mut ctx = Ctx {
             snapshot: &snapshot,
             scratch: &mut scratch,
@@ -160,9 +167,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 }
             }
         }
-        if drain_deadline.is_none() && handoff.is_stopping() {
-            drain_deadline = Some(now + setup.grace.as_millis() as u64);
-            ctx.draining = true;
+        if stop_seen_now {
+            // Every connection once: idle ones close now, busy ones finish with a close.
             let stats = ctx.stats;
             conns.retain(stats, |token, conn| keep(conn.drive(&mut ctx), token, &mut ready));
         }
