@@ -26,9 +26,9 @@ pub mod stats;
 pub mod sync;
 
 #[cfg(not(atomserve_loom))]
-pub mod access;
-#[cfg(not(atomserve_loom))]
 pub mod acceptor;
+#[cfg(not(atomserve_loom))]
+pub mod access;
 #[cfg(not(atomserve_loom))]
 pub mod admin;
 #[cfg(not(atomserve_loom))]

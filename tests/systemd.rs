@@ -180,13 +180,9 @@ fn a_failed_reload_still_ends_with_ready_on_a_path_socket() {
     let path = root.path.with_extension("sock");
     let _ = std::fs::remove_file(&path);
     let sock = UnixDatagram::bind(&path).unwrap();
-    let s = Server::start_with(
-        &root.path,
-        &["--workers", "1", "--no-compress"],
-        |cmd| {
-            cmd.env("NOTIFY_SOCKET", &path);
-        },
-    );
+    let s = Server::start_with(&root.path, &["--workers", "1", "--no-compress"], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &path);
+    });
     assert!(next_message(&sock, 20).starts_with("READY=1\n"));
     // The root is gone: the reload fails, the old snapshot stays, and systemd hears it is over.
     let moved = root.path.with_extension("moved");
