@@ -123,11 +123,19 @@ pub enum Lookup<'s> {
     NotFound,
 }
 
+/// The hash of the snapshot's tables: foldhash, seeded at random per process like std's
+/// SipHash, but far cheaper on a short path: a lookup of `/index.html` went from 319 to 132
+/// instructions under callgrind, and SipHash had been an eighth of a pipelined request's. Its
+/// resistance to crafted collisions is weaker than SipHash's, which matters less here: the keys
+/// are the file names under the document root, fixed when the snapshot is built, and a request
+/// only probes — it cannot insert.
+type KeyHash = foldhash::fast::RandomState;
+
 /// The document root as of one load.
 pub struct Snapshot {
-    files: HashMap<Box<[u8]>, Entry>,
+    files: HashMap<Box<[u8]>, Entry, KeyHash>,
     /// Directories that have an `index.html`, for the `/dir` → `/dir/` redirect.
-    dirs: HashSet<Box<[u8]>>,
+    dirs: HashSet<Box<[u8]>, KeyHash>,
     spa_fallback: bool,
     bytes: u64,
     descriptors: u64,
@@ -140,8 +148,8 @@ impl Snapshot {
     /// An empty snapshot; the loader adds files and then freezes it by handing it out.
     pub(crate) fn new(spa_fallback: bool, default_cache_control: &str) -> Self {
         Snapshot {
-            files: HashMap::new(),
-            dirs: HashSet::new(),
+            files: HashMap::default(),
+            dirs: HashSet::default(),
             spa_fallback,
             bytes: 0,
             descriptors: 0,
