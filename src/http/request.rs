@@ -133,8 +133,9 @@ pub fn parse<'b>(
             other => other,
         };
     }
-    let line_end = buf.iter().position(|&c| c == b'\n');
-    if line_end.unwrap_or(buf.len()) > limits.max_request_line {
+    // A buffer no longer than the limit cannot hold a longer line: skip the scan (usually).
+    let line_end = || buf.iter().position(|&c| c == b'\n');
+    if buf.len() > limits.max_request_line && line_end().unwrap_or(buf.len()) > limits.max_request_line {
         return Parsed::Invalid(Status::UriTooLong);
     }
     let mut req = httparse::Request::new(&mut []);
@@ -147,7 +148,7 @@ pub fn parse<'b>(
             return Parsed::Partial;
         }
         Err(httparse::Error::TooManyHeaders) => return Parsed::Invalid(Status::HeaderFieldsTooLarge),
-        Err(httparse::Error::Version) => return Parsed::Invalid(version_error(buf, line_end)),
+        Err(httparse::Error::Version) => return Parsed::Invalid(version_error(buf, line_end())),
         Err(_) => return Parsed::Invalid(Status::BadRequest),
     };
     if head_len > limits.max_header_bytes {
