@@ -151,8 +151,9 @@ impl OutQueue {
                 if file_budget == 0 {
                     return Ok(Flush::Yield);
                 }
-                let mut offset = start + self.sent as u64;
-                let count = (end - offset).min(file_budget) as usize;
+                let at = start + self.sent as u64;
+                let count = (end - at).min(file_budget) as usize;
+                let mut offset = disk.offset + at;
                 match file::sendfile(fd, disk.fd.as_fd(), &mut offset, count) {
                     // The file is shorter than when it was opened: the promised Content-Length
                     // cannot be kept, and only closing tells the client the body is truncated.
@@ -282,7 +283,12 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let file = std::fs::File::open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        Arc::new(DiskFile { fd: OwnedFd::from(file), len: bytes.len() as u64, memory: false })
+        Arc::new(DiskFile {
+            fd: Arc::new(OwnedFd::from(file)),
+            offset: 0,
+            len: bytes.len() as u64,
+            memory: false,
+        })
     }
 
     /// A file chunk sends at most its share per flush and says `Yield` (not `Blocked`: the
@@ -324,7 +330,7 @@ mod tests {
     #[test]
     fn a_file_shorter_than_promised_is_an_error() {
         let disk = disk_file(b"short");
-        let lying = Arc::new(DiskFile { fd: disk.fd.try_clone().unwrap(), len: 1000, memory: false });
+        let lying = Arc::new(DiskFile { fd: disk.fd.clone(), offset: 0, len: 1000, memory: false });
         let (tx, _rx) = UnixStream::pair().unwrap();
         tx.set_nonblocking(true).unwrap();
         let mut q = OutQueue::default();

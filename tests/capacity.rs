@@ -45,14 +45,15 @@ fn settled_rss(pid: i32) -> u64 {
     rss_kib(pid)
 }
 
-/// KiB held in the process's sealed memfds (large cached bodies, sent with sendfile): memory
-/// that RSS does not show, because the pages are never mapped.
+/// KiB held in the process's sealed memfd (large cached bodies, sent with sendfile): memory that
+/// RSS does not show, because the pages are never mapped. Allocated blocks, not the size: the
+/// file is padded to a whole number of huge pages, and the padding holds no memory.
 fn memfd_kib(pid: i32) -> u64 {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
     fds.flatten()
         .filter(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:")))
         .filter_map(|fd| fs::metadata(fd.path()).ok())
-        .map(|m| m.len() / 1024)
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) / 2) // allocated 512-byte blocks
         .sum()
 }
 

@@ -74,10 +74,14 @@ pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
     walk.visited.insert(root.clone());
     walk.dir(&root, &mut b"".to_vec())?;
     let found = read_or_open(&root, walk.candidates, opts)?;
-    let entries = build_entries(&found, &opts.cache_control, opts.compress);
+    let mut entries = build_entries(&found, &opts.cache_control, opts.compress);
+    let packed = pack_large_bodies(&found, &mut entries);
     let mut snapshot = Snapshot::new(opts.spa_fallback, &opts.cache_control);
     for (found, entry) in found.into_iter().zip(entries) {
         snapshot.insert(found.key, entry);
+    }
+    if packed {
+        snapshot.add_descriptor();
     }
     Ok(snapshot)
 }
@@ -85,6 +89,66 @@ pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
 /// Bodies at least this large are kept in a sealed memfd and sent with sendfile(2); smaller ones
 /// go out with the response head in one sendmsg(2), where a copy costs less than the extra call.
 const ZERO_COPY_MIN: usize = 64 * 1024;
+
+/// Moves every cached body of at least [`ZERO_COPY_MIN`] bytes (identity or compressed) into one
+/// sealed memfd, back to back, and points each representation at its stretch of it. Sent with
+/// sendfile(2), a body leaves as page references instead of being copied into the socket buffer
+/// (for a 190 KiB bundle that is most of the cost of a response). One memfd for all of them,
+/// rather than one per body, holds one descriptor however many large files the site has, and
+/// lets bodies smaller than a huge page sit in huge pages too (see `sys::file::sealed_memfd`).
+///
+/// A large identity body was left out of its representation by [`entry`] (it is copied from
+/// `found` straight into the memfd, never into a second heap buffer); if the memfd cannot be
+/// made, it is copied there now and every body goes out with sendmsg. Returns whether the memfd
+/// was made.
+fn pack_large_bodies(found: &[Found], entries: &mut [Entry]) -> bool {
+    // (entry, representation: 0 identity, 1 gzip, 2 br) of every large body, in memfd order.
+    let mut large: Vec<(usize, usize)> = Vec::new();
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for (i, (f, e)) in found.iter().zip(entries.iter()).enumerate() {
+        for (which, repr) in [Some(&e.identity), e.gzip.as_ref(), e.br.as_ref()].into_iter().enumerate() {
+            let Some(repr) = repr else { continue };
+            let body = if which == 0 { &f.body[..] } else { &repr.body[..] };
+            if repr.file.is_none() && body.len() >= ZERO_COPY_MIN {
+                large.push((i, which));
+                parts.push(body);
+            }
+        }
+    }
+    if large.is_empty() {
+        return false;
+    }
+    let lens: Vec<u64> = parts.iter().map(|p| p.len() as u64).collect();
+    let made = file::sealed_memfd(&parts);
+    drop(parts);
+    let fd = match made {
+        Ok(fd) => Arc::new(fd),
+        Err(e) => {
+            crate::log!("no memfd for {} large bodies, kept on the heap: {e}", large.len());
+            for &(i, which) in &large {
+                if which == 0 {
+                    entries[i].identity.body = Arc::from(&found[i].body[..]);
+                }
+            }
+            return false;
+        }
+    };
+    let mut offset = 0;
+    for (&(i, which), &len) in large.iter().zip(&lens) {
+        let e = &mut entries[i];
+        let repr = match which {
+            0 => Some(&mut e.identity),
+            1 => e.gzip.as_mut(),
+            _ => e.br.as_mut(),
+        };
+        if let Some(repr) = repr {
+            repr.file = Some(Arc::new(DiskFile { fd: fd.clone(), offset, len, memory: true }));
+            repr.body = Arc::from(&[][..]);
+        }
+        offset += len;
+    }
+    true
+}
 
 /// A servable file the walk found, not read yet.
 struct Candidate {
@@ -132,7 +196,7 @@ fn read_or_open(
                     key: c.key,
                     body: Vec::new(),
                     modified,
-                    disk: Some(Arc::new(DiskFile { fd: disk, len, memory: false })),
+                    disk: Some(Arc::new(DiskFile { fd: Arc::new(disk), offset: 0, len, memory: false })),
                 });
             }
             _ => {
@@ -206,8 +270,9 @@ fn entry(
         Some(disk) => format!("\"{:x}-m{:x}\"", disk.len, f.modified).into_bytes(),
         None => format!("\"{:x}-{:016x}\"", f.body.len(), fnv1a(&f.body)).into_bytes(),
     };
-    let disk_len = f.disk.as_ref().map(|d| d.len);
-    let repr = |body: &[u8], coding: Coding| {
+    // `body` is what the representation keeps on the heap (nothing for a file on disk or a body
+    // bound for the memfd), `len` what Content-Length says.
+    let repr = |body: &[u8], len: u64, coding: Coding| {
         // Each coding is a different representation, so it needs its own entity tag.
         // …computed from its own bytes, so a changed shipped `.br` or another compressor
         // version can never give different bytes the same strong tag.
@@ -219,7 +284,7 @@ fn entry(
             content_type,
             encoding: coding.token(),
             vary,
-            len: disk_len.unwrap_or(body.len() as u64),
+            len,
             etag: &etag,
             last_modified: &last_modified,
             cache_control: &cache_control,
@@ -227,24 +292,19 @@ fn entry(
         let head = response::render_file_head(&m).into();
         let not_modified = response::render_not_modified_head(&m).into();
         let etag = etag.into_boxed_slice();
-        // A large body goes into a sealed memfd and out with sendfile(2): the kernel sends page
-        // references instead of copying the bytes into the socket buffer (for a 190 KiB bundle
-        // that is most of the cost of a response). A memfd that cannot be made: keep the heap.
-        if body.len() >= ZERO_COPY_MIN {
-            if let Ok(fd) = file::sealed_memfd(body) {
-                let file = Some(Arc::new(DiskFile { fd, len: body.len() as u64, memory: true }));
-                return Repr { head, not_modified, body: Arc::from(&[][..]), etag, file };
-            }
-        }
         Repr { head, not_modified, body: body.into(), etag, file: None }
     };
-    let mut identity = repr(&f.body, Coding::Identity);
+    // A large identity body goes from `f.body` straight into the snapshot's memfd
+    // (`pack_large_bodies`); copying it into the heap first would only raise the load's peak.
+    let large = f.body.len() >= ZERO_COPY_MIN;
+    let identity_len = f.disk.as_ref().map_or(f.body.len() as u64, |d| d.len);
+    let mut identity = repr(if large { &[] } else { &f.body }, identity_len, Coding::Identity);
     if let Some(disk) = &f.disk {
         identity.file = Some(disk.clone());
     }
     Entry {
-        br: variants.br.as_deref().map(|b| repr(b, Coding::Br)),
-        gzip: variants.gzip.as_deref().map(|b| repr(b, Coding::Gzip)),
+        br: variants.br.as_deref().map(|b| repr(b, b.len() as u64, Coding::Br)),
+        gzip: variants.gzip.as_deref().map(|b| repr(b, b.len() as u64, Coding::Gzip)),
         identity,
         content_type,
         modified: f.modified,
@@ -354,6 +414,63 @@ fn is_fingerprinted(name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads `len` bytes at `offset` of a descriptor with pread(2).
+    fn read_at(file: &DiskFile) -> Vec<u8> {
+        let mut out = vec![0u8; file.len as usize];
+        let f = fs::File::from(file.fd.try_clone().unwrap());
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut out, file.offset).unwrap();
+        out
+    }
+
+    /// Every large body, identity and compressed, lands in one memfd at its own offset with its
+    /// exact bytes; small bodies stay on the heap; the snapshot counts one descriptor.
+    #[test]
+    fn large_bodies_share_one_memfd() {
+        let root = std::env::temp_dir().join(format!("atomserve-pack-{}", std::process::id()));
+        fs::create_dir_all(&root).unwrap();
+        // Incompressible (no variants) and compressible (a large gzip variant too) bodies.
+        let noise: Vec<u8> = (0..200_000u64).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        // 4 bits of entropy a byte: compresses about 2×, so its variants are large bodies too.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let text: Vec<u8> = (0..300_000)
+            .map(|_| {
+                (x ^= x << 13, x ^= x >> 7, x ^= x << 17);
+                b"abcdefghijklmnop"[(x >> 60) as usize]
+            })
+            .collect();
+        fs::write(root.join("a.bin"), &noise).unwrap();
+        fs::write(root.join("b.txt"), &text[..]).unwrap();
+        fs::write(root.join("small.txt"), b"hello").unwrap();
+        let opts = LoadOptions {
+            root: root.clone(),
+            spa_fallback: false,
+            budget: 1 << 30,
+            max_cached_file: 1 << 30,
+            cache_control: "no-cache".into(),
+            compress: true,
+        };
+        let snapshot = load(&opts).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+        let a = snapshot.get(b"/a.bin").unwrap().identity.file.as_ref().unwrap();
+        let b = snapshot.get(b"/b.txt").unwrap().identity.file.as_ref().unwrap();
+        assert!(Arc::ptr_eq(&a.fd, &b.fd) && a.memory && b.memory);
+        assert_ne!(a.offset, b.offset);
+        assert!(read_at(a) == noise && read_at(b) == text);
+        let gzip = snapshot.get(b"/b.txt").unwrap().gzip.as_ref().expect("a gzip variant");
+        let gz = gzip.file.as_ref().expect("a large variant in the memfd");
+        assert!(Arc::ptr_eq(&gz.fd, &a.fd) && gz.len >= ZERO_COPY_MIN as u64);
+        let mut plain = Vec::new();
+        io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&read_at(gz)[..]), &mut plain).unwrap();
+        assert!(plain == text);
+        assert!(snapshot.get(b"/a.bin").unwrap().identity.body.is_empty());
+        let small = &snapshot.get(b"/small.txt").unwrap().identity;
+        assert!(small.file.is_none() && &small.body[..] == b"hello");
+        assert_eq!(snapshot.descriptors(), 1);
+        let entry = snapshot.get(b"/b.txt").unwrap();
+        let variants = entry.gzip.as_ref().map_or(0, Repr::len) + entry.br.as_ref().map_or(0, Repr::len);
+        assert_eq!(snapshot.bytes(), (noise.len() + text.len() + 5) as u64 + variants);
+    }
 
     #[test]
     fn cache_control_fits_vite() {

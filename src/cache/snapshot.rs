@@ -27,8 +27,8 @@ pub struct Repr {
     /// For a file served from disk: `"<len hex>-m<mtime hex>"` (nginx's choice: hashing
     /// gigabytes at every load would cost more than it is worth).
     pub etag: Box<[u8]>,
-    /// A body sent with sendfile(2) from this descriptor (a file too large for memory, or a
-    /// large cached body in a sealed memfd); `body` is then empty.
+    /// A body sent with sendfile(2) from a descriptor (a file too large for memory, or a large
+    /// cached body in the snapshot's sealed memfd); `body` is then empty.
     pub file: Option<Arc<DiskFile>>,
 }
 
@@ -40,11 +40,16 @@ impl Repr {
 }
 
 /// A body sent with sendfile(2): a file on disk, opened beneath the root at load time, or a
-/// sealed memory file holding a large cached body. Kept for the snapshot's life (and for as long
-/// as a response still sends from it).
+/// stretch of the snapshot's one sealed memory file that holds every large cached body back to
+/// back (see `loader::pack_large_bodies`). Kept for the snapshot's life (and for as long as a
+/// response still sends from it).
 pub struct DiskFile {
-    pub fd: OwnedFd,
-    /// Its size when it was opened (what `Content-Length` promised).
+    /// Shared by all the bodies of the memfd.
+    pub fd: Arc<OwnedFd>,
+    /// Where the body starts in the file (0 for a file on disk).
+    pub offset: u64,
+    /// The body's length (for a file on disk, its size when it was opened: what
+    /// `Content-Length` promised).
     pub len: u64,
     /// A sealed memfd: the bytes are in memory (and count against the cache budget).
     pub memory: bool,
@@ -80,12 +85,13 @@ impl Entry {
         self.gzip.is_some() || self.br.is_some()
     }
 
-    /// Descriptors this entry holds open.
+    /// Descriptors this entry holds open of its own: a file sent from disk (the memfd of large
+    /// bodies is the snapshot's, counted once by [`Snapshot::add_descriptor`]).
     pub fn descriptors(&self) -> u64 {
         [Some(&self.identity), self.gzip.as_ref(), self.br.as_ref()]
             .iter()
             .flatten()
-            .filter(|r| r.file.is_some())
+            .filter(|r| r.file.as_ref().is_some_and(|f| !f.memory))
             .count() as u64
     }
 
@@ -204,9 +210,14 @@ impl Snapshot {
         c
     }
 
-    /// Descriptors held open (files on disk, memfds of large bodies).
+    /// Descriptors held open (files on disk, the memfd of large bodies).
     pub fn descriptors(&self) -> u64 {
         self.descriptors
+    }
+
+    /// Counts a descriptor the snapshot holds beyond its entries' own (the memfd).
+    pub(crate) fn add_descriptor(&mut self) {
+        self.descriptors += 1;
     }
 
     /// Exact lookup of a normalised key.

@@ -92,7 +92,7 @@ pub fn sendfile(
     Ok(n as usize)
 }
 
-/// A sealed memory file holding `bytes`: `memfd_create(2)`, the bytes put in (below), then
+/// A sealed memory file holding `parts`, back to back: `memfd_create(2)`, the bytes put in (below), then
 /// `fcntl(F_ADD_SEALS)` so that nothing can change, grow or shrink it again. sendfile(2) from it
 /// sends page references instead of copying the bytes through a send buffer from user space.
 ///
@@ -106,15 +106,18 @@ pub fn sendfile(
 /// allocates the memory before the copy, so a shortage is an error here, not a `SIGBUS` in the
 /// copy; where it is missing, the bytes go in with `write(2)` as before (4 KiB pages unless the
 /// host's setting is `within_size` or `always`).
-pub fn sealed_memfd(bytes: &[u8]) -> io::Result<OwnedFd> {
+pub fn sealed_memfd(parts: &[&[u8]]) -> io::Result<OwnedFd> {
     // SAFETY: the name is a valid NUL-terminated string; the flags are valid.
     let raw = unsafe {
         syscall!(memfd_create(c"atomserve-body".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING))?
     };
     // SAFETY: memfd_create(2) succeeded; the fd is ours alone.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    if bytes.is_empty() || !fill_through_mapping(fd.as_fd(), bytes)? {
-        write_all(fd.as_fd(), bytes)?;
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > 0 && !fill_through_mapping(fd.as_fd(), parts, len)? {
+        for part in parts {
+            write_all(fd.as_fd(), part)?;
+        }
     }
     let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
     // SAFETY: F_ADD_SEALS takes an int of seal flags on a memfd created with sealing allowed.
@@ -122,19 +125,24 @@ pub fn sealed_memfd(bytes: &[u8]) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Sizes the empty memfd `fd` to `bytes` and copies them in through a huge-page-advised shared
-/// mapping (see [`sealed_memfd`]). `Ok(false)`: the kernel cannot populate a mapping ahead
-/// (before 5.14), the file is empty again and the caller writes instead.
-fn fill_through_mapping(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<bool> {
-    let len = bytes.len();
-    let size = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+/// Sizes the empty memfd `fd` to `len`, the parts' total, and copies them in through a
+/// huge-page-advised shared mapping (see [`sealed_memfd`]). `Ok(false)`: the kernel cannot
+/// populate a mapping ahead (before 5.14), the file is empty again and the caller writes instead.
+///
+/// The file is sized up to a whole number of huge pages, so that its last stretch can be a huge
+/// page too (only whole 2 MiB stretches of a mapping can). The padding is never written: with
+/// 4 KiB pages it holds no memory; with huge pages it is at most 2 MiB per snapshot.
+fn fill_through_mapping(fd: BorrowedFd<'_>, parts: &[&[u8]], len: usize) -> io::Result<bool> {
+    const HUGE_PAGE: usize = 2 << 20;
+    let padded = len.div_ceil(HUGE_PAGE) * HUGE_PAGE;
+    let size = libc::off_t::try_from(padded).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: a valid fd and a non-negative length.
     unsafe { syscall!(ftruncate(fd.as_raw_fd(), size))? };
-    // SAFETY: a new shared, writable mapping of the whole file, which is `len` bytes long now.
+    // SAFETY: a new shared, writable mapping of the whole file, which is `padded` bytes long now.
     let map = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            len,
+            padded,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
             fd.as_raw_fd(),
@@ -146,17 +154,22 @@ fn fill_through_mapping(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<bool> {
     }
     // SAFETY: `map` is the mapping of `len` bytes made above. Advice only: EINVAL from a kernel
     // without transparent huge pages changes nothing.
-    let _ = unsafe { syscall!(madvise(map, len, libc::MADV_HUGEPAGE)) };
-    // SAFETY: as above; this allocates the mapping's memory (and fails if there is none).
+    let _ = unsafe { syscall!(madvise(map, padded, libc::MADV_HUGEPAGE)) };
+    // SAFETY: as above; this allocates the memory the bytes need (and fails if there is none).
     let populated = unsafe { syscall!(madvise(map, len, libc::MADV_POPULATE_WRITE)) };
     if populated.is_ok() {
-        // SAFETY: the mapping is writable for `len` bytes, all of them allocated just now, and a
-        // fresh mapping cannot overlap `bytes`.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.cast::<u8>(), len) };
+        let mut at = 0;
+        for part in parts {
+            // SAFETY: the mapping is writable for `len` bytes, all of them allocated just now;
+            // the parts add up to `len`, so `at + part.len() <= len`; a fresh mapping cannot
+            // overlap a part.
+            unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), map.cast::<u8>().add(at), part.len()) };
+            at += part.len();
+        }
     }
     // SAFETY: unmaps exactly the mapping made above; nothing refers to it any more. Sealing
     // against writes needs every writable mapping gone.
-    unsafe { syscall!(munmap(map, len))? };
+    unsafe { syscall!(munmap(map, padded))? };
     match populated {
         Ok(_) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -172,30 +185,34 @@ fn fill_through_mapping(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<bool> {
 mod tests {
     use super::*;
 
-    /// Reads a whole descriptor from offset 0 with pread(2) (tests only).
+    /// Reads `len` bytes from offset 0 with pread(2) (tests only).
     fn contents(fd: BorrowedFd<'_>, len: usize) -> Vec<u8> {
-        let mut out = vec![0u8; len + 1];
+        let mut out = vec![0u8; len];
         // SAFETY: `out` is valid for `len + 1` bytes; the fd is borrowed.
         let n = unsafe { libc::pread(fd.as_raw_fd(), out.as_mut_ptr().cast(), out.len(), 0) };
         out.truncate(usize::try_from(n).unwrap());
         out
     }
 
-    /// The body goes in exactly (also across a 2 MiB boundary, where a huge page would end), the
-    /// memfd is sealed for good, and writing to it fails.
+    /// The parts go in exactly, back to back (also across a 2 MiB boundary, where a huge page
+    /// would end), the memfd is sealed for good, and writing to it fails.
     #[test]
     fn a_sealed_memfd_holds_exactly_the_bytes_and_refuses_writes() {
         for len in [1usize, 4096, 65_536 + 7, (2 << 20) + 4099] {
             let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let fd = sealed_memfd(&bytes).unwrap();
+            let (a, b) = bytes.split_at(len / 3);
+            let fd = sealed_memfd(&[a, &[], b]).unwrap();
             assert!(contents(fd.as_fd(), len) == bytes, "{len} bytes");
+            // Padded to whole huge pages (never written, so holding no memory with small pages).
+            let (size, _) = size_and_mtime(fd.as_fd()).unwrap();
+            assert!(size >= len as u64 && size % (2 << 20) == 0, "{size}");
             // SAFETY: F_GET_SEALS takes no argument.
             let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
             let want = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
             assert_eq!(seals & want, want);
             assert_eq!(write_all(fd.as_fd(), b"x").unwrap_err().raw_os_error(), Some(libc::EPERM));
         }
-        let empty = sealed_memfd(b"").unwrap();
-        assert!(contents(empty.as_fd(), 0).is_empty());
+        let empty = sealed_memfd(&[]).unwrap();
+        assert_eq!(size_and_mtime(empty.as_fd()).unwrap().0, 0);
     }
 }
