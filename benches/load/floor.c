@@ -1,7 +1,7 @@
 /*
  * The syscall floor: the least work a Linux HTTP/1.1 server can do per keep-alive request.
  *
- *   floor PORT RESPONSE_FILE copy|sendfile
+ *   floor PORT RESPONSE_FILE copy|sendfile|split
  *
  * RESPONSE_FILE holds one complete response, head and body, exactly as atomserve sends it (the
  * harness fetches it once from atomserve). The responder parses nothing: every "\r\n\r\n" it
@@ -9,7 +9,9 @@
  * instance; per readable event one recv(2) (a second only if the first filled the buffer) and one
  * send of everything owed — a single send(2) from heap memory (`copy`, pipelined responses laid
  * back to back so a whole batch goes in one call), or sendfile(2) from a sealed memfd (`sendfile`,
- * the zero-copy path). A send that would block resumes on the next EPOLLOUT edge.
+ * the zero-copy path), or `split`: the head with send(2) and MSG_MORE, then the body with sendfile(2)
+ * from the memfd — the least a server can do whose head changes per response (`Date`) while its
+ * body stays in memory. A send that would block resumes on the next EPOLLOUT edge.
  *
  * Built by benches/load/peers.sh with `gcc -O2`; it is a yardstick, not a server.
  */
@@ -45,7 +47,9 @@ static struct conn conns[MAX_FDS];
 static const char *resp;  /* `copy`: `copies` responses back to back */
 static size_t resp_len;
 static uint64_t copies;
-static int memfd = -1;    /* `sendfile`: one response in a sealed memfd */
+static int memfd = -1;    /* `sendfile`, `split`: one response in a sealed memfd */
+static const char *one;   /* one response, in heap memory */
+static size_t head_len;   /* `split`: bytes sent with send(2) before the body's sendfile(2) */
 
 static void die(const char *what) {
     perror(what);
@@ -75,7 +79,10 @@ static uint64_t count_heads(struct conn *c, const char *buf, size_t n) {
 static int flush(int fd, struct conn *c) {
     while (c->owed) {
         ssize_t n;
-        if (memfd >= 0) {
+        if (head_len && c->off < head_len) {
+            size_t len = head_len - c->off;
+            n = send(fd, one + c->off, len, MSG_NOSIGNAL | MSG_MORE);
+        } else if (memfd >= 0) {
             off_t o = c->off;
             size_t len = resp_len - c->off;
             n = sendfile(fd, memfd, &o, len < c->owed ? len : c->owed);
@@ -92,10 +99,11 @@ static int flush(int fd, struct conn *c) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s PORT RESPONSE_FILE copy|sendfile\n", argv[0]);
+        fprintf(stderr, "usage: %s PORT RESPONSE_FILE copy|sendfile|split\n", argv[0]);
         return 2;
     }
-    int zero_copy = strcmp(argv[3], "sendfile") == 0;
+    int split = strcmp(argv[3], "split") == 0;
+    int zero_copy = split || strcmp(argv[3], "sendfile") == 0;
     /* sendfile(2) has no MSG_NOSIGNAL: a client that closes mid-response must not kill us. */
     signal(SIGPIPE, SIG_IGN);
 
@@ -103,13 +111,28 @@ int main(int argc, char **argv) {
     struct stat st;
     if (in < 0 || fstat(in, &st) < 0 || st.st_size == 0) die(argv[2]);
     resp_len = (size_t)st.st_size;
-    char *one = malloc(resp_len);
-    if (!one || read(in, one, resp_len) != (ssize_t)resp_len) die("read response");
+    char *heap = malloc(resp_len);
+    if (!heap || read(in, heap, resp_len) != (ssize_t)resp_len) die("read response");
     close(in);
+    one = heap;
+    if (split) {
+        const char *end = memmem(one, resp_len, "\r\n\r\n", 4);
+        if (!end) die("no head in response");
+        head_len = (size_t)(end - one) + 4;
+    }
 
     if (zero_copy) {
+        /* The memory as atomserve lays out its bodies (src/sys/file.rs): the file padded to whole
+         * 2 MiB pages and filled through a MADV_HUGEPAGE mapping, so that where the host grants
+         * shmem huge pages (shmem_enabled=advise) the floor has them too. */
+        size_t huge = 2u << 20, padded = (resp_len + huge - 1) / huge * huge;
         memfd = memfd_create("floor-response", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        if (memfd < 0 || write(memfd, one, resp_len) != (ssize_t)resp_len) die("memfd");
+        if (memfd < 0 || ftruncate(memfd, (off_t)padded) < 0) die("memfd");
+        char *map = mmap(NULL, padded, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+        if (map == MAP_FAILED) die("mmap");
+        madvise(map, padded, MADV_HUGEPAGE); /* advice: fine if refused */
+        memcpy(map, one, resp_len);
+        if (munmap(map, padded) < 0) die("munmap");
         if (fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
             die("F_ADD_SEALS");
     } else {

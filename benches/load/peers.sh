@@ -14,7 +14,9 @@
 #      unlimited keep-alive), plus a second instance of each in its usual compressing setup for
 #      the browser-Accept-Encoding case (nginx `gzip on`, lighttpd mod_deflate with a cache dir,
 #      h2o `compress: ON`); and the floor (gcc -O2), answering with the exact bytes atomserve
-#      sends: index.html (copying send), the JS (copying send; sendfile from a memfd).
+#      sends: index.html (copying send), the JS (copying send; sendfile from a memfd; and
+#      `split`, the head with send + MSG_MORE then the body with sendfile, which is what a server
+#      whose head carries a per-response Date must do at the least).
 #   4. Per case: a warm-up of every server, then ROUNDS interleaved rounds (A B C D …, A B C D …)
 #      of `wrk -t1 --latency` pinned to CLIENT_CPU, recording req/s, p99, errors (non-2xx and
 #      socket errors) and server CPU µs per request (utime+stime of the server's process tree
@@ -32,13 +34,18 @@
 # (0), ROOT (a directory to serve instead of the generated one: the largest .js under it is the
 # JS case, its largest file over 1 MiB the big case), ATOMSERVE (target/release/atomserve),
 # PORT_BASE (18400), OUT (target/bench-load/<UTC time>: raw wrk/strace output, configurations,
-# logs, results.tsv, summary.md).
+# logs, results.tsv, summary.md), SHMEM_THP (advise: for the run, /sys/kernel/mm/
+# transparent_hugepage/shmem_enabled is set to this, when writable, and restored on exit, so that
+# atomserve's memfd bodies can have huge pages as docs/deploy.md recommends; the peers serve from
+# the page cache of the root's file system and do not use shmem; `keep` leaves the setting alone).
 # Defaults take about 10 minutes; everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=benches/load
 
 ROUNDS=${ROUNDS:-3}
+SHMEM_THP=${SHMEM_THP:-advise}
+THP_KNOB=/sys/kernel/mm/transparent_hugepage/shmem_enabled
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
 CASES=${CASES-index-c64 index-c1000 index-pipe16 js-c64 js-br-c64 big-c16 c10k}
@@ -78,12 +85,18 @@ OUT=$(realpath "$OUT")
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 pids=()
+thp_before=
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.3
   rm -rf "$tmp"
+  [ -z "$thp_before" ] || echo "$thp_before" >"$THP_KNOB" 2>/dev/null || true
 }
 trap cleanup EXIT
+if [ "$SHMEM_THP" != keep ] && [ -w "$THP_KNOB" ]; then
+  thp_before=$(sed 's/.*\[\(.*\)\].*/\1/' "$THP_KNOB")
+  echo "$SHMEM_THP" >"$THP_KNOB" || thp_before=
+fi
 
 # --- 2. document root --------------------------------------------------------------------------
 if [ -n "${ROOT:-}" ]; then
@@ -108,6 +121,7 @@ PORT[nginx]=$(port_of 2) PORT[nginx-gzip]=$(port_of 3)
 PORT[lighttpd]=$(port_of 4) PORT[lighttpd-deflate]=$(port_of 5)
 PORT[h2o]=$(port_of 6) PORT[h2o-compress]=$(port_of 7)
 PORT[floor]=$(port_of 8) PORT[floor-copy]=$(port_of 9) PORT[floor-zerocopy]=$(port_of 10)
+PORT[floor-split]=$(port_of 15)
 
 nginx_conf() { # name port extra-http-directives
   cat <<CONF
@@ -216,7 +230,8 @@ curl -s -i --raw -o "$tmp/js.resp" "http://127.0.0.1:${PORT[atomserve]}$JS"
 spawn floor "$tmp/floor" "${PORT[floor]}" "$tmp/index.resp" copy
 spawn floor-copy "$tmp/floor" "${PORT[floor-copy]}" "$tmp/js.resp" copy
 spawn floor-zerocopy "$tmp/floor" "${PORT[floor-zerocopy]}" "$tmp/js.resp" sendfile
-for n in floor floor-copy floor-zerocopy; do wait_port $n; done
+spawn floor-split "$tmp/floor" "${PORT[floor-split]}" "$tmp/js.resp" split
+for n in floor floor-copy floor-zerocopy floor-split; do wait_port $n; done
 
 {
   echo "atomserve: $("$ATOMSERVE" --version) ($ATOMSERVE, built $(date -u -r "$ATOMSERVE" '+%F %T') UTC;" \
@@ -224,6 +239,7 @@ for n in floor floor-copy floor-zerocopy; do wait_port $n; done
   echo "nginx: $(nginx -v 2>&1 | sed 's/.*\///'); lighttpd: $(lighttpd -v | sed 's/ .*//; s/.*\///'); h2o: $(h2o -v | sed -n '1s/.* //p')"
   echo "kernel $(uname -r), $(nproc) CPUs; servers on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU; $(date -u '+%F %T') UTC"
   echo "ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP C10K=$C10K SYSCALL_REQUESTS=$SYSCALL_REQUESTS"
+  echo "shmem huge pages ($THP_KNOB): $(cat "$THP_KNOB" 2>/dev/null || echo unknown)"
 } | tee "$OUT/versions.txt"
 
 # --- 4. cases ----------------------------------------------------------------------------------
@@ -234,7 +250,7 @@ case_spec() {
     index-c64) echo "$INDEX|64||atomserve nginx lighttpd h2o floor" ;;
     index-c1000) echo "$INDEX|1000||atomserve nginx lighttpd h2o floor" ;;
     index-pipe16) echo "$INDEX|64|-s $HERE/pipeline.lua|atomserve nginx lighttpd h2o floor" ;;
-    js-c64) echo "$JS|64||atomserve nginx lighttpd h2o floor-copy floor-zerocopy" ;;
+    js-c64) echo "$JS|64||atomserve nginx lighttpd h2o floor-copy floor-zerocopy floor-split" ;;
     js-br-c64) echo "$JS|64|-H Accept-Encoding:_${BROWSER_AE// /_}|atomserve nginx=nginx-gzip lighttpd=lighttpd-deflate h2o=h2o-compress" ;;
     big-c16) [ -n "$BIG" ] && echo "$BIG|16||atomserve nginx lighttpd h2o" ;;
     c10k) echo "$INDEX|$C10K||atomserve nginx lighttpd h2o" ;;
