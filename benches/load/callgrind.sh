@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# User-space instructions per request under callgrind (perf has no counters in many VMs):
+#
+#   benches/load/callgrind.sh BINARY ROOT OUT [wrk arguments…]     e.g. -c16 -d8s -s pipeline.lua
+#
+# Starts BINARY (one worker) on ROOT under valgrind with instrumentation off, waits until it
+# serves, switches instrumentation on (so the load's compression work is left out), runs wrk
+# against /index.html, switches it off, and prints instructions ÷ wrk's request count. OUT is
+# the callgrind file for `callgrind_annotate [--inclusive=yes] OUT`.
+set -euo pipefail
+bin=$1 root=$2 out=$3; shift 3
+port=${PORT:-28001}
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$bin" --root "$root" \
+  --listen "127.0.0.1:$port" --admin-listen none --workers 1 >"$out.log" 2>&1 &
+vg=$!
+for _ in $(seq 120); do curl -s -o /dev/null "http://127.0.0.1:$port/index.html" && break; sleep 0.5; done
+callgrind_control -i on "$vg" >/dev/null
+result=$(wrk -t1 "$@" "http://127.0.0.1:$port/index.html")
+callgrind_control -i off "$vg" >/dev/null
+kill -INT "$vg"
+wait "$vg" || true
+requests=$(awk '/ requests in /{print $1}' <<<"$result")
+instructions=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",", "", $1); print $1}')
+echo "$requests requests, $instructions instructions: $((instructions / requests)) per request"
