@@ -1,64 +1,32 @@
 #!/usr/bin/env bash
-# Interleaved A/B(/C…) rounds of wrk against servers started here: the quick before/after
-# measurement behind the optimisation figures in docs/benchmarks.md (peers.sh is the full harness).
+# Interleaved wrk rounds against two atomserve binaries (A B A B …) serving the same root:
+# measures what a change costs or gains, on this noisy machine, as a median of per-round ratios.
 #
-#   benches/load/ab.sh URL_PATH 'name=command with PORT' 'name=command with PORT' …
+#   benches/load/ab.sh BIN_A BIN_B [path]       (default path /index.html)
 #
-# Each command is started pinned to SERVER_CPU (1) with PORT replaced by a free port; a command
-# `nginx TEMPLATE` renders TEMPLATE with PORT replaced and runs `nginx -c` on it. Then a warm-up
-# round and ROUNDS (3) rounds, each server in turn, of `wrk -t1 -cCONNS (64) -dDURATION (5s)`
-# pinned to CLIENT_CPU (0), with `-s $LUA` and `-H "$HEADER"` when set. Per run it prints req/s,
-# the server's CPU µs per request (utime+stime of its process and children from /proc) and wrk's
-# own CPU µs per request (when wrk's core is saturated, req/s measures wrk as much as the server).
+# Environment: ROOT (frontend/dist), ROUNDS (5), DURATION (10s), CONNS (64), SERVER_CPU (1),
+# CLIENT_CPU (0). One worker each, pinned to SERVER_CPU; wrk pinned to CLIENT_CPU.
 set -euo pipefail
-ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-64}
-SERVER_CPU=${SERVER_CPU:-1} CLIENT_CPU=${CLIENT_CPU:-0} PORT_BASE=${PORT_BASE:-28100}
-path=$1; shift
-tmp=$(mktemp -d)
-declare -A PORT PID
-names=()
-cleanup() { for n in "${names[@]}"; do kill "${PID[$n]}" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-port=$PORT_BASE
-for spec in "$@"; do
-  name=${spec%%=*} cmd=${spec#*=}
-  port=$((port + 1)) PORT[$name]=$port
-  names+=("$name")
-  if [[ $cmd == "nginx "* ]]; then
-    sed "s/PORT/$port/g; s#PIDFILE#$tmp/$name.pid#g" "${cmd#nginx }" >"$tmp/$name.conf"
-    cmd="nginx -c $tmp/$name.conf -e $tmp/$name.err"
-  fi
-  # shellcheck disable=SC2086 # the command is a word list on purpose
-  taskset -c "$SERVER_CPU" ${cmd//PORT/$port} >"$tmp/$name.log" 2>&1 &
-  PID[$name]=$!
-done
-for n in "${names[@]}"; do
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:${PORT[$n]}$path" && break; sleep 0.1; done
-done
-ticks() { # pid → utime+stime of it and its children, in clock ticks
-  local t=0 p s
-  for p in $1 $(ps -o pid= --ppid "$1"); do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-    s=${s##*) }
-    read -r -a f <<<"$s"
-    t=$((t + f[11] + f[12]))
-  done
-  echo "$t"
+cd "$(dirname "$0")/../.."
+A=$1 B=$2 PATH_UNDER_TEST=${3:-/index.html}
+ROOT=$(realpath "${ROOT:-frontend/dist}")
+ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10s} CONNS=${CONNS:-64}
+SERVER_CPU=${SERVER_CPU:-1} CLIENT_CPU=${CLIENT_CPU:-0}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+
+start() { # binary port
+  taskset -c "$SERVER_CPU" "$1" --root "$ROOT" --listen "127.0.0.1:$2" --admin-listen none --workers 1 >/dev/null 2>&1 &
+  echo $!
 }
-hz=$(getconf CLK_TCK)
-extra=()
-[ -n "${LUA:-}" ] && extra+=(-s "$LUA")
-[ -n "${HEADER:-}" ] && extra+=(-H "$HEADER")
-for r in $(seq 0 "$ROUNDS"); do
-  for n in "${names[@]}"; do
-    t0=$(ticks "${PID[$n]}")
-    out=$(taskset -c "$CLIENT_CPU" /usr/bin/time -f "WRKCPU %U %S" wrk -t1 -c"$CONNS" -d"$DURATION" \
-      "${extra[@]}" "http://127.0.0.1:${PORT[$n]}$path" 2>&1)
-    t1=$(ticks "${PID[$n]}")
-    ((r == 0)) && continue
-    awk -v r="$r" -v n="$n" -v dt=$((t1 - t0)) -v hz="$hz" '
-      / requests in / { reqs = $1 } /^Requests\/sec/ { rps = $2 } /^WRKCPU/ { w = $2 + $3 }
-      END { printf "round %d  %-10s %10.0f req/s  server %8.2f µs/req  wrk %8.2f µs/req\n",
-                   r, n, rps, dt * 1e6 / hz / reqs, w * 1e6 / reqs }' <<<"$out"
-  done
+pa=$(start "$A" 18183); pb=$(start "$B" 18184)
+trap 'kill $pa $pb 2>/dev/null || true' EXIT
+sleep 0.5
+run() { taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$1$PATH_UNDER_TEST" | awk '/Requests\/sec/ {print $2}'; }
+DURATION=2s run 18183 >/dev/null; DURATION=2s run 18184 >/dev/null
+ratios=()
+for i in $(seq 1 "$ROUNDS"); do
+  a=$(run 18183); b=$(run 18184)
+  ratios+=("$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f", b / a}')")
+  printf 'round %d: A %s req/s, B %s req/s, B/A %s\n' "$i" "$a" "$b" "${ratios[-1]}"
 done
+printf '%s\n' "${ratios[@]}" | sort -g | awk '{v[NR]=$1} END {print "median B/A: " ((NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2)}'

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Interleaved A/B(/C…) rounds of wrk against servers started here: the quick before/after
+# measurement behind the optimisation figures in docs/benchmarks.md (peers.sh is the full harness).
+#
+#   benches/load/interleave.sh URL_PATH 'name=command with PORT' 'name=command with PORT' …
+#
+# Each command is started pinned to SERVER_CPU (1) with PORT replaced by a free port; a word
+# `@FILE` is replaced by a copy of FILE with PORT and PIDFILE filled in (a peer's configuration,
+# e.g. `nginx=nginx -c @nginx.conf.in`, made from the one peers.sh writes). Then a warm-up
+# round and ROUNDS (3) rounds, each server in turn, of `wrk -t1 -cCONNS (64) -dDURATION (5s)`
+# pinned to CLIENT_CPU (0), with `-s $LUA` and `-H "$HEADER"` when set. Per run it prints req/s,
+# the server's CPU µs per request (utime+stime of its process and children from /proc) and wrk's
+# own CPU µs per request (when wrk's core is saturated, req/s measures wrk as much as the server).
+set -euo pipefail
+ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-64}
+SERVER_CPU=${SERVER_CPU:-1} CLIENT_CPU=${CLIENT_CPU:-0} PORT_BASE=${PORT_BASE:-28100}
+path=$1; shift
+tmp=$(mktemp -d)
+declare -A PORT PID
+names=()
+cleanup() { for n in "${names[@]}"; do kill "${PID[$n]}" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+port=$PORT_BASE
+for spec in "$@"; do
+  name=${spec%%=*} cmd=${spec#*=}
+  port=$((port + 1)) PORT[$name]=$port
+  names+=("$name")
+  words=()
+  for w in ${cmd//PORT/$port}; do
+    if [[ $w == @* ]]; then
+      sed "s/PORT/$port/g; s#PIDFILE#$tmp/$name.pid#g" "${w#@}" >"$tmp/$name.conf"
+      w=$tmp/$name.conf
+    fi
+    words+=("$w")
+  done
+  taskset -c "$SERVER_CPU" "${words[@]}" >"$tmp/$name.log" 2>&1 &
+  PID[$name]=$!
+done
+for n in "${names[@]}"; do
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:${PORT[$n]}$path" && break; sleep 0.1; done
+done
+ticks() { # pid → utime+stime of it and its children, in clock ticks
+  local t=0 p s
+  for p in $1 $(ps -o pid= --ppid "$1"); do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    s=${s##*) }
+    read -r -a f <<<"$s"
+    t=$((t + f[11] + f[12]))
+  done
+  echo "$t"
+}
+hz=$(getconf CLK_TCK)
+extra=()
+[ -n "${LUA:-}" ] && extra+=(-s "$LUA")
+[ -n "${HEADER:-}" ] && extra+=(-H "$HEADER")
+for r in $(seq 0 "$ROUNDS"); do
+  for n in "${names[@]}"; do
+    t0=$(ticks "${PID[$n]}")
+    out=$(taskset -c "$CLIENT_CPU" /usr/bin/time -f "WRKCPU %U %S" wrk -t1 -c"$CONNS" -d"$DURATION" \
+      "${extra[@]}" "http://127.0.0.1:${PORT[$n]}$path" 2>&1)
+    t1=$(ticks "${PID[$n]}")
+    ((r == 0)) && continue
+    awk -v r="$r" -v n="$n" -v dt=$((t1 - t0)) -v hz="$hz" '
+      / requests in / { reqs = $1 } /^Requests\/sec/ { rps = $2 } /^WRKCPU/ { w = $2 + $3 }
+      END { printf "round %d  %-10s %10.0f req/s  server %8.2f µs/req  wrk %8.2f µs/req\n",
+                   r, n, rps, dt * 1e6 / hz / reqs, w * 1e6 / reqs }' <<<"$out"
+  done
+done
