@@ -133,6 +133,15 @@ fn pack_large_bodies(found: &[Found], entries: &mut [Entry]) -> bool {
             return false;
         }
     };
+    let total: u64 = lens.iter().sum();
+    if total >= 2 << 20 {
+        if let Some(mode @ ("never" | "deny")) = shmem_huge_pages().as_deref() {
+            crate::log!(
+                "{total} bytes of large bodies are in 4 KiB pages: shmem huge pages are \"{mode}\" on this \
+                 host; \"advise\" in {SHMEM_HUGE_PAGES} would cut the CPU of sending them (docs/deploy.md)"
+            );
+        }
+    }
     let mut offset = 0;
     for (&(i, which), &len) in large.iter().zip(&lens) {
         let e = &mut entries[i];
@@ -148,6 +157,21 @@ fn pack_large_bodies(found: &[Found], entries: &mut [Entry]) -> bool {
         offset += len;
     }
     true
+}
+
+/// Where the host decides whether shmem (a memfd's memory) may use transparent huge pages.
+const SHMEM_HUGE_PAGES: &str = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+
+/// The host's shmem huge-page mode (`never`, `advise`, `within_size`, …), if it can be read.
+fn shmem_huge_pages() -> Option<String> {
+    selected_mode(&fs::read_to_string(SHMEM_HUGE_PAGES).ok()?).map(str::to_owned)
+}
+
+/// The bracketed word of a sysfs choice list: `always [advise] never` → `advise`.
+fn selected_mode(list: &str) -> Option<&str> {
+    let start = list.find('[')? + 1;
+    let end = start + list[start..].find(']')?;
+    Some(&list[start..end])
 }
 
 /// A servable file the walk found, not read yet.
@@ -470,6 +494,13 @@ mod tests {
         let entry = snapshot.get(b"/b.txt").unwrap();
         let variants = entry.gzip.as_ref().map_or(0, Repr::len) + entry.br.as_ref().map_or(0, Repr::len);
         assert_eq!(snapshot.bytes(), (noise.len() + text.len() + 5) as u64 + variants);
+    }
+
+    #[test]
+    fn the_selected_sysfs_mode_is_the_bracketed_word() {
+        assert_eq!(selected_mode("always within_size advise [never] deny force\n"), Some("never"));
+        assert_eq!(selected_mode("[always] madvise never"), Some("always"));
+        assert_eq!(selected_mode("always madvise never"), None);
     }
 
     #[test]
