@@ -39,16 +39,8 @@ done
 for n in "${names[@]}"; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:${PORT[$n]}$path" && break; sleep 0.1; done
 done
-ticks() { # pid → utime+stime of it and its children, in clock ticks
-  local t=0 p s
-  for p in $1 $(ps -o pid= --ppid "$1"); do
-    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-    s=${s##*) }
-    read -r -a f <<<"$s"
-    t=$((t + f[11] + f[12]))
-  done
-  echo "$t"
-}
+# shellcheck source=benches/load/proctree.sh
+. "$(dirname "$0")/proctree.sh" # ticks: CPU of a process tree
 hz=$(getconf CLK_TCK)
 extra=()
 [ -n "${LUA:-}" ] && extra+=(-s "$LUA")
