@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::acceptor::{Acceptor, Exit, Listener};
 use crate::access::{AccessSink, LogWriter, TextLog};
 use crate::cache::reload::{self, Trigger};
-use crate::cache::watch;
-use crate::cache::{self, LoadError, LoadOptions, SnapshotCell};
+use crate::cache::watch::Watcher;
+use crate::cache::{self, LoadError, LoadOptions, Reuse, SnapshotCell};
 use crate::config::{AdminListen, Config};
 use crate::conn::Role;
 use crate::handoff::Handoff;
@@ -126,7 +126,6 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     // read it on every reload: a file only root can read must fail now, not at the first reload.
     drop_privileges(config)?;
 
-    let started = Instant::now();
     let opts = LoadOptions {
         root: config.root.clone(),
         spa_fallback: !config.no_spa_fallback,
@@ -135,7 +134,16 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         cache_control: config.cache_control.clone(),
         compress: !config.no_compress,
     };
-    let snapshot = cache::load(&opts).map_err(StartError::Load)?;
+    // --watch: the watches go in before the first walk, so that a file changed while this load
+    // runs is seen (and reloaded once the reload thread runs).
+    let (reload, requests) = reload::channel();
+    if config.watch {
+        let watcher = Watcher::new(opts.root.clone()).map_err(os("--watch (inotify)"))?;
+        watcher.spawn(reload.clone()).map_err(os("spawning the --watch thread"))?;
+    }
+    // Phase 1: identity bodies only; compression follows in the background once we serve.
+    let started = Instant::now();
+    let (snapshot, report) = cache::load_identity(&opts, Reuse::default()).map_err(StartError::Load)?;
     let load_time = started.elapsed();
     let (files, bytes) = (snapshot.files(), snapshot.bytes());
     let snapshot_fds = snapshot.descriptors();
@@ -150,9 +158,12 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let bells =
         (0..workers).map(|_| EventFd::new()).collect::<io::Result<Vec<_>>>().map_err(os("eventfd"))?;
     let handoff = Arc::new(Handoff::new(config.queue_capacity as usize, bells));
-    let cache = Arc::new(SnapshotCell::new(snapshot, workers));
+    // One reader slot per worker, and one for the reload thread (it reads the snapshot it
+    // replaces to reuse what did not change).
+    let cache = Arc::new(SnapshotCell::new(snapshot, workers + 1));
     let stats = Arc::new(Stats::new(workers));
     stats.reload.describe(files, bytes, composition);
+    reload::record_phase1(&stats, Trigger::Start, load_time, &report);
     let sources = Arc::new(Sources {
         stats: stats.clone(),
         handoff: handoff.clone(),
@@ -166,11 +177,16 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         "stdout" => Some(LogWriter::spawn(stats.clone()).map_err(os("spawning the access-log thread"))?),
         _ => None,
     };
-    let reload = reload::spawn(cache.clone(), opts.clone(), stats.clone(), notify.clone())
-        .map_err(os("spawning the reload thread"))?;
-    if config.watch {
-        watch::spawn(opts.root.clone(), reload.clone()).map_err(os("--watch (inotify)"))?;
-    }
+    let context = reload::Context {
+        cache: cache.clone(),
+        reader: workers,
+        opts,
+        stats: stats.clone(),
+        notify: notify.clone(),
+        started,
+        phase1: load_time,
+    };
+    reload::spawn(requests, context).map_err(os("spawning the reload thread"))?;
     let mut handles = Vec::with_capacity(workers);
     for (id, &cpu) in cpus.iter().enumerate() {
         let setup = WorkerSetup {
@@ -200,12 +216,13 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     }
 
     crate::log!(
-        "version {}, serving {} ({} files, {} bytes, loaded in {} ms)",
+        "version {}, serving {} ({} files, {} bytes, loaded in {} ms; {} files to compress in the background)",
         env!("CARGO_PKG_VERSION"),
         config.root.display(),
         files,
         bytes,
-        load_time.as_millis()
+        load_time.as_millis(),
+        report.pending_files
     );
     if reuse_port {
         // Serving from here on: listen, and take every new connection of the address from the

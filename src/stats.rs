@@ -165,7 +165,7 @@ pub struct AcceptorStats {
     pub backoffs: Counter,
 }
 
-/// Written by the reload thread (and once at start-up, before the workers exist).
+/// Written by the reload thread (and at start-up, before that thread exists).
 #[derive(Default)]
 pub struct ReloadStats {
     pub ok: Counter,
@@ -178,6 +178,21 @@ pub struct ReloadStats {
     pub compressible_bytes: Gauge,
     pub compressed_bytes: Gauge,
     pub disk_files: Gauge,
+    /// The latest load: its [`Trigger`](crate::cache::reload::Trigger) code, and how long its
+    /// phase 1 (identity snapshot served) and phase 2 (every variant built; 0 until then) took.
+    pub last_trigger: Gauge,
+    pub identity_us: Gauge,
+    pub variants_us: Gauge,
+    /// Files of the live snapshot whose variants are still being built.
+    pub pending_files: Gauge,
+    /// Files (and their bytes, variants included) that loads took from the snapshot before
+    /// instead of placing or compressing them again…
+    pub reused_files: Counter,
+    pub reused_bytes: Counter,
+    /// …and bytes they placed anew (changed bodies, shipped siblings, compressed variants).
+    pub built_bytes: Counter,
+    /// Contents compressed in the background.
+    pub compressed_files: Counter,
 }
 
 #[cfg(not(atomserve_loom))]

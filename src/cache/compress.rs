@@ -1,8 +1,9 @@
-//! Compressed variants, built once at load time so that serving them costs nothing per request:
-//! gzip (flate2, best compression) and brotli (quality 11, window 22) for compressible types.
-//! A variant is kept only if it saves at least 10% (below that, the `Vary` and the extra cache
-//! entries in front of us cost more than they save). Precompressed siblings that a build ships
-//! (`app.js.br`, `app.js.gz`) are used instead of compressing again.
+//! Compression, done once per content (in the background, [`super::variants`]) so that serving a
+//! variant costs nothing per request: gzip (flate2, best compression) and brotli (quality 11,
+//! window 22) for compressible types. A variant is kept only if it saves at least 10% (below
+//! that, the `Vary` and the extra cache entries in front of us cost more than they save).
+//! Precompressed siblings that a build ships (`app.js.br`, `app.js.gz`) are used instead of
+//! compressing again (by the loader).
 
 use std::io::Write;
 
@@ -11,11 +12,14 @@ use crate::http::mime;
 /// Smallest file worth compressing: below this, headers dominate and savings are noise.
 const MIN_SIZE: usize = 256;
 
-/// The variants of one file.
-#[derive(Default)]
-pub struct Variants {
-    pub gzip: Option<Vec<u8>>,
-    pub br: Option<Vec<u8>>,
+/// Whether a body of this type and length is worth compressing at all.
+pub fn worth_trying(content_type: &str, len: usize) -> bool {
+    compressible(content_type) && len >= MIN_SIZE
+}
+
+/// Whether a variant of `variant` bytes saves enough of `body` bytes to be kept (10%).
+pub fn worth(variant: usize, body: usize) -> bool {
+    variant as u64 * 10 <= body as u64 * 9
 }
 
 /// Whether a content type is worth compressing (text, JSON, SVG, JavaScript, WebAssembly).
@@ -23,21 +27,14 @@ pub fn compressible(content_type: &str) -> bool {
     mime::is_text(content_type) || content_type == "application/wasm"
 }
 
-/// Builds (or takes from precompressed siblings) the variants of `body`.
-pub fn variants(
-    content_type: &str,
-    body: &[u8],
-    br_sibling: Option<&[u8]>,
-    gz_sibling: Option<&[u8]>,
-) -> Variants {
-    if !compressible(content_type) || body.len() < MIN_SIZE {
-        return Variants::default();
-    }
-    let worth = |v: Vec<u8>| (v.len() as u64 * 10 <= body.len() as u64 * 9).then_some(v);
-    Variants {
-        gzip: gz_sibling.map(<[u8]>::to_vec).or_else(|| gzip(body)).and_then(worth),
-        br: br_sibling.map(<[u8]>::to_vec).or_else(|| brotli(body)).and_then(worth),
-    }
+/// gzip at the best compression, or none when it saves less than 10%.
+pub fn gzip_variant(body: &[u8]) -> Option<Vec<u8>> {
+    gzip(body).filter(|v| worth(v.len(), body.len()))
+}
+
+/// brotli at quality 11, or none when it saves less than 10%.
+pub fn brotli_variant(body: &[u8]) -> Option<Vec<u8>> {
+    brotli(body).filter(|v| worth(v.len(), body.len()))
 }
 
 fn gzip(body: &[u8]) -> Option<Vec<u8>> {
@@ -65,8 +62,8 @@ mod tests {
     #[test]
     fn round_trips_and_thresholds() {
         let text = "console.log('hello, world');\n".repeat(200);
-        let v = variants("text/javascript; charset=utf-8", text.as_bytes(), None, None);
-        let (gz, br) = (v.gzip.unwrap(), v.br.unwrap());
+        assert!(worth_trying("text/javascript; charset=utf-8", text.len()));
+        let (gz, br) = (gzip_variant(text.as_bytes()).unwrap(), brotli_variant(text.as_bytes()).unwrap());
         assert!(br.len() < text.len() / 5 && gz.len() < text.len() / 5);
         let mut back = String::new();
         flate2::read::GzDecoder::new(gz.as_slice()).read_to_string(&mut back).unwrap();
@@ -75,8 +72,8 @@ mod tests {
         brotli::Decompressor::new(br.as_slice(), 4096).read_to_string(&mut back).unwrap();
         assert_eq!(back, text);
         // Not compressible, too small, or not worth 10%:
-        assert!(variants("image/png", text.as_bytes(), None, None).gzip.is_none());
-        assert!(variants("text/plain; charset=utf-8", b"tiny", None, None).br.is_none());
+        assert!(!worth_trying("image/png", text.len()));
+        assert!(!worth_trying("text/plain; charset=utf-8", 4));
         let mut x = 0x9e37_79b9_7f4a_7c15u64; // xorshift64: incompressible bytes
         let noise: Vec<u8> = (0..4096)
             .map(|_| {
@@ -86,9 +83,7 @@ mod tests {
                 (x >> 24) as u8
             })
             .collect();
-        assert!(variants("text/plain; charset=utf-8", &noise, None, None).gzip.is_none());
-        // A shipped sibling is used as is.
-        let v = variants("text/css; charset=utf-8", text.as_bytes(), Some(b"BR"), None);
-        assert_eq!(v.br.as_deref(), Some(&b"BR"[..]));
+        assert!(gzip_variant(&noise).is_none() && brotli_variant(&noise).is_none());
+        assert!(worth(90, 100) && !worth(91, 100));
     }
 }

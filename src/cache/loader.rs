@@ -1,4 +1,5 @@
-//! Builds a [`Snapshot`] from the document root.
+//! Phase 1 of a load: builds an identity-only [`Snapshot`] of the document root, reusing what the
+//! snapshot it replaces already holds.
 //!
 //! The walk is the only place where request-visible content touches the file system, and it
 //! decides once, at load time, what is servable:
@@ -8,28 +9,37 @@
 //!   link to `/etc/passwd` is skipped; directory cycles through links are cut;
 //! - sockets, FIFOs and devices are skipped.
 //!
-//! Files larger than `--max-cached-file`, and the largest files once `--cache-budget` is spent
-//! (the smallest are kept in memory first: they are the many), are not read: each is opened with
-//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` beneath the root and kept open, to be sent
-//! with sendfile(2).
+//! Every file is then opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` by its
+//! canonical path under an `O_PATH` descriptor of the root, and must still be a regular file: a
+//! tree changed since the walk (a link swapped to point outside, a FIFO or a directory in a
+//! file's place) fails the load instead of smuggling anything in or hanging it, and the previous
+//! snapshot stays. Files larger than `--max-cached-file`, and the largest files once
+//! `--cache-budget` is spent (the smallest are kept in memory first: they are the many), are kept
+//! open and sent with sendfile(2); the others are read and identified by their [`ContentId`].
+//!
+//! A body whose content the previous snapshot already holds is taken from it (the same heap
+//! buffer or memfd stretch, not a copy), and so are compressed variants already built for that
+//! content ([`Built`]); new large bodies go into one new memfd ([`super::pack`]). What is left to
+//! compress is marked `pending` on its entry, for phase 2 ([`super::variants`]). So a reload
+//! costs a read and a hash of the tree, plus the work for what changed.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs;
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::compress;
-use super::snapshot::{DiskFile, Entry, Repr, Snapshot};
+use super::content::ContentId;
+use super::pack::{self, ZERO_COPY_MIN};
+use super::snapshot::{Body, Codings, DiskFile, Entry, Fields, Repr, Snapshot};
+use super::variants::{self, Built};
 use crate::http::encoding::Coding;
-use crate::http::response::{self, FileMeta};
-use crate::http::{date, mime};
-use crate::sync::thread;
+use crate::http::mime;
 use crate::sys::file;
-use std::time::UNIX_EPOCH;
 
 /// What to load and how.
 #[derive(Clone, Debug)]
@@ -61,8 +71,35 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Walks `opts.root` and loads every servable file into a new snapshot.
-pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
+/// What a phase-1 load did, and how much of it the previous snapshot spared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub files: usize,
+    /// Bytes read into memory (every one of them hashed).
+    pub read_bytes: u64,
+    /// Files whose identity body the previous snapshot already held.
+    pub reused_files: usize,
+    /// Bytes taken from before instead of being placed or compressed again: identity bodies,
+    /// and compressed variants already built for the same content.
+    pub reused_bytes: u64,
+    /// Bytes placed anew: changed identity bodies and shipped `.gz`/`.br` siblings.
+    pub built_bytes: u64,
+    /// Files left for phase 2 to compress.
+    pub pending_files: usize,
+}
+
+/// What a load may take instead of building again.
+#[derive(Clone, Copy, Default)]
+pub struct Reuse<'a> {
+    /// The snapshot being replaced: its identity bodies, by content.
+    pub previous: Option<&'a Snapshot>,
+    /// Compressed variants built so far, by content.
+    pub built: Option<&'a Built>,
+}
+
+/// Phase 1: walks `opts.root` and builds an identity-only snapshot (plus the variants `reuse`
+/// and shipped siblings already provide), marking what is left to compress as pending.
+pub fn load_identity(opts: &LoadOptions, reuse: Reuse<'_>) -> Result<(Snapshot, LoadReport), LoadError> {
     let root = fs::canonicalize(&opts.root).map_err(at(&opts.root))?;
     if !fs::metadata(&root).map_err(at(&root))?.is_dir() {
         return Err(LoadError {
@@ -72,126 +109,45 @@ pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
     }
     let mut walk = Walk { root: root.clone(), candidates: Vec::new(), visited: HashSet::new() };
     walk.visited.insert(root.clone());
-    walk.dir(&root, &mut b"".to_vec())?;
+    walk.dir(&root, Path::new(""), &mut b"".to_vec())?;
     let found = read_or_open(&root, walk.candidates, opts)?;
-    let mut entries = build_entries(&found, &opts.cache_control, opts.compress);
-    let packed = pack_large_bodies(&found, &mut entries);
-    let mut snapshot = Snapshot::new(opts.spa_fallback, &opts.cache_control);
-    for (found, entry) in found.into_iter().zip(entries) {
-        snapshot.insert(found.key, entry);
-    }
-    if packed {
-        snapshot.add_descriptor();
-    }
-    Ok(snapshot)
+    Ok(build(&found, opts, reuse))
 }
 
-/// Bodies at least this large are kept in a sealed memfd and sent with sendfile(2); smaller ones
-/// go out with the response head in one sendmsg(2), where a copy costs less than the extra call.
-const ZERO_COPY_MIN: usize = 64 * 1024;
-
-/// Moves every cached body of at least [`ZERO_COPY_MIN`] bytes (identity or compressed) into one
-/// sealed memfd, back to back, and points each representation at its stretch of it. Sent with
-/// sendfile(2), a body leaves as page references instead of being copied into the socket buffer
-/// (for a 190 KiB bundle that is most of the cost of a response). One memfd for all of them,
-/// rather than one per body, holds one descriptor however many large files the site has, and
-/// lets bodies smaller than a huge page sit in huge pages too (see `sys::file::sealed_memfd`).
-///
-/// A large identity body was left out of its representation by [`entry`] (it is copied from
-/// `found` straight into the memfd, never into a second heap buffer); if the memfd cannot be
-/// made, it is copied there now and every body goes out with sendmsg. Returns whether the memfd
-/// was made.
-fn pack_large_bodies(found: &[Found], entries: &mut [Entry]) -> bool {
-    // (entry, representation: 0 identity, 1 gzip, 2 br) of every large body, in memfd order.
-    let mut large: Vec<(usize, usize)> = Vec::new();
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for (i, (f, e)) in found.iter().zip(entries.iter()).enumerate() {
-        for (which, repr) in [Some(&e.identity), e.gzip.as_ref(), e.br.as_ref()].into_iter().enumerate() {
-            let Some(repr) = repr else { continue };
-            let body = if which == 0 { &f.body[..] } else { &repr.body[..] };
-            if repr.file.is_none() && body.len() >= ZERO_COPY_MIN {
-                large.push((i, which));
-                parts.push(body);
-            }
-        }
-    }
-    if large.is_empty() {
-        return false;
-    }
-    let lens: Vec<u64> = parts.iter().map(|p| p.len() as u64).collect();
-    let made = file::sealed_memfd(&parts);
-    drop(parts);
-    let fd = match made {
-        Ok(fd) => Arc::new(fd),
-        Err(e) => {
-            crate::log!("no memfd for {} large bodies, kept on the heap: {e}", large.len());
-            for &(i, which) in &large {
-                if which == 0 {
-                    entries[i].identity.body = Arc::from(&found[i].body[..]);
-                }
-            }
-            return false;
-        }
-    };
-    let total: u64 = lens.iter().sum();
-    if total >= 2 << 20 {
-        if let Some(mode @ ("never" | "deny")) = shmem_huge_pages().as_deref() {
-            crate::log!(
-                "{total} bytes of large bodies are in 4 KiB pages: shmem huge pages are \"{mode}\" on this \
-                 host; \"advise\" in {SHMEM_HUGE_PAGES} would cut the CPU of sending them (docs/deploy.md)"
-            );
-        }
-    }
-    let mut offset = 0;
-    for (&(i, which), &len) in large.iter().zip(&lens) {
-        let e = &mut entries[i];
-        let repr = match which {
-            0 => Some(&mut e.identity),
-            1 => e.gzip.as_mut(),
-            _ => e.br.as_mut(),
-        };
-        if let Some(repr) = repr {
-            repr.file = Some(Arc::new(DiskFile { fd: fd.clone(), offset, len, memory: true }));
-            repr.body = Arc::from(&[][..]);
-        }
-        offset += len;
-    }
-    true
+/// A full load, both phases on the calling thread: every variant is built before it returns.
+/// For benches, tests and tools; the server publishes phase 1 first ([`super::reload`]).
+pub fn load(opts: &LoadOptions) -> Result<Snapshot, LoadError> {
+    let (snapshot, _) = load_identity(opts, Reuse::default())?;
+    let jobs = variants::jobs(&snapshot, &HashSet::new());
+    let done = jobs.iter().map(variants::Job::run).collect::<io::Result<Vec<_>>>().map_err(at(&opts.root))?;
+    let mut built = Built::default();
+    built.add(done);
+    Ok(variants::apply(&snapshot, &built).unwrap_or(snapshot))
 }
 
-/// Where the host decides whether shmem (a memfd's memory) may use transparent huge pages.
-const SHMEM_HUGE_PAGES: &str = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
-
-/// The host's shmem huge-page mode (`never`, `advise`, `within_size`, …), if it can be read.
-fn shmem_huge_pages() -> Option<String> {
-    selected_mode(&fs::read_to_string(SHMEM_HUGE_PAGES).ok()?).map(str::to_owned)
-}
-
-/// The bracketed word of a sysfs choice list: `always [advise] never` → `advise`.
-fn selected_mode(list: &str) -> Option<&str> {
-    let start = list.find('[')? + 1;
-    let end = start + list[start..].find(']')?;
-    Some(&list[start..end])
-}
-
-/// A servable file the walk found, not read yet.
+/// A servable file the walk found, not opened yet.
 struct Candidate {
     key: Vec<u8>,
+    /// The path as walked (for messages).
     path: PathBuf,
+    /// The canonical path below the root, which `openat2` resolves without following links.
+    relative: PathBuf,
     len: u64,
-    modified: u64,
 }
 
 /// A file read into memory, or opened to be sent from disk; not yet turned into an entry.
 struct Found {
     key: Vec<u8>,
     body: Vec<u8>,
+    /// Of `body`; none for a file on disk.
+    content: Option<ContentId>,
     modified: u64,
     disk: Option<Arc<DiskFile>>,
 }
 
 /// Decides which files stay in memory — none over `max_cached_file`, and the smallest first
-/// until the budget is spent — then reads those and opens the rest beneath the root.
+/// until the budget is spent — then opens each beneath the root, reads those and keeps the
+/// others open.
 fn read_or_open(
     root: &Path,
     candidates: Vec<Candidate>,
@@ -209,26 +165,12 @@ fn read_or_open(
         }
     }
     let on_disk = in_memory.iter().filter(|&&m| !m).count();
-    let root_fd = if on_disk > 0 { Some(file::open_dir(root).map_err(at(root))?) } else { None };
-    let mut found = Vec::with_capacity(candidates.len());
-    for (c, memory) in candidates.into_iter().zip(in_memory) {
-        match (&root_fd, memory) {
-            (Some(dir), false) => {
-                let disk = open_beneath(root, dir.as_fd(), &c.path).map_err(at(&c.path))?;
-                let (len, modified) = file::size_and_mtime(disk.as_fd()).map_err(at(&c.path))?;
-                found.push(Found {
-                    key: c.key,
-                    body: Vec::new(),
-                    modified,
-                    disk: Some(Arc::new(DiskFile { fd: Arc::new(disk), offset: 0, len, memory: false })),
-                });
-            }
-            _ => {
-                let body = fs::read(&c.path).map_err(at(&c.path))?;
-                found.push(Found { key: c.key, body, modified: c.modified, disk: None });
-            }
-        }
-    }
+    let dir = file::open_dir(root).map_err(at(root))?;
+    let found = candidates
+        .iter()
+        .zip(in_memory)
+        .map(|(c, memory)| open_one(dir.as_fd(), c, memory).map_err(at(&c.path)))
+        .collect::<Result<Vec<_>, _>>()?;
     if on_disk > 0 {
         crate::log!(
             "{on_disk} files over --max-cached-file ({} bytes) or the --cache-budget ({} bytes) are sent from disk",
@@ -239,100 +181,178 @@ fn read_or_open(
     Ok(found)
 }
 
-/// Opens `path` (below `root`, possibly through links the walk approved) by its canonical path
-/// relative to the root, with openat2: the kernel refuses to leave the root or follow a link,
-/// so a tree changed since the walk cannot smuggle an outside file in.
-fn open_beneath(root: &Path, dir: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
-    let canonical = fs::canonicalize(path)?;
-    let relative = canonical.strip_prefix(root).map_err(|_| {
-        io::Error::new(io::ErrorKind::PermissionDenied, "the file now resolves outside the root")
-    })?;
-    file::open_beneath(dir, relative)
+/// Opens one file beneath the root (the kernel refuses to leave the root or to follow a link, so
+/// a tree changed since the walk cannot smuggle an outside file in), checks that it is still a
+/// regular file (`O_NONBLOCK` kept a FIFO from blocking the open), and reads it (`memory`) or
+/// keeps it open to be sent from disk.
+fn open_one(dir: BorrowedFd<'_>, c: &Candidate, memory: bool) -> io::Result<Found> {
+    let fd = file::open_beneath(dir, &c.relative)?;
+    let st = file::stat(fd.as_fd())?;
+    if !st.regular {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "no longer a regular file"));
+    }
+    let key = c.key.clone();
+    if !memory {
+        let disk = Arc::new(DiskFile { fd: Arc::new(fd), offset: 0, len: st.len, memory: false });
+        return Ok(Found { key, body: Vec::new(), content: None, modified: st.mtime, disk: Some(disk) });
+    }
+    let mut body = Vec::with_capacity(st.len as usize);
+    fs::File::from(fd).read_to_end(&mut body)?;
+    let content = Some(ContentId::of(&body));
+    Ok(Found { key, body, content, modified: st.mtime, disk: None })
 }
 
-/// Turns found files into entries — hashing, rendering heads and compressing — spread over the
-/// available cores (brotli at quality 11 dominates the load time of a JS bundle).
-fn build_entries(found: &[Found], cache_control: &str, compress_on: bool) -> Vec<Entry> {
-    // Precompressed siblings shipped by the build: `app.js.br` next to `app.js`.
+/// Where a body comes from, before the new large ones are packed.
+enum Place {
+    Have(Body),
+    /// A large body read now: its index among the bodies to pack.
+    ToPack(usize),
+}
+
+/// A compressed variant as phase 1 finds it.
+enum Variant {
+    /// Decided: its body and tag, or `None` when compressing was not worth it.
+    Decided(Option<(Place, Box<[u8]>)>),
+    /// To be built by phase 2.
+    Pending,
+    /// Not wanted (not compressible, compression off).
+    NotWanted,
+}
+
+/// What one entry will be made of.
+struct Plan {
+    identity: Place,
+    gzip: Variant,
+    br: Variant,
+    content_type: &'static str,
+    vary: bool,
+}
+
+/// Turns found files into entries: takes what `reuse` holds, packs the new large bodies into one
+/// memfd, renders every head.
+fn build(found: &[Found], opts: &LoadOptions, reuse: Reuse<'_>) -> (Snapshot, LoadReport) {
+    let mut report = LoadReport { files: found.len(), ..LoadReport::default() };
+    let previous: HashMap<ContentId, Body> = reuse
+        .previous
+        .map(|s| s.entries().filter_map(|(_, e)| Some((e.content?, e.identity.body()?))).collect())
+        .unwrap_or_default();
+    // Shipped siblings: `app.js.br` next to `app.js`.
     let index: HashMap<&[u8], usize> = found.iter().enumerate().map(|(i, f)| (f.key.as_slice(), i)).collect();
     let sibling = |f: &Found, ext: &[u8]| {
         let key = [f.key.as_slice(), ext].concat();
-        index.get(key.as_slice()).map(|&i| found[i].body.as_slice())
+        index.get(key.as_slice()).map(|&i| &found[i]).filter(|s| s.disk.is_none())
     };
-    let threads = thread::available_parallelism().map_or(1, |n| n.get()).min(found.len().max(1));
-    let mut slots: Vec<Option<Entry>> = (0..found.len()).map(|_| None).collect();
-    let chunk = found.len().div_ceil(threads).max(1);
-    thread::scope(|scope| {
-        for (files, out) in found.chunks(chunk).zip(slots.chunks_mut(chunk)) {
-            let sibling = &sibling;
-            scope.spawn(move || {
-                for (f, slot) in files.iter().zip(out.iter_mut()) {
-                    let content_type = mime::for_path(&f.key);
-                    let variants = if compress_on && f.disk.is_none() {
-                        compress::variants(content_type, &f.body, sibling(f, b".br"), sibling(f, b".gz"))
-                    } else {
-                        compress::Variants::default()
-                    };
-                    *slot = Some(entry(f, content_type, cache_control_for(&f.key, cache_control), variants));
+    let mut to_pack: Vec<&[u8]> = Vec::new();
+    let mut plans = Vec::with_capacity(found.len());
+    for f in found {
+        report.read_bytes += f.body.len() as u64;
+        let identity = match (&f.disk, f.content.and_then(|id| previous.get(&id))) {
+            (Some(disk), _) => Place::Have(Body::Packed(disk.clone())),
+            (None, Some(body)) => {
+                report.reused_files += 1;
+                report.reused_bytes += body.len();
+                Place::Have(body.clone())
+            }
+            (None, None) => {
+                report.built_bytes += f.body.len() as u64;
+                place_new(&f.body, &mut to_pack)
+            }
+        };
+        let content_type = mime::for_path(&f.key);
+        let candidate =
+            opts.compress && f.disk.is_none() && compress::worth_trying(content_type, f.body.len());
+        let mut variant = |coding: Coding, ext: &[u8]| {
+            if !candidate {
+                return Variant::NotWanted;
+            }
+            if let Some(s) = sibling(f, ext) {
+                if !compress::worth(s.body.len(), f.body.len()) {
+                    return Variant::Decided(None);
                 }
-            });
-        }
+                report.built_bytes += s.body.len() as u64;
+                let tag = ContentId::of(&s.body).etag(coding.token());
+                return Variant::Decided(Some((place_new(&s.body, &mut to_pack), tag)));
+            }
+            match f.content.and_then(|id| reuse.built?.get(id, coding)) {
+                Some(done) => {
+                    report.reused_bytes += done.as_ref().map_or(0, |(b, _)| b.len());
+                    Variant::Decided(done.clone().map(|(b, tag)| (Place::Have(b), tag)))
+                }
+                None => Variant::Pending,
+            }
+        };
+        let gzip = variant(Coding::Gzip, b".gz");
+        let br = variant(Coding::Br, b".br");
+        plans.push(Plan { identity, gzip, br, content_type, vary: candidate });
+    }
+    let packed = pack::pack(&to_pack).unwrap_or_else(|e| {
+        // No memfd: the large bodies stay on the heap and go out with sendmsg(2).
+        crate::log!("no memfd for {} large bodies, kept on the heap: {e}", to_pack.len());
+        Vec::new()
     });
-    slots.into_iter().map(|e| e.expect("every file built")).collect()
+    let resolve = |p: Place| match p {
+        Place::Have(b) => b,
+        Place::ToPack(i) => match packed.get(i) {
+            Some(stretch) => Body::Packed(stretch.clone()),
+            None => Body::Heap(Arc::from(to_pack[i])),
+        },
+    };
+    let mut snapshot = Snapshot::new(opts.spa_fallback, &opts.cache_control);
+    for (f, plan) in found.iter().zip(plans) {
+        let cache_control = cache_control_for(&f.key, &opts.cache_control);
+        let fields = Fields {
+            content_type: plan.content_type,
+            modified: f.modified,
+            cache_control: &cache_control,
+            vary: plan.vary,
+        };
+        let mut pending = Codings::NONE;
+        let mut variant = |v: Variant, coding: Coding| match v {
+            Variant::Decided(done) => done.map(|(p, tag)| Repr::render(&fields, resolve(p), tag, coding)),
+            Variant::Pending => {
+                match coding {
+                    Coding::Gzip => pending.gzip = true,
+                    _ => pending.br = true,
+                }
+                None
+            }
+            Variant::NotWanted => None,
+        };
+        let gzip = variant(plan.gzip, Coding::Gzip);
+        let br = variant(plan.br, Coding::Br);
+        report.pending_files += usize::from(pending.any());
+        let tag = match (&f.disk, f.content) {
+            (Some(disk), _) => {
+                format!("\"{:x}-m{:x}\"", disk.len, f.modified).into_bytes().into_boxed_slice()
+            }
+            (None, Some(id)) => id.etag(None),
+            (None, None) => unreachable!("a file in memory has a content id"),
+        };
+        let identity = Repr::render(&fields, resolve(plan.identity), tag, Coding::Identity);
+        let entry = Entry {
+            identity,
+            gzip,
+            br,
+            content_type: plan.content_type,
+            modified: f.modified,
+            cache_control: cache_control.into(),
+            content: f.content,
+            vary: plan.vary,
+            pending,
+        };
+        snapshot.insert(f.key.clone(), entry);
+    }
+    snapshot.freeze();
+    (snapshot, report)
 }
 
-/// Renders every representation of one file.
-fn entry(
-    f: &Found,
-    content_type: &'static str,
-    cache_control: String,
-    variants: compress::Variants,
-) -> Entry {
-    let last_modified = date::format(f.modified);
-    let vary = variants.br.is_some() || variants.gzip.is_some();
-    let etag = match &f.disk {
-        Some(disk) => format!("\"{:x}-m{:x}\"", disk.len, f.modified).into_bytes(),
-        None => format!("\"{:x}-{:016x}\"", f.body.len(), fnv1a(&f.body)).into_bytes(),
-    };
-    // `body` is what the representation keeps on the heap (nothing for a file on disk or a body
-    // bound for the memfd), `len` what Content-Length says.
-    let repr = |body: &[u8], len: u64, coding: Coding| {
-        // Each coding is a different representation, so it needs its own entity tag.
-        // …computed from its own bytes, so a changed shipped `.br` or another compressor
-        // version can never give different bytes the same strong tag.
-        let etag = match coding.token() {
-            None => etag.clone(),
-            Some(token) => format!("\"{:x}-{:016x}-{token}\"", body.len(), fnv1a(body)).into_bytes(),
-        };
-        let m = FileMeta {
-            content_type,
-            encoding: coding.token(),
-            vary,
-            len,
-            etag: &etag,
-            last_modified: &last_modified,
-            cache_control: &cache_control,
-        };
-        let head = response::render_file_head(&m).into();
-        let not_modified = response::render_not_modified_head(&m).into();
-        let etag = etag.into_boxed_slice();
-        Repr { head, not_modified, body: body.into(), etag, file: None }
-    };
-    // A large identity body goes from `f.body` straight into the snapshot's memfd
-    // (`pack_large_bodies`); copying it into the heap first would only raise the load's peak.
-    let large = f.body.len() >= ZERO_COPY_MIN;
-    let identity_len = f.disk.as_ref().map_or(f.body.len() as u64, |d| d.len);
-    let mut identity = repr(if large { &[] } else { &f.body }, identity_len, Coding::Identity);
-    if let Some(disk) = &f.disk {
-        identity.file = Some(disk.clone());
-    }
-    Entry {
-        br: variants.br.as_deref().map(|b| repr(b, b.len() as u64, Coding::Br)),
-        gzip: variants.gzip.as_deref().map(|b| repr(b, b.len() as u64, Coding::Gzip)),
-        identity,
-        content_type,
-        modified: f.modified,
-        cache_control: cache_control.into(),
+/// Where a new body goes: a large one into the memfd about to be made, a small one on the heap.
+fn place_new<'a>(bytes: &'a [u8], to_pack: &mut Vec<&'a [u8]>) -> Place {
+    if bytes.len() >= ZERO_COPY_MIN {
+        to_pack.push(bytes);
+        Place::ToPack(to_pack.len() - 1)
+    } else {
+        Place::Have(Body::Heap(Arc::from(bytes)))
     }
 }
 
@@ -344,7 +364,8 @@ struct Walk {
 }
 
 impl Walk {
-    fn dir(&mut self, dir: &Path, key: &mut Vec<u8>) -> Result<(), LoadError> {
+    /// Walks `dir`, whose canonical path below the root is `real`, under URL path `key`.
+    fn dir(&mut self, dir: &Path, real: &Path, key: &mut Vec<u8>) -> Result<(), LoadError> {
         let mut names: Vec<_> =
             fs::read_dir(dir).map_err(at(dir))?.collect::<Result<_, _>>().map_err(at(dir))?;
         names.sort_by_key(|e| e.file_name());
@@ -355,6 +376,7 @@ impl Walk {
             }
             let path = dirent.path();
             let mut meta = fs::symlink_metadata(&path).map_err(at(&path))?;
+            let mut relative = real.join(&name);
             if meta.file_type().is_symlink() {
                 let target = match fs::canonicalize(&path) {
                     Ok(t) if t.starts_with(&self.root) => t,
@@ -368,6 +390,7 @@ impl Walk {
                     }
                 };
                 meta = fs::metadata(&target).map_err(at(&target))?;
+                relative = target.strip_prefix(&self.root).map_or_else(|_| relative, Path::to_path_buf);
                 if meta.is_dir() && !self.visited.insert(target) {
                     continue; // a cycle, or a second route to a directory already loaded
                 }
@@ -376,15 +399,9 @@ impl Walk {
             key.push(b'/');
             key.extend_from_slice(name.as_bytes());
             if meta.is_dir() {
-                self.dir(&path, key)?;
+                self.dir(&path, &relative, key)?;
             } else if meta.is_file() {
-                let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok());
-                self.candidates.push(Candidate {
-                    key: key.clone(),
-                    path,
-                    len: meta.len(),
-                    modified: modified.map_or(0, |d| d.as_secs()),
-                });
+                self.candidates.push(Candidate { key: key.clone(), path, relative, len: meta.len() });
             }
             key.truncate(len);
         }
@@ -395,12 +412,6 @@ impl Walk {
 /// Wraps an I/O error with the path it happened on.
 fn at(path: &Path) -> impl FnOnce(io::Error) -> LoadError + '_ {
     move |error| LoadError { path: path.to_path_buf(), error }
-}
-
-/// FNV-1a, 64 bits: a simple, stable hash for entity tags (the same bytes give the same tag on
-/// every build and every machine, unlike std's `DefaultHasher`, whose algorithm may change).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// `Cache-Control` that fits a Vite build by default:
@@ -439,68 +450,179 @@ fn is_fingerprinted(name: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// Reads `len` bytes at `offset` of a descriptor with pread(2).
+    /// Reads `len` bytes at `offset` of a descriptor.
     fn read_at(file: &DiskFile) -> Vec<u8> {
         let mut out = vec![0u8; file.len as usize];
-        let f = fs::File::from(file.fd.try_clone().unwrap());
-        std::os::unix::fs::FileExt::read_exact_at(&f, &mut out, file.offset).unwrap();
+        file::pread_exact(file.fd.as_fd(), &mut out, file.offset).unwrap();
         out
     }
 
-    /// Every large body, identity and compressed, lands in one memfd at its own offset with its
-    /// exact bytes; small bodies stay on the heap; the snapshot counts one descriptor.
-    #[test]
-    fn large_bodies_share_one_memfd() {
-        let root = std::env::temp_dir().join(format!("atomserve-pack-{}", std::process::id()));
-        fs::create_dir_all(&root).unwrap();
-        // Incompressible (no variants) and compressible (a large gzip variant too) bodies.
-        let noise: Vec<u8> = (0..200_000u64).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-        // 4 bits of entropy a byte: compresses about 2×, so its variants are large bodies too.
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let text: Vec<u8> = (0..300_000)
+    /// A fresh directory under the temp dir, removed on drop.
+    struct TempRoot(PathBuf);
+
+    impl TempRoot {
+        fn new(name: &str) -> TempRoot {
+            let root = std::env::temp_dir().join(format!("atomserve-loader-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            fs::create_dir_all(&root).unwrap();
+            TempRoot(root)
+        }
+
+        fn opts(&self) -> LoadOptions {
+            LoadOptions {
+                root: self.0.clone(),
+                spa_fallback: false,
+                budget: 1 << 30,
+                max_cached_file: 1 << 30,
+                cache_control: "no-cache".into(),
+                compress: true,
+            }
+        }
+    }
+
+    impl Drop for TempRoot {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// 4 bits of entropy a byte: compresses about 2×, so its variants are large bodies too.
+    fn text(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = 0x2545_f491_4f6c_dd1du64 ^ seed;
+        (0..len)
             .map(|_| {
                 (x ^= x << 13, x ^= x >> 7, x ^= x << 17);
                 b"abcdefghijklmnop"[(x >> 60) as usize]
             })
-            .collect();
-        fs::write(root.join("a.bin"), &noise).unwrap();
-        fs::write(root.join("b.txt"), &text[..]).unwrap();
-        fs::write(root.join("small.txt"), b"hello").unwrap();
-        let opts = LoadOptions {
-            root: root.clone(),
-            spa_fallback: false,
-            budget: 1 << 30,
-            max_cached_file: 1 << 30,
-            cache_control: "no-cache".into(),
-            compress: true,
-        };
-        let snapshot = load(&opts).unwrap();
-        fs::remove_dir_all(&root).unwrap();
+            .collect()
+    }
+
+    /// Every large identity body of a load lands in one memfd at its own page-aligned offset
+    /// with its exact bytes; large variants in a memfd too; small bodies stay on the heap.
+    #[test]
+    fn large_bodies_share_one_memfd() {
+        let root = TempRoot::new("pack");
+        let noise: Vec<u8> = (0..200_000u64).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let text = text(300_000, 0);
+        fs::write(root.0.join("a.bin"), &noise).unwrap();
+        fs::write(root.0.join("b.txt"), &text[..]).unwrap();
+        fs::write(root.0.join("small.txt"), b"hello").unwrap();
+        let snapshot = load(&root.opts()).unwrap();
         let a = snapshot.get(b"/a.bin").unwrap().identity.file.as_ref().unwrap();
         let b = snapshot.get(b"/b.txt").unwrap().identity.file.as_ref().unwrap();
         assert!(Arc::ptr_eq(&a.fd, &b.fd) && a.memory && b.memory);
-        assert_ne!(a.offset, b.offset);
+        assert!(a.offset != b.offset && a.offset % file::PAGE == 0 && b.offset % file::PAGE == 0);
         assert!(read_at(a) == noise && read_at(b) == text);
         let gzip = snapshot.get(b"/b.txt").unwrap().gzip.as_ref().expect("a gzip variant");
-        let gz = gzip.file.as_ref().expect("a large variant in the memfd");
-        assert!(Arc::ptr_eq(&gz.fd, &a.fd) && gz.len >= ZERO_COPY_MIN as u64);
+        let gz = gzip.file.as_ref().expect("a large variant in a memfd");
+        assert!(gz.memory && gz.len >= ZERO_COPY_MIN as u64);
         let mut plain = Vec::new();
         io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&read_at(gz)[..]), &mut plain).unwrap();
         assert!(plain == text);
         assert!(snapshot.get(b"/a.bin").unwrap().identity.body.is_empty());
         let small = &snapshot.get(b"/small.txt").unwrap().identity;
         assert!(small.file.is_none() && &small.body[..] == b"hello");
-        assert_eq!(snapshot.descriptors(), 1);
+        // The identity memfd and the variants' memfd.
+        assert_eq!(snapshot.descriptors(), 2);
         let entry = snapshot.get(b"/b.txt").unwrap();
+        assert_eq!(snapshot.pending(), 0);
         let variants = entry.gzip.as_ref().map_or(0, Repr::len) + entry.br.as_ref().map_or(0, Repr::len);
         assert_eq!(snapshot.bytes(), (noise.len() + text.len() + 5) as u64 + variants);
     }
 
+    /// Phase 1 serves identity and marks the variants pending; a reload takes every unchanged
+    /// body (the same buffer or memfd stretch, not a copy) and every variant already built from
+    /// what it replaces, and reads anew only what changed.
     #[test]
-    fn the_selected_sysfs_mode_is_the_bracketed_word() {
-        assert_eq!(selected_mode("always within_size advise [never] deny force\n"), Some("never"));
-        assert_eq!(selected_mode("[always] madvise never"), Some("always"));
-        assert_eq!(selected_mode("always madvise never"), None);
+    fn a_reload_reuses_unchanged_bodies_and_variants_and_rebuilds_the_rest() {
+        let root = TempRoot::new("reuse");
+        let (big, small) = (text(100_000, 1), text(1_000, 2));
+        fs::write(root.0.join("big.js"), &big).unwrap();
+        fs::write(root.0.join("small.css"), &small).unwrap();
+        fs::write(root.0.join("changes.json"), text(2_000, 3)).unwrap();
+        let (first, report) = load_identity(&root.opts(), Reuse::default()).unwrap();
+        assert_eq!((report.files, report.reused_files, report.pending_files), (3, 0, 3));
+        assert!(first.get(b"/big.js").unwrap().br.is_none() && first.get(b"/big.js").unwrap().vary);
+        // Phase 2, as the reload thread runs it.
+        let mut built = Built::default();
+        built.add(variants::jobs(&first, &HashSet::new()).iter().map(|j| j.run().unwrap()).collect());
+        let second = variants::apply(&first, &built).unwrap();
+        assert_eq!(second.pending(), 0);
+        assert!(second.get(b"/big.js").unwrap().br.is_some());
+
+        fs::write(root.0.join("changes.json"), text(2_000, 4)).unwrap();
+        fs::write(root.0.join("big.js"), &big).unwrap(); // rewritten, same bytes (as Vite does)
+        let reuse = Reuse { previous: Some(&second), built: Some(&built) };
+        let (third, report) = load_identity(&root.opts(), reuse).unwrap();
+        assert_eq!((report.reused_files, report.pending_files), (2, 1));
+        let (before, after) = (second.get(b"/big.js").unwrap(), third.get(b"/big.js").unwrap());
+        let stretch = |e: &Entry| e.identity.file.clone().unwrap();
+        assert!(Arc::ptr_eq(&stretch(before), &stretch(after)), "the memfd stretch is shared, not copied");
+        assert!(Arc::ptr_eq(&before.br.as_ref().unwrap().body, &after.br.as_ref().unwrap().body));
+        assert_eq!(before.identity.etag, after.identity.etag);
+        let small = |s: &Snapshot| s.get(b"/small.css").unwrap().identity.body.clone();
+        assert!(Arc::ptr_eq(&small(&second), &small(&third)));
+        let changed = third.get(b"/changes.json").unwrap();
+        assert!(changed.pending.br && changed.br.is_none());
+        assert_ne!(changed.identity.etag, second.get(b"/changes.json").unwrap().identity.etag);
+        assert_eq!(report.built_bytes, 2_000);
+        assert_eq!(
+            report.reused_bytes,
+            100_000 + 1_000 + built_bytes(&second, b"/big.js") + built_bytes(&second, b"/small.css")
+        );
+    }
+
+    fn built_bytes(s: &Snapshot, key: &[u8]) -> u64 {
+        let e = s.get(key).unwrap();
+        e.gzip.as_ref().map_or(0, Repr::len) + e.br.as_ref().map_or(0, Repr::len)
+    }
+
+    /// Walks `root` as a load does, without opening anything yet.
+    fn walk(root: &Path) -> Vec<Candidate> {
+        let root = fs::canonicalize(root).unwrap();
+        let mut walk = Walk { root: root.clone(), candidates: Vec::new(), visited: HashSet::new() };
+        walk.dir(&root, Path::new(""), &mut Vec::new()).unwrap();
+        walk.candidates
+    }
+
+    /// Regression: a file the walk approved was read with a plain open, which follows links, so
+    /// a link swapped in after the walk (to a file outside the root) was read and served.
+    #[test]
+    fn a_link_swapped_in_after_the_walk_fails_the_load_instead_of_reading_outside() {
+        let root = TempRoot::new("swap-link");
+        fs::write(root.0.join("page.txt"), b"inside").unwrap();
+        let candidates = walk(&root.0);
+        fs::remove_file(root.0.join("page.txt")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.0.join("page.txt")).unwrap();
+        let canonical = fs::canonicalize(&root.0).unwrap();
+        let err = read_or_open(&canonical, candidates, &root.opts()).err().expect("the load fails");
+        assert_eq!(err.error.raw_os_error(), Some(libc::ELOOP), "{err}");
+    }
+
+    /// Regression: a FIFO swapped in for a file after the walk blocked the load in open(2) until
+    /// some writer came; now the open does not block and the load fails with a clear reason.
+    #[test]
+    fn a_fifo_swapped_in_after_the_walk_fails_the_load_without_blocking() {
+        let root = TempRoot::new("swap-fifo");
+        fs::write(root.0.join("data.json"), b"{}").unwrap();
+        let candidates = walk(&root.0);
+        fs::remove_file(root.0.join("data.json")).unwrap();
+        let fifo = std::ffi::CString::new(root.0.join("data.json").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path and mode (tests only).
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let canonical = fs::canonicalize(&root.0).unwrap();
+        let err = read_or_open(&canonical, candidates, &root.opts()).err().expect("the load fails");
+        assert!(err.to_string().contains("no longer a regular file"), "{err}");
+        // A directory in its place, or the file gone, fail likewise.
+        fs::remove_file(root.0.join("data.json")).unwrap();
+        fs::create_dir(root.0.join("data.json")).unwrap();
+        let candidates_again = vec![Candidate {
+            key: b"/data.json".to_vec(),
+            path: root.0.join("data.json"),
+            relative: "data.json".into(),
+            len: 2,
+        }];
+        assert!(read_or_open(&canonical, candidates_again, &root.opts()).is_err());
     }
 
     #[test]
@@ -518,11 +640,5 @@ mod tests {
             cache_control_for(b"/assets/vendor-3f2a9c1e.js", d),
             "public, max-age=31536000, immutable"
         );
-    }
-
-    #[test]
-    fn etag_hash_is_stable() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

@@ -6,15 +6,20 @@
 //! snapshot and swaps it in whole; readers never see a half-built one.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
+use super::content::ContentId;
 use crate::http::encoding::Coding;
-use crate::http::path;
+use crate::http::response::{self, FileMeta};
+use crate::http::{date, path};
+use crate::sys::file;
 
 /// One representation of a file: its bytes and pre-rendered heads. The byte buffers are
 /// reference-counted so that a response still being sent when a reload retires this snapshot can
 /// keep them alive (`OutQueue::hold`); the common path borrows them without touching the count.
+/// A clone shares every buffer: that is how a reload keeps an unchanged representation.
+#[derive(Clone)]
 pub struct Repr {
     /// Status line and fixed fields of the `200 OK`, up to (not including) the per-response tail.
     pub head: Arc<[u8]>,
@@ -22,10 +27,10 @@ pub struct Repr {
     pub not_modified: Arc<[u8]>,
     /// The bytes as sent.
     pub body: Arc<[u8]>,
-    /// Strong entity tag, quoted: `"<len hex>-<FNV-1a 64 hex>"` of the file's bytes, plus
-    /// `-gzip`/`-br` for a compressed representation — the same on every restart and replica.
-    /// For a file served from disk: `"<len hex>-m<mtime hex>"` (nginx's choice: hashing
-    /// gigabytes at every load would cost more than it is worth).
+    /// Strong entity tag, quoted: `"<len hex>-<hash hex>"` of the representation's own bytes
+    /// ([`ContentId::etag`]), plus `-gzip`/`-br` for a compressed one — the same on every restart
+    /// and replica. For a file served from disk: `"<len hex>-m<mtime hex>"` (nginx's choice:
+    /// hashing gigabytes at every load would cost more than it is worth).
     pub etag: Box<[u8]>,
     /// A body sent with sendfile(2) from a descriptor (a file too large for memory, or a large
     /// cached body in the snapshot's sealed memfd); `body` is then empty.
@@ -37,12 +42,54 @@ impl Repr {
     pub fn len(&self) -> u64 {
         self.file.as_ref().map_or(self.body.len() as u64, |f| f.len)
     }
+
+    /// The body's bytes as a [`Body`]; none for a file sent from disk (it is not in memory).
+    pub fn body(&self) -> Option<Body> {
+        match &self.file {
+            Some(f) if f.memory => Some(Body::Packed(f.clone())),
+            Some(_) => None,
+            None => Some(Body::Heap(self.body.clone())),
+        }
+    }
+
+    /// Renders a representation of a file with `fields`: its heads for `body`, tagged `etag`,
+    /// in `coding`.
+    pub fn render(fields: &Fields<'_>, body: Body, etag: Box<[u8]>, coding: Coding) -> Repr {
+        let last_modified = date::format(fields.modified);
+        let m = FileMeta {
+            content_type: fields.content_type,
+            encoding: coding.token(),
+            vary: fields.vary,
+            len: body.len(),
+            etag: &etag,
+            last_modified: &last_modified,
+            cache_control: fields.cache_control,
+        };
+        let head = response::render_file_head(&m).into();
+        let not_modified = response::render_not_modified_head(&m).into();
+        let (body, file) = match body {
+            Body::Heap(bytes) => (bytes, None),
+            Body::Packed(stretch) => (Arc::from(&[][..]), Some(stretch)),
+        };
+        Repr { head, not_modified, body, etag, file }
+    }
+}
+
+/// What every representation of one file shares in its heads.
+pub struct Fields<'a> {
+    pub content_type: &'static str,
+    /// Unix seconds (`Last-Modified`).
+    pub modified: u64,
+    pub cache_control: &'a str,
+    /// `Vary: Accept-Encoding`.
+    pub vary: bool,
 }
 
 /// A body sent with sendfile(2): a file on disk, opened beneath the root at load time, or a
 /// stretch of the snapshot's one sealed memory file that holds every large cached body back to
-/// back (see `loader::pack_large_bodies`). Kept for the snapshot's life (and for as long as a
-/// response still sends from it).
+/// back (see [`super::pack`]). Kept for as long as a snapshot or a response still sends from it;
+/// for a stretch of a memfd, exactly one `DiskFile` exists (shared through `Arc`), and its drop
+/// gives the stretch's memory back.
 pub struct DiskFile {
     /// Shared by all the bodies of the memfd.
     pub fd: Arc<OwnedFd>,
@@ -51,11 +98,61 @@ pub struct DiskFile {
     /// The body's length (for a file on disk, its size when it was opened: what
     /// `Content-Length` promised).
     pub len: u64,
-    /// A sealed memfd: the bytes are in memory (and count against the cache budget).
+    /// A memfd stretch (see [`super::pack`]): the bytes are in memory (and count against the
+    /// cache budget); `offset` is page-aligned.
     pub memory: bool,
 }
 
+impl Drop for DiskFile {
+    /// The last snapshot and the last response that sent from this stretch are gone: give its
+    /// pages back (the memfd itself closes with its last stretch). Best effort: a failure only
+    /// keeps the memory until the memfd closes. Runs on the reload thread when a retired snapshot
+    /// is freed, or on a worker when the last response from a retired body ends.
+    fn drop(&mut self) {
+        if self.memory && self.len > 0 && Arc::strong_count(&self.fd) > 1 {
+            let pages = self.len.div_ceil(file::PAGE) * file::PAGE;
+            let _ = file::punch_hole(self.fd.as_fd(), self.offset, pages);
+        }
+    }
+}
+
+/// A body's bytes, where they live: on the heap, or a stretch of a memfd.
+#[derive(Clone)]
+pub enum Body {
+    Heap(Arc<[u8]>),
+    Packed(Arc<DiskFile>),
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Heap(b) => b.len() as u64,
+            Body::Packed(f) => f.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Codings of compressed variants (a small set: which ones are wanted, pending, present).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Codings {
+    pub gzip: bool,
+    pub br: bool,
+}
+
+impl Codings {
+    pub const NONE: Codings = Codings { gzip: false, br: false };
+
+    pub fn any(self) -> bool {
+        self.gzip || self.br
+    }
+}
+
 /// One cached file: identity, and gzip/brotli variants when they were worth building.
+#[derive(Clone)]
 pub struct Entry {
     pub identity: Repr,
     pub gzip: Option<Repr>,
@@ -66,9 +163,27 @@ pub struct Entry {
     pub modified: u64,
     /// `Cache-Control` value.
     pub cache_control: Box<str>,
+    /// The identity bytes' [`ContentId`] (none for a file sent from disk, which is not read).
+    pub content: Option<ContentId>,
+    /// Responses say `Vary: Accept-Encoding`: a variant exists, or may (the file is a candidate
+    /// for compression). Fixed at load, so that it does not change when variants arrive.
+    pub vary: bool,
+    /// Variants not built yet: the background compression will add them (or find them not worth
+    /// it) and publish a snapshot with this cleared.
+    pub pending: Codings,
 }
 
 impl Entry {
+    /// The fields its heads are rendered with.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            content_type: self.content_type,
+            modified: self.modified,
+            cache_control: &self.cache_control,
+            vary: self.vary,
+        }
+    }
+
     /// The representation for a negotiated coding (identity if that variant does not exist).
     pub fn repr(&self, coding: Coding) -> (&Repr, Coding) {
         match coding {
@@ -80,13 +195,18 @@ impl Entry {
         }
     }
 
-    /// Whether responses vary with `Accept-Encoding` (a compressed variant exists).
+    /// Whether responses vary with `Accept-Encoding` (a compressed variant exists, or may).
     pub fn varies(&self) -> bool {
-        self.gzip.is_some() || self.br.is_some()
+        self.vary
     }
 
-    /// Descriptors this entry holds open of its own: a file sent from disk (the memfd of large
-    /// bodies is the snapshot's, counted once by [`Snapshot::add_descriptor`]).
+    /// Every representation.
+    pub fn reprs(&self) -> impl Iterator<Item = &Repr> {
+        [Some(&self.identity), self.gzip.as_ref(), self.br.as_ref()].into_iter().flatten()
+    }
+
+    /// Descriptors this entry holds open of its own: a file sent from disk (the memfds of large
+    /// bodies are shared, counted once each by [`Snapshot::freeze`]).
     pub fn descriptors(&self) -> u64 {
         [Some(&self.identity), self.gzip.as_ref(), self.br.as_ref()]
             .iter()
@@ -138,6 +258,7 @@ pub enum Lookup<'s> {
 type KeyHash = foldhash::fast::RandomState;
 
 /// The document root as of one load.
+#[derive(Clone)]
 pub struct Snapshot {
     files: HashMap<Box<[u8]>, Entry, KeyHash>,
     /// Directories that have an `index.html`, for the `/dir` → `/dir/` redirect.
@@ -168,17 +289,42 @@ impl Snapshot {
         &self.default_cache_control
     }
 
+    /// Adds a file; [`freeze`](Self::freeze) must follow the last insert.
     pub(crate) fn insert(&mut self, key: Vec<u8>, entry: Entry) {
-        self.bytes += entry.bytes();
-        self.descriptors += entry.descriptors();
         if let Some(dir) = key.strip_suffix(b"/index.html") {
             let dir = if dir.is_empty() { b"/".as_slice() } else { dir };
             self.dirs.insert(dir.into());
         }
-        if let Some(old) = self.files.insert(key.into_boxed_slice(), entry) {
-            self.bytes -= old.bytes();
-            self.descriptors -= old.descriptors();
-        }
+        self.files.insert(key.into_boxed_slice(), entry);
+    }
+
+    /// Replaces the entry of an existing key ([`freeze`](Self::freeze) must follow).
+    pub(crate) fn entry_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.files.get_mut(key)
+    }
+
+    /// Counts what the snapshot holds, once all entries are in: bytes, and descriptors (files
+    /// on disk, plus each distinct memfd of large bodies once).
+    pub(crate) fn freeze(&mut self) {
+        self.bytes = self.files.values().map(Entry::bytes).sum();
+        let disk: u64 = self.files.values().map(Entry::descriptors).sum();
+        let memfds: HashSet<*const OwnedFd> = self
+            .files
+            .values()
+            .flat_map(Entry::reprs)
+            .filter_map(|r| r.file.as_ref().filter(|f| f.memory).map(|f| Arc::as_ptr(&f.fd)))
+            .collect();
+        self.descriptors = disk + memfds.len() as u64;
+    }
+
+    /// Every file, by key (in no particular order).
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.files.iter().map(|(k, e)| (&**k, e))
+    }
+
+    /// Files whose variants are still being built.
+    pub fn pending(&self) -> usize {
+        self.files.values().filter(|e| e.pending.any()).count()
     }
 
     /// Number of files.
@@ -210,14 +356,9 @@ impl Snapshot {
         c
     }
 
-    /// Descriptors held open (files on disk, the memfd of large bodies).
+    /// Descriptors held open (files on disk, the memfds of large bodies).
     pub fn descriptors(&self) -> u64 {
         self.descriptors
-    }
-
-    /// Counts a descriptor the snapshot holds beyond its entries' own (the memfd).
-    pub(crate) fn add_descriptor(&mut self) {
-        self.descriptors += 1;
     }
 
     /// Exact lookup of a normalised key.

@@ -11,7 +11,7 @@
 //! identity rather than a 406 (the RFC's "SHOULD send a response without any content coding").
 
 /// A content coding atomserve can serve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Coding {
     Identity,
     Gzip,

@@ -1,7 +1,8 @@
 //! Files: `write(2)` for the access log on standard output; `openat2(2)`, `fstat(2)` and
 //! `sendfile(2)` for files too large to hold in memory, served from a descriptor opened at load;
-//! `memfd_create(2)`, `ftruncate(2)`, `mmap(2)`, `madvise(2)` and `munmap(2)` for large cached
-//! bodies, sent from memory without a copy.
+//! `memfd_create(2)`, `ftruncate(2)`, `mmap(2)`, `madvise(2)`, `munmap(2)`, `pwrite(2)`, `pread(2)`
+//! and `fallocate(2)` for large cached bodies, sent from memory without a copy and given back a
+//! stretch at a time.
 
 use std::ffi::CString;
 use std::io;
@@ -50,7 +51,9 @@ pub fn open_beneath(dir: BorrowedFd<'_>, relative: &Path) -> io::Result<OwnedFd>
     // SAFETY: open_how is plain integers; all-zero is a valid value (libc marks it
     // non-exhaustive, so it cannot be built with a struct expression).
     let mut how: libc::open_how = unsafe { mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+    // O_NONBLOCK: a FIFO swapped in for a file since the walk must not block the open (the
+    // caller checks the type with `stat` and refuses anything but a regular file).
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
     // SAFETY: `c` is NUL-terminated, `how` is a valid open_how and its size is passed with it.
     let fd = unsafe {
@@ -66,14 +69,28 @@ pub fn open_beneath(dir: BorrowedFd<'_>, relative: &Path) -> io::Result<OwnedFd>
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Size and modification time (Unix seconds) of an open file, from `fstat(2)`.
-pub fn size_and_mtime(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+/// What `fstat(2)` says of an open file that the loader needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Stat {
+    pub len: u64,
+    /// Modification time, Unix seconds.
+    pub mtime: u64,
+    /// A regular file (not a FIFO, device, socket or directory swapped in since the walk).
+    pub regular: bool,
+}
+
+/// Size, modification time and type of an open file, from `fstat(2)`.
+pub fn stat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     let mut st = mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `st` is valid for writing a `struct stat`.
     unsafe { syscall!(fstat(fd.as_raw_fd(), st.as_mut_ptr()))? };
     // SAFETY: fstat(2) succeeded and filled it.
     let st = unsafe { st.assume_init() };
-    Ok((st.st_size.max(0) as u64, st.st_mtime.max(0) as u64))
+    Ok(Stat {
+        len: st.st_size.max(0) as u64,
+        mtime: st.st_mtime.max(0) as u64,
+        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+    })
 }
 
 /// `sendfile(2)`: copies up to `count` bytes of `file` from `*offset` to the socket inside the
@@ -92,9 +109,19 @@ pub fn sendfile(
     Ok(n as usize)
 }
 
-/// A sealed memory file holding `parts`, back to back: `memfd_create(2)`, the bytes put in (below), then
-/// `fcntl(F_ADD_SEALS)` so that nothing can change, grow or shrink it again. sendfile(2) from it
-/// sends page references instead of copying the bytes through a send buffer from user space.
+/// Where stretches of a body pack start: page-aligned, so that giving one stretch's pages back
+/// ([`punch_hole`]) never touches a neighbour's bytes (the kernel zeroes the partial pages at the
+/// edges of a hole).
+pub const PAGE: u64 = 4096;
+
+/// A memory file holding `parts`, each starting at a multiple of [`PAGE`]: `memfd_create(2)`,
+/// the bytes put in (below), then `fcntl(F_ADD_SEALS)` so that it can never grow or shrink again.
+/// Returns the file and each part's offset. sendfile(2) from it sends page references instead of
+/// copying the bytes through a send buffer from user space.
+///
+/// It is sealed against resizing, not against writes: `F_SEAL_WRITE` would also forbid
+/// `fallocate(PUNCH_HOLE)`, which gives a dead stretch's memory back while the live ones stay.
+/// Nothing writes to it after this returns (the mapping is gone and no descriptor is handed out).
 ///
 /// The bytes go in through a shared `mmap(2)` marked `madvise(MADV_HUGEPAGE)`, so that the
 /// memory behind a large body can be 2 MiB transparent huge pages: sendfile then hands the
@@ -104,35 +131,92 @@ pub fn sendfile(
 /// `advise` honours this request, `within_size` and `always` give them anyway, `never` (the
 /// usual default) gives 4 KiB pages whatever is asked. `MADV_POPULATE_WRITE` (Linux 5.14)
 /// allocates the memory before the copy, so a shortage is an error here, not a `SIGBUS` in the
-/// copy; where it is missing, the bytes go in with `write(2)` as before (4 KiB pages unless the
-/// host's setting is `within_size` or `always`).
-pub fn sealed_memfd(parts: &[&[u8]]) -> io::Result<OwnedFd> {
+/// copy; where it is missing, the bytes go in with `pwrite(2)` (4 KiB pages unless the host's
+/// setting is `within_size` or `always`).
+pub fn memfd_pack(parts: &[&[u8]]) -> io::Result<(OwnedFd, Vec<u64>)> {
     // SAFETY: the name is a valid NUL-terminated string; the flags are valid.
     let raw = unsafe {
         syscall!(memfd_create(c"atomserve-body".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING))?
     };
     // SAFETY: memfd_create(2) succeeded; the fd is ours alone.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    if len > 0 && !fill_through_mapping(fd.as_fd(), parts, len)? {
-        for part in parts {
-            write_all(fd.as_fd(), part)?;
+    let mut offsets = Vec::with_capacity(parts.len());
+    let mut len = 0u64;
+    for part in parts {
+        offsets.push(len);
+        len = (len + part.len() as u64).div_ceil(PAGE) * PAGE;
+    }
+    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    if len > 0 && !fill_through_mapping(fd.as_fd(), parts, &offsets, len)? {
+        for (part, &at) in parts.iter().zip(&offsets) {
+            pwrite_all(fd.as_fd(), part, at)?;
         }
     }
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
     // SAFETY: F_ADD_SEALS takes an int of seal flags on a memfd created with sealing allowed.
     unsafe { syscall!(fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals))? };
-    Ok(fd)
+    Ok((fd, offsets))
 }
 
-/// Sizes the empty memfd `fd` to `len`, the parts' total, and copies them in through a
-/// huge-page-advised shared mapping (see [`sealed_memfd`]). `Ok(false)`: the kernel cannot
-/// populate a mapping ahead (before 5.14), the file is empty again and the caller writes instead.
+/// Writes all of `buf` at `offset` with pwrite(2) (the fallback of [`memfd_pack`]).
+fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for `buf.len()` bytes; the fd is borrowed, so it stays open.
+        match unsafe {
+            syscall!(pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), offset as libc::off_t))
+        } {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => (buf, offset) = (&buf[n as usize..], offset + n as u64),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue, // a signal arrived first
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`: frees the memory behind
+/// `[offset, offset + len)` of a memfd (reads of it give zeros from then on) while the file keeps
+/// its size and every other stretch. Pages already handed to a socket by sendfile stay alive until
+/// the socket lets go of them: the kernel counts references per page.
+pub fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: plain integers on a borrowed, open fd.
+    unsafe { syscall!(fallocate(fd.as_raw_fd(), mode, offset as libc::off_t, len as libc::off_t))? };
+    Ok(())
+}
+
+/// Reads exactly `buf.len()` bytes at `offset` with pread(2).
+pub fn pread_exact(fd: BorrowedFd<'_>, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid and writable for `buf.len()` bytes; the fd is borrowed.
+        match unsafe {
+            syscall!(pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t))
+        } {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n as usize..];
+                offset += n as u64;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sizes the empty memfd `fd` to `len`, and copies `parts` in at `offsets` through a
+/// huge-page-advised shared mapping (see [`memfd_pack`]). `Ok(false)`: the kernel cannot populate
+/// a mapping ahead (before 5.14), the file is empty again and the caller writes instead.
 ///
 /// The file is sized up to a whole number of huge pages, so that its last stretch can be a huge
 /// page too (only whole 2 MiB stretches of a mapping can). The padding is never written: with
-/// 4 KiB pages it holds no memory; with huge pages it is at most 2 MiB per snapshot.
-fn fill_through_mapping(fd: BorrowedFd<'_>, parts: &[&[u8]], len: usize) -> io::Result<bool> {
+/// 4 KiB pages it holds no memory; with huge pages it is at most 2 MiB per pack.
+fn fill_through_mapping(
+    fd: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    offsets: &[u64],
+    len: usize,
+) -> io::Result<bool> {
     const HUGE_PAGE: usize = 2 << 20;
     let padded = len.div_ceil(HUGE_PAGE) * HUGE_PAGE;
     let size = libc::off_t::try_from(padded).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -159,22 +243,22 @@ fn fill_through_mapping(fd: BorrowedFd<'_>, parts: &[&[u8]], len: usize) -> io::
     // there is none.
     let populated = unsafe { syscall!(madvise(map, len, libc::MADV_POPULATE_WRITE)) };
     if populated.is_ok() {
-        let mut at = 0;
-        for part in parts {
+        for (part, &at) in parts.iter().zip(offsets) {
+            debug_assert!(at as usize + part.len() <= len);
             // SAFETY: the mapping is writable for `len` bytes, all of them allocated just now;
-            // the parts add up to `len`, so `at + part.len() <= len`; a fresh mapping cannot
-            // overlap a part.
-            unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), map.cast::<u8>().add(at), part.len()) };
-            at += part.len();
+            // each part fits below `len` at its offset (`memfd_pack` laid them out); a fresh
+            // mapping cannot overlap a part.
+            unsafe {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), map.cast::<u8>().add(at as usize), part.len())
+            };
         }
     }
-    // SAFETY: unmaps exactly the mapping made above; nothing refers to it any more. Sealing
-    // against writes needs every writable mapping gone.
+    // SAFETY: unmaps exactly the mapping made above; nothing refers to it any more.
     unsafe { syscall!(munmap(map, padded))? };
     match populated {
         Ok(_) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            // SAFETY: as above; back to an empty file for write(2).
+            // SAFETY: as above; back to an empty file for pwrite(2).
             unsafe { syscall!(ftruncate(fd.as_raw_fd(), 0))? };
             Ok(false)
         }
@@ -186,35 +270,56 @@ fn fill_through_mapping(fd: BorrowedFd<'_>, parts: &[&[u8]], len: usize) -> io::
 mod tests {
     use super::*;
 
-    /// Reads `len` bytes from offset 0 with pread(2) (tests only).
-    fn contents(fd: BorrowedFd<'_>, len: usize) -> Vec<u8> {
+    /// Bytes of memory the file holds (st_blocks), tests only.
+    fn allocated(fd: BorrowedFd<'_>) -> u64 {
+        let mut st = mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `st` is valid for writing a `struct stat`.
+        unsafe { syscall!(fstat(fd.as_raw_fd(), st.as_mut_ptr())).unwrap() };
+        // SAFETY: fstat(2) succeeded and filled it.
+        unsafe { st.assume_init() }.st_blocks as u64 * 512
+    }
+
+    fn read(fd: BorrowedFd<'_>, at: u64, len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];
-        // SAFETY: `out` is valid for `len` bytes; the fd is borrowed.
-        let n = unsafe { libc::pread(fd.as_raw_fd(), out.as_mut_ptr().cast(), out.len(), 0) };
-        out.truncate(usize::try_from(n).unwrap());
+        pread_exact(fd, &mut out, at).unwrap();
         out
     }
 
-    /// The parts go in exactly, back to back (also across a 2 MiB boundary, where a huge page
-    /// would end), the memfd is sealed for good, and writing to it fails.
+    /// Each part goes in exactly at its page-aligned offset (also across a 2 MiB boundary, where a
+    /// huge page would end), the memfd can never change size, and punching one part's pages out
+    /// frees its memory and leaves its neighbours' bytes as they were.
     #[test]
-    fn a_sealed_memfd_holds_exactly_the_bytes_and_refuses_writes() {
+    fn a_memfd_pack_holds_each_part_on_its_own_pages_and_gives_them_back_one_by_one() {
         for len in [1usize, 4096, 65_536 + 7, (2 << 20) + 4099] {
-            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
             let (a, b) = bytes.split_at(len / 3);
-            let fd = sealed_memfd(&[a, &[], b]).unwrap();
-            assert!(contents(fd.as_fd(), len) == bytes, "{len} bytes");
+            let (fd, offsets) = memfd_pack(&[a, &[], b, a]).unwrap();
+            assert!(offsets.iter().all(|o| o % PAGE == 0), "{offsets:?}");
+            assert!(read(fd.as_fd(), offsets[0], a.len()) == a && read(fd.as_fd(), offsets[2], b.len()) == b);
+            assert!(read(fd.as_fd(), offsets[3], a.len()) == a, "{len} bytes");
             // Padded to whole huge pages (never written, so holding no memory with small pages),
-            // unless the kernel predates MADV_POPULATE_WRITE and the bytes went in with write(2).
-            let (size, _) = size_and_mtime(fd.as_fd()).unwrap();
-            assert!(size == len as u64 || (size > len as u64 && size % (2 << 20) == 0), "{size}");
+            // unless the kernel predates MADV_POPULATE_WRITE and the bytes went in with pwrite(2).
+            let size = stat(fd.as_fd()).unwrap().len;
+            assert!(size % PAGE == 0 && size >= offsets[3] + a.len() as u64, "{size}");
             // SAFETY: F_GET_SEALS takes no argument.
             let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-            let want = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+            let want = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
             assert_eq!(seals & want, want);
-            assert_eq!(write_all(fd.as_fd(), b"x").unwrap_err().raw_os_error(), Some(libc::EPERM));
+            // SAFETY: a valid fd and length.
+            let grown = unsafe { syscall!(ftruncate(fd.as_raw_fd(), size as libc::off_t + 4096)) };
+            assert_eq!(grown.unwrap_err().raw_os_error(), Some(libc::EPERM));
+
+            let before = allocated(fd.as_fd());
+            let b_pages = (b.len() as u64).div_ceil(PAGE) * PAGE;
+            punch_hole(fd.as_fd(), offsets[2], b_pages).unwrap();
+            if len >= 65_536 {
+                assert!(allocated(fd.as_fd()) < before, "punching freed nothing ({before} bytes)");
+            }
+            assert!(read(fd.as_fd(), offsets[2], b.len()).iter().all(|&x| x == 0));
+            assert!(read(fd.as_fd(), offsets[0], a.len()) == a && read(fd.as_fd(), offsets[3], a.len()) == a);
         }
-        let empty = sealed_memfd(&[]).unwrap();
-        assert_eq!(size_and_mtime(empty.as_fd()).unwrap().0, 0);
+        let (empty, offsets) = memfd_pack(&[]).unwrap();
+        assert!(offsets.is_empty());
+        assert_eq!(stat(empty.as_fd()).unwrap().len, 0);
     }
 }

@@ -10,10 +10,11 @@
 //! | [`poll`] | poll |
 //! | [`epoll`] | epoll_create1, epoll_ctl, epoll_wait |
 //! | [`eventfd`] | eventfd, read, write |
-//! | [`file`] | write, open(O_PATH), openat2(RESOLVE_BENEATH), fstat, sendfile |
+//! | [`file`] | write, open(O_PATH), openat2(RESOLVE_BENEATH), fstat, sendfile, memfd_create, ftruncate, mmap, madvise, munmap, pwrite, pread, fcntl(F_ADD_SEALS), fallocate(PUNCH_HOLE) |
 //! | [`inotify`] | inotify_init1, inotify_add_watch, read |
 //! | [`signal`] | sigaction |
 //! | [`affinity`] | sched_getaffinity, sched_setaffinity |
+//! | [`sched`] | sched_setscheduler(SCHED_IDLE), setpriority, sched_getscheduler |
 //! | [`creds`] | getpwnam_r, getgrnam_r, setgroups, setgid, setuid, prctl(PR_SET_NO_NEW_PRIVS) |
 //! | [`limits`] | getrlimit, setrlimit |
 //! | [`systemd`] | fcntl (taking over passed sockets), clock_gettime (CLOCK_MONOTONIC) |
@@ -40,6 +41,7 @@ pub mod file;
 pub mod inotify;
 pub mod limits;
 pub mod poll;
+pub mod sched;
 pub mod signal;
 pub mod socket;
 pub mod systemd;

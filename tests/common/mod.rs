@@ -72,8 +72,27 @@ impl Server {
         Self::start_with(root, args, |_| {})
     }
 
-    /// As `start`, with a hook to adjust the command (environment, taskset…).
+    /// As `start`, with a hook to adjust the command (environment, taskset…). Returns once the
+    /// server serves and its background compression (phase 2 of the load) is complete, so that
+    /// every variant exists; [`Server::start_serving`] returns as soon as it serves.
     pub fn start_with(root: &Path, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Server {
+        let s = Self::start_serving(root, args, adjust);
+        s.wait_log("variants complete", 1, Duration::from_secs(60));
+        s
+    }
+
+    /// Waits until the log holds `n` lines containing `marker`.
+    pub fn wait_log(&self, marker: &str, n: usize, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while self.log().matches(marker).count() < n {
+            assert!(Instant::now() < end, "no {n}× {marker:?} in the log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// As `start_with`, returning as soon as the server serves (phase 1 of the load: identity
+    /// bodies; variants may still be being built).
+    pub fn start_serving(root: &Path, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_atomserve"));
         cmd.arg("--root").arg(root);
         if !args.iter().any(|a| a.starts_with("--listen")) {

@@ -155,7 +155,9 @@ def start_server(root: Path, *extra_args: str) -> Server:
                 host, port = m.group(1), int(m.group(2))
             elif m := _ADMIN.match(line):
                 admin_port = int(m.group(2))
-            elif line.startswith("atomserve: ") and "workers" in line:
+            elif line.startswith("atomserve: variants complete"):
+                # Serving since the "workers" line; wait for the background compression too,
+                # so that every variant the cases ask for exists.
                 break
         if port is None or admin_port is None:
             raise RuntimeError("banner lacked the 'listening on' or 'admin on' line")

@@ -1,0 +1,76 @@
+//! Large bodies in memory files, sent with sendfile(2), and given back a body at a time.
+//!
+//! Every cached body of at least [`ZERO_COPY_MIN`] bytes (identity or compressed) lives in a
+//! memfd: sent with sendfile(2), it leaves as page references instead of being copied into the
+//! socket buffer (for a 190 KiB bundle that is most of the cost of a response). The bodies one
+//! build step makes (the identity bodies a load read, a batch of compressed variants) share one
+//! memfd, back to back on page boundaries: one descriptor however many large files the site has,
+//! and bodies smaller than a huge page can sit in huge pages too (see `sys::file::memfd_pack`).
+//!
+//! Each body's stretch is one [`DiskFile`], shared through an `Arc` by every snapshot that
+//! serves those bytes (a reload keeps an unchanged body where it is) and by every response still
+//! sending from it. When the last of them lets go, `DiskFile`'s drop punches the stretch's pages
+//! out of the memfd, and when the memfd's last stretch goes, the descriptor closes. So memory
+//! holds exactly the distinct bodies that some snapshot or response still uses, however many
+//! reloads replaced which files: no compaction, no garbage.
+
+use std::fs;
+use std::io;
+use std::sync::Arc;
+
+use super::snapshot::DiskFile;
+use crate::sys::file;
+
+/// Bodies at least this large go to a memfd and out with sendfile(2); smaller ones go out with
+/// the response head in one sendmsg(2), where a copy costs less than the extra call.
+pub const ZERO_COPY_MIN: usize = 64 * 1024;
+
+/// Puts `bodies` in one new memfd and returns the stretch of each, in order.
+pub fn pack(bodies: &[&[u8]]) -> io::Result<Vec<Arc<DiskFile>>> {
+    if bodies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (fd, offsets) = file::memfd_pack(bodies)?;
+    let total: u64 = bodies.iter().map(|b| b.len() as u64).sum();
+    if total >= 2 << 20 {
+        warn_about_small_pages(total);
+    }
+    let fd = Arc::new(fd);
+    Ok(bodies
+        .iter()
+        .zip(offsets)
+        .map(|(b, offset)| Arc::new(DiskFile { fd: fd.clone(), offset, len: b.len() as u64, memory: true }))
+        .collect())
+}
+
+/// Where the host decides whether shmem (a memfd's memory) may use transparent huge pages.
+const SHMEM_HUGE_PAGES: &str = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+
+fn warn_about_small_pages(total: u64) {
+    let mode = fs::read_to_string(SHMEM_HUGE_PAGES).ok();
+    if let Some(mode @ ("never" | "deny")) = mode.as_deref().and_then(selected_mode) {
+        crate::log!(
+            "{total} bytes of large bodies are in 4 KiB pages: shmem huge pages are \"{mode}\" on this \
+             host; \"advise\" in {SHMEM_HUGE_PAGES} would cut the CPU of sending them (docs/deploy.md)"
+        );
+    }
+}
+
+/// The bracketed word of a sysfs choice list: `always [advise] never` → `advise`.
+fn selected_mode(list: &str) -> Option<&str> {
+    let start = list.find('[')? + 1;
+    let end = start + list[start..].find(']')?;
+    Some(&list[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selected_sysfs_mode_is_the_bracketed_word() {
+        assert_eq!(selected_mode("always within_size advise [never] deny force\n"), Some("never"));
+        assert_eq!(selected_mode("[always] madvise never"), Some("always"));
+        assert_eq!(selected_mode("always madvise never"), None);
+    }
+}
