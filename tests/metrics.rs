@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn admin_get(s: &Server, path: &str) -> Response {
-    let mut c = connect(s.admin.expect("admin listener"));
-    write!(c, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
-    read_response(&mut c, false).unwrap()
+    s.admin_get(path)
 }
 
 /// Parses the text exposition into `name{labels}` → value.

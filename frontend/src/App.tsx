@@ -9,6 +9,7 @@ import {
   formatDuration,
   formatPercent,
   formatQuantile,
+  formatPhases,
   formatReload,
   formatSeconds,
   HISTORY_SECONDS,
@@ -253,6 +254,8 @@ function App() {
                   <tr><th>hits / misses</th><td data-metric="cache_hits" data-value={v.cache.hits}>{v.cache.hits}</td><td data-metric="cache_misses" data-value={v.cache.misses}>{v.cache.misses}</td></tr>
                   <tr><th>reloads ok / failed</th><td data-metric="cache_reloads_ok" data-value={v.cache.reloads_ok}>{v.cache.reloads_ok}</td><td data-metric="cache_reloads_failed" data-value={v.cache.reloads_failed}>{v.cache.reloads_failed}</td></tr>
                   <tr><th>last reload</th><td colSpan={2} data-metric="cache_last_reload_unix_ms" data-value={v.cache.last_reload_unix_ms}>{formatReload(v.cache.last_reload_unix_ms, last.time_unix_ms)}</td></tr>
+                  <tr><th>last load's phases</th><td colSpan={2} data-metric="cache_last_reload_identity_ms" data-value={v.cache.last_reload.identity_ms}>{formatPhases(v.cache.last_reload, v.cache.variants_pending)}</td></tr>
+                  <tr><th>reused / new bytes</th><td data-metric="cache_reused_bytes" data-value={v.cache.reused_bytes}>{formatBytes(v.cache.reused_bytes)}</td><td data-metric="cache_built_bytes" data-value={v.cache.built_bytes}>{formatBytes(v.cache.built_bytes)}</td></tr>
                   <tr><th>connections accepted</th><td colSpan={2} data-metric="connections_accepted_total" data-value={v.connectionsAcceptedTotal}>{v.connectionsAcceptedTotal} ({formatCompact(v.connectionsPerSecond)}/s)</td></tr>
                 </tbody>
               </table>

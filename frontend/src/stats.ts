@@ -41,6 +41,14 @@ export interface Stats {
     compressed_bytes: number;
     /** Files sent from disk (over --max-cached-file or past the budget). */
     disk_files: number;
+    /** What loads took from the snapshot they replaced instead of building again, and placed anew. */
+    reused_files: number;
+    reused_bytes: number;
+    built_bytes: number;
+    /** Files whose gzip/br variants are still being built in the background. */
+    variants_pending: number;
+    /** The latest load: what started it, and its two phases (identity served; variants built, 0 until then). */
+    last_reload: { trigger: string; identity_ms: number; variants_ms: number };
   };
 }
 
@@ -124,8 +132,30 @@ export function parseStats(json: unknown): Stats {
       compressible_bytes: num(c.compressible_bytes, "cache.compressible_bytes"),
       compressed_bytes: num(c.compressed_bytes, "cache.compressed_bytes"),
       disk_files: num(c.disk_files, "cache.disk_files"),
+      reused_files: num(c.reused_files, "cache.reused_files"),
+      reused_bytes: num(c.reused_bytes, "cache.reused_bytes"),
+      built_bytes: num(c.built_bytes, "cache.built_bytes"),
+      variants_pending: num(c.variants_pending, "cache.variants_pending"),
+      last_reload: lastReload(c.last_reload),
     },
   };
+}
+
+function lastReload(v: unknown): Stats["cache"]["last_reload"] {
+  const o = obj(v, "cache.last_reload");
+  if (typeof o.trigger !== "string") throw new Error("cache.last_reload.trigger: expected a string");
+  return {
+    trigger: o.trigger,
+    identity_ms: num(o.identity_ms, "cache.last_reload.identity_ms"),
+    variants_ms: num(o.variants_ms, "cache.last_reload.variants_ms"),
+  };
+}
+
+/** A load's two phases: `identity 12 ms, variants 1.8 s` (variants still building: `pending`). */
+export function formatPhases(r: Stats["cache"]["last_reload"], pending: number): string {
+  const ms = (v: number) => (v < 1000 ? `${v.toFixed(v < 10 ? 1 : 0)} ms` : `${(v / 1000).toFixed(1)} s`);
+  const variants = r.variants_ms > 0 ? ms(r.variants_ms) : `${pending} files pending`;
+  return `${r.trigger}: identity ${ms(r.identity_ms)}, variants ${variants}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -340,7 +340,9 @@ impl<'c> Coordinator<'c> {
         self.requeue(Some(&snapshot));
         self.built.retain(&snapshot);
         let generation = self.ctx.cache.publish(snapshot);
-        (generation, wait_for_reclamation(&self.ctx.cache))
+        let freed = wait_for_reclamation(&self.ctx.cache);
+        crate::sys::mem::release_free_memory();
+        (generation, freed)
     }
 
     /// Rebuilds the queue from what `snapshot` (or the live one) still needs: work for contents

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::prometheus::duration;
 use super::Sources;
+use crate::cache::reload::Trigger;
 use crate::stats::{DURATION_BOUNDS, STATUS_CODES};
 
 /// Renders the document.
@@ -66,7 +67,8 @@ pub fn render(src: &Sources) -> String {
         w,
         "\"cache\":{{\"generation\":{},\"files\":{},\"bytes\":{},\"hits\":{},\"misses\":{},\"reloads_ok\":{},\
          \"reloads_failed\":{},\"last_reload_unix_ms\":{},\"identity_bytes\":{},\"compressible_bytes\":{},\
-         \"compressed_bytes\":{},\"disk_files\":{}}}}}",
+         \"compressed_bytes\":{},\"disk_files\":{},\"reused_files\":{},\"reused_bytes\":{},\"built_bytes\":{},\
+         \"variants_pending\":{},\"last_reload\":{{\"trigger\":\"{}\",\"identity_ms\":{:.3},\"variants_ms\":{:.3}}}}}}}",
         src.cache.generation(),
         stats.reload.files.get(),
         stats.reload.bytes.get(),
@@ -79,6 +81,13 @@ pub fn render(src: &Sources) -> String {
         stats.reload.compressible_bytes.get(),
         stats.reload.compressed_bytes.get(),
         stats.reload.disk_files.get(),
+        stats.reload.reused_files.get(),
+        stats.reload.reused_bytes.get(),
+        stats.reload.built_bytes.get(),
+        stats.reload.pending_files.get(),
+        Trigger::name(stats.reload.last_trigger.get()),
+        stats.reload.identity_us.get() as f64 / 1e3,
+        stats.reload.variants_us.get() as f64 / 1e3,
     );
     w
 }

@@ -152,6 +152,42 @@ pub fn render(src: &Sources, format: Format) -> String {
         "Snapshots published since start (0: the first one).",
         src.cache.generation(),
     );
+    let r = &stats.reload;
+    family(
+        w,
+        "atomserve_cache_reload_duration_seconds",
+        "gauge",
+        "The latest load (start-up or reload), by phase: identity (read, hash, publish: serving from \
+         there) and variants (background compression; 0 until complete).",
+    );
+    for (phase, us) in [("identity", r.identity_us.get()), ("variants", r.variants_us.get())] {
+        let _ =
+            writeln!(w, "atomserve_cache_reload_duration_seconds{{phase=\"{phase}\"}} {}", us as f64 / 1e6);
+    }
+    counter(
+        w,
+        "atomserve_cache_reused_files_total",
+        "Files whose unchanged body loads took from the snapshot they replaced.",
+        r.reused_files.get(),
+    );
+    counter(
+        w,
+        "atomserve_cache_reused_bytes_total",
+        "Bytes (bodies and compressed variants) loads took from before instead of building again.",
+        r.reused_bytes.get(),
+    );
+    counter(
+        w,
+        "atomserve_cache_built_bytes_total",
+        "Bytes loads placed anew: changed bodies, shipped siblings, compressed variants.",
+        r.built_bytes.get(),
+    );
+    gauge(
+        w,
+        "atomserve_cache_variants_pending",
+        "Files of the live snapshot whose compressed variants are still being built.",
+        r.pending_files.get(),
+    );
 
     family(w, "atomserve_worker_requests_total", "counter", "HTTP requests answered, by worker.");
     for (i, worker) in stats.workers.iter().enumerate() {

@@ -17,6 +17,7 @@
 //! | [`sched`] | sched_setscheduler(SCHED_IDLE), setpriority, sched_getscheduler |
 //! | [`creds`] | getpwnam_r, getgrnam_r, setgroups, setgid, setuid, prctl(PR_SET_NO_NEW_PRIVS) |
 //! | [`limits`] | getrlimit, setrlimit |
+//! | [`mem`] | malloc_trim (glibc; madvise inside) |
 //! | [`systemd`] | fcntl (taking over passed sockets), clock_gettime (CLOCK_MONOTONIC) |
 
 /// Calls a `libc` function and turns a `-1` return into `Err(io::Error::last_os_error())`.
@@ -40,6 +41,7 @@ pub mod eventfd;
 pub mod file;
 pub mod inotify;
 pub mod limits;
+pub mod mem;
 pub mod poll;
 pub mod sched;
 pub mod signal;

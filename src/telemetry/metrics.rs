@@ -115,6 +115,36 @@ pub fn register(meter: &Meter, src: &Arc<Sources>) {
     });
     let s = src.clone();
     meter
+        .f64_observable_gauge("atomserve.cache.reload.duration")
+        .with_description("The latest load, by phase: identity (serving from there), variants (background compression; 0 until complete)")
+        .with_unit("s")
+        .with_callback(move |o| {
+            let r = &s.stats.reload;
+            o.observe(r.identity_us.get() as f64 / 1e6, &[KeyValue::new("phase", "identity")]);
+            o.observe(r.variants_us.get() as f64 / 1e6, &[KeyValue::new("phase", "variants")]);
+        })
+        .build();
+    counter(
+        meter,
+        src,
+        "atomserve.cache.reused",
+        "Bytes loads took from before instead of building again",
+        "By",
+        |s| s.stats.reload.reused_bytes.get(),
+    );
+    counter(meter, src, "atomserve.cache.built", "Bytes loads placed or compressed anew", "By", |s| {
+        s.stats.reload.built_bytes.get()
+    });
+    gauge(
+        meter,
+        src,
+        "atomserve.cache.variants.pending",
+        "Files whose compressed variants are being built",
+        "{file}",
+        |s| s.stats.reload.pending_files.get(),
+    );
+    let s = src.clone();
+    meter
         .u64_observable_counter("atomserve.worker.requests")
         .with_description("Requests answered, by worker")
         .with_unit("{request}")

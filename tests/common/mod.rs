@@ -152,6 +152,13 @@ impl Server {
         read_response(&mut s, false).expect("a response")
     }
 
+    /// One request to the admin listener (`/stats`, `/metrics`, `/healthz`).
+    pub fn admin_get(&self, path: &str) -> Response {
+        let mut c = connect(self.admin.expect("admin listener"));
+        write!(c, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        read_response(&mut c, false).expect("an admin response")
+    }
+
     /// Sends raw bytes on a fresh connection and reads one response.
     pub fn raw(&self, bytes: &[u8]) -> (Response, TcpStream) {
         let mut s = self.connect();
