@@ -16,7 +16,7 @@ export DENO_NO_UPDATE_CHECK := 1
 export DENO_NO_PROMPT := 1
 export CARGO_TERM_COLOR := never
 
-.PHONY: run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
+.PHONY: run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load bench-reload deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
 
 ## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
 run: frontend release
@@ -126,6 +126,12 @@ bench:
 ## ROUNDS, DURATION, CASES…: see the script's header.
 bench-load: release
 	benches/load/peers.sh
+
+## make bench-reload: the cold path — start -> first byte, a Vite rebuild under --watch, wrk during
+## background compression (benches/load/reload.py; BASE=old-binary interleaves an older build).
+BASE ?=
+bench-reload: release
+	python3 benches/load/reload.py $(if $(BASE),--base $(BASE))
 
 ## make fuzz: the cargo-fuzz targets in fuzz/ (nightly), one after another, FUZZ_SECONDS each on
 ## one core; not part of `make test`. Corpora grow in fuzz/corpus/, crashes land in fuzz/artifacts/.
