@@ -139,18 +139,6 @@ fn byte_ranges() {
     assert_eq!(read_response(&mut c, false).unwrap().text(), "deep\n");
 }
 
-fn decode(r: &Response) -> Vec<u8> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    match r.header("content-encoding") {
-        Some("br") => brotli::Decompressor::new(r.body.as_slice(), 4096).read_to_end(&mut out).unwrap(),
-        Some("gzip") => flate2::read::GzDecoder::new(r.body.as_slice()).read_to_end(&mut out).unwrap(),
-        None => return r.body.clone(),
-        Some(other) => panic!("unexpected coding {other}"),
-    };
-    out
-}
-
 #[test]
 fn compressed_variants_are_negotiated() {
     let root = fixture_root("compress");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,17 +45,6 @@ fn js(len: usize, seed: u64) -> Vec<u8> {
         }
     }
     out.truncate(len);
-    out
-}
-
-fn decode(r: &Response) -> Vec<u8> {
-    let mut out = Vec::new();
-    match r.header("content-encoding") {
-        Some("br") => brotli::Decompressor::new(r.body.as_slice(), 4096).read_to_end(&mut out).unwrap(),
-        Some("gzip") => flate2::read::GzDecoder::new(r.body.as_slice()).read_to_end(&mut out).unwrap(),
-        None => return r.body.clone(),
-        Some(other) => panic!("unexpected coding {other}"),
-    };
     out
 }
 

@@ -3,7 +3,7 @@
 
     benches/load/reload.py [--rounds N] [--base OLD_BINARY]
 
-On a deterministic Vite-like root of ~10 MB (index.html, 20 hashed JS chunks of 200 KB-1.5 MB,
+On a deterministic Vite-like root of ~10 MB (index.html, 20 hashed JS chunks of 100-700 KB,
 their source maps, CSS, SVGs; generated here) and on the bundled front end (frontend/dist):
 
 1. start -> first 200: from spawning the release binary to the first `200` of /index.html
@@ -50,7 +50,7 @@ def write_root(root: str, changed: int | None = None) -> dict:
     gives chunk number `changed` new content (and so a new hashed name). Returns the URL paths."""
     rng = random.Random(13)
     os.makedirs(os.path.join(root, "assets"), exist_ok=True)
-    sizes = [200_000 + (i * 1_300_000) // 19 for i in range(20)]
+    sizes = [100_000 + (i * 600_000) // 19 for i in range(20)]
     names = []
     files = {}
     for i, size in enumerate(sizes):
@@ -60,7 +60,7 @@ def write_root(root: str, changed: int | None = None) -> dict:
         files[f"assets/{name}"] = chunk
         files[f"assets/{name}.map"] = ('{"version":3,"sources":["src/chunk%d.tsx"],"mappings":"%s"}' % (
             i, "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/;,")
-                       for _ in range(size // 4)))).encode()
+                       for _ in range(size // 8)))).encode()
     for i in range(3):
         files[f"assets/style{i}-{i:08d}.css"] = (".c%d{color:#%06x;padding:%dpx}\n" % (i, i * 99, i) * 800).encode()
     for i in range(6):
@@ -106,7 +106,7 @@ class Server:
         self.log: list[str] = []
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            [binary, "--root", root, "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "off", *args],
+            [binary, "--root", root, "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "none", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -120,6 +120,8 @@ class Server:
         while time.monotonic() < end:
             if status_of(self.port, path) == 200:
                 return time.monotonic() - self.t0
+            if self.proc.poll() is not None:
+                break
             time.sleep(0.0005)
         raise RuntimeError("no 200:\n" + "".join(self.log))
 

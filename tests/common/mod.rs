@@ -307,3 +307,15 @@ pub fn raise_fd_limit() -> u64 {
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     lim.rlim_cur as u64
 }
+
+/// The body of a response, decoded from its `Content-Encoding` (br, gzip or none).
+pub fn decode(r: &Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    match r.header("content-encoding") {
+        Some("br") => brotli::Decompressor::new(r.body.as_slice(), 4096).read_to_end(&mut out).unwrap(),
+        Some("gzip") => flate2::read::GzDecoder::new(r.body.as_slice()).read_to_end(&mut out).unwrap(),
+        None => return r.body.clone(),
+        Some(other) => panic!("unexpected coding {other}"),
+    };
+    out
+}
