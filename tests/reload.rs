@@ -13,11 +13,7 @@ use common::*;
 
 /// Waits until the server's log mentions `n` reloads (ok or failed).
 fn wait_reloads(s: &Server, n: usize) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while s.log().matches("atomserve: reload").count() < n {
-        assert!(Instant::now() < end, "no reload logged:\n{}", s.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    s.wait_log("atomserve: reload", n, Duration::from_secs(10));
 }
 
 #[test]

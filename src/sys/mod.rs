@@ -48,4 +48,4 @@ pub mod signal;
 pub mod socket;
 pub mod systemd;
 
-pub use libc::{EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM};
+pub use libc::{EAGAIN, ECONNABORTED, EINTR, ELOOP, EMFILE, ENFILE, ENOBUFS, ENOMEM};
