@@ -42,7 +42,7 @@
 use std::marker::PhantomData;
 use std::ops::Deref;
 
-use crate::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::sync::{CachePadded, Mutex};
 
 /// A slot value meaning "asleep, holding no reference".
@@ -69,6 +69,8 @@ pub struct SnapshotCell<T> {
     current: AtomicPtr<Node<T>>,
     epoch: AtomicU64,
     slots: Box<[CachePadded<AtomicU64>]>,
+    /// Whether slot `i` has its [`Reader`]: a slot has one writer, or the protocol means nothing.
+    claimed: Box<[AtomicBool]>,
     /// Only the writer side touches this (publish and reclaim); readers never lock it.
     retired: Mutex<Vec<Retired<T>>>,
 }
@@ -86,13 +88,34 @@ impl<T> SnapshotCell<T> {
             current: AtomicPtr::new(Node::alloc(value)),
             epoch: AtomicU64::new(0),
             slots: (0..readers).map(|_| CachePadded::new(AtomicU64::new(OFFLINE))).collect(),
+            claimed: (0..readers).map(|_| AtomicBool::new(false)).collect(),
             retired: Mutex::new(Vec::new()),
         }
     }
 
-    /// The handle worker `id` reads through. Each id must have exactly one live `Reader`.
+    /// The handle worker `id` reads through.
+    ///
+    /// # Panics
+    /// If `id` is out of range, or slot `id` already has a live `Reader`: two readers writing one
+    /// slot could announce a quiescent point for each other and let a snapshot be freed under
+    /// a guard. (The slot is free again once that `Reader` is dropped.)
+    ///
+    /// ```
+    /// use atomserve::cache::SnapshotCell;
+    /// let cell = SnapshotCell::new("v1", 1);
+    /// let mut reader = cell.reader(0);
+    /// reader.online();
+    /// assert_eq!(*reader.current(), "v1");
+    /// let second = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cell.reader(0)));
+    /// assert!(second.is_err(), "one Reader per slot");
+    /// ```
     pub fn reader(&self, id: usize) -> Reader<'_, T> {
         assert!(id < self.slots.len(), "reader id out of range");
+        // Relaxed: the swap's atomicity alone makes the claim exclusive; no data is handed over
+        // through it (the slot's own Release/Acquire orders what the protocol needs).
+        // Not an ordering site a loom model needs; loom runs it in every snapshot model.
+        let taken = self.claimed[id].swap(true, Ordering::Relaxed);
+        assert!(!taken, "snapshot slot {id} already has a Reader");
         Reader { cell: self, id, _not_sync: PhantomData }
     }
 
@@ -116,28 +139,46 @@ impl<T> SnapshotCell<T> {
     }
 
     /// Frees every retired value that no reader can still hold. Returns how many remain.
+    ///
+    /// The values are freed after the lock is released: a value's drop may take long (a whole
+    /// snapshot) or panic, and neither may happen with the list half-edited. A drop that panics
+    /// leaks the values after it in this batch; none is freed twice.
+    ///
+    /// ```
+    /// use atomserve::cache::SnapshotCell;
+    /// let cell = SnapshotCell::new(String::from("v1"), 1);
+    /// let mut reader = cell.reader(0);
+    /// reader.online();
+    /// cell.publish(String::from("v2"));
+    /// assert_eq!(cell.reclaim(), 1, "v1: the reader has not passed a quiescent point");
+    /// reader.quiescent();
+    /// assert_eq!(cell.reclaim(), 0);
+    /// assert_eq!(*reader.current(), "v2");
+    /// ```
     pub fn reclaim(&self) -> usize {
-        let mut retired = self.lock_retired();
-        // The oldest epoch any online reader may still be in.
-        let oldest = self
-            .slots
-            .iter()
-            // Acquire: pairs with the readers' Release slot stores, so their uses of a retired
-            // node happen before we free it. loom: snapshot::reader_never_sees_a_freed_snapshot.
-            .map(|slot| slot.load(Ordering::Acquire))
-            .min()
-            .unwrap_or(OFFLINE);
-        retired.retain(|r| {
-            if oldest != OFFLINE && oldest < r.epoch {
-                return true;
-            }
+        let (free, remaining) = {
+            let mut retired = self.lock_retired();
+            // The oldest epoch any online reader may still be in.
+            let oldest = self
+                .slots
+                .iter()
+                // Acquire: pairs with the readers' Release slot stores, so their uses of a retired
+                // node happen before we free it. loom: snapshot::reader_never_sees_a_freed_snapshot.
+                .map(|slot| slot.load(Ordering::Acquire))
+                .min()
+                .unwrap_or(OFFLINE);
+            let (keep, free): (Vec<_>, Vec<_>) =
+                retired.drain(..).partition(|r| oldest != OFFLINE && oldest < r.epoch);
+            *retired = keep;
+            (free, retired.len())
+        };
+        for r in free {
             // SAFETY: every reader is offline or has passed a quiescent point after epoch
             // `r.epoch`, so none holds a reference to this node (module docs); it was created by
-            // `Node::alloc` and is freed exactly once, here.
+            // `Node::alloc`, and it left the retired list above, so it is freed exactly once.
             unsafe { Node::free(r.node) };
-            false
-        });
-        retired.len()
+        }
+        remaining
     }
 
     /// Retired values not yet freed.
@@ -244,7 +285,15 @@ impl<T> Reader<'_, T> {
     }
 
     /// The live value, valid until this reader's next quiescent point.
+    ///
+    /// # Panics
+    /// If the reader is offline ([`offline`](Self::offline) without [`online`](Self::online)
+    /// since): the writer may be freeing any snapshot it could load.
     pub fn current(&self) -> Guard<'_, T> {
+        // Relaxed: this thread is the slot's only writer, so it reads its own last store.
+        // Not an ordering site; a misuse check.
+        let announced = self.cell.slots[self.id].load(Ordering::Relaxed);
+        assert!(announced != OFFLINE, "Reader::current on an offline reader");
         // Acquire: pairs with the Release swap in `publish`: the snapshot is fully built.
         // loom: snapshot::reader_never_sees_a_half_built_snapshot.
         let node = self.cell.current.load(Ordering::Acquire);
@@ -256,6 +305,8 @@ impl<T> Reader<'_, T> {
 impl<T> Drop for Reader<'_, T> {
     fn drop(&mut self) {
         self.offline(); // a finished worker never holds reclamation back
+                        // Relaxed: see `SnapshotCell::reader`; the slot may be claimed again.
+        self.cell.claimed[self.id].store(false, Ordering::Relaxed);
     }
 }
 
@@ -279,5 +330,71 @@ impl<T> Deref for Guard<'_, T> {
         // only after this reader's next quiescent point, which needs `&mut Reader` and so ends
         // this guard's borrow first.
         unsafe { &(*self.node).value }
+    }
+}
+
+#[cfg(all(test, not(atomserve_loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::atomic::AtomicUsize;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::Arc;
+
+    #[test]
+    #[should_panic(expected = "already has a Reader")]
+    fn a_second_reader_for_a_slot_panics() {
+        let cell = SnapshotCell::new(1u32, 2);
+        let _first = cell.reader(0);
+        let _other_slot = cell.reader(1);
+        let _second = cell.reader(0);
+    }
+
+    #[test]
+    fn a_slot_is_free_again_once_its_reader_is_dropped() {
+        let cell = SnapshotCell::new(1u32, 1);
+        drop(cell.reader(0));
+        let mut again = cell.reader(0);
+        again.online();
+        assert_eq!(*again.current(), 1);
+    }
+
+    /// Regression: `current()` on an offline reader loaded a node the writer could be freeing.
+    #[test]
+    #[should_panic(expected = "offline reader")]
+    fn current_on_an_offline_reader_panics() {
+        let cell = SnapshotCell::new(1u32, 1);
+        let reader = cell.reader(0); // readers start offline
+        let _ = *reader.current();
+    }
+
+    /// Drops once normally; its first drop panics.
+    struct PanicsOnce(Arc<AtomicUsize>);
+
+    impl Drop for PanicsOnce {
+        fn drop(&mut self) {
+            // Relaxed: a test counter on one thread.
+            if self.0.fetch_add(1, Ordering::Relaxed) == 0 {
+                panic!("the first drop panics");
+            }
+        }
+    }
+
+    /// Regression: `reclaim` freed nodes inside `Vec::retain`'s closure; when a value's drop
+    /// panicked, `retain` kept the element whose box was already freed, and the next `reclaim`
+    /// (or the cell's drop) freed it again.
+    #[test]
+    fn a_drop_that_panics_in_reclaim_frees_nothing_twice() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let cell = SnapshotCell::new(PanicsOnce(drops.clone()), 1);
+        cell.publish(PanicsOnce(drops.clone()));
+        cell.publish(PanicsOnce(drops.clone()));
+        assert!(catch_unwind(AssertUnwindSafe(|| cell.reclaim())).is_err());
+        cell.reclaim();
+        drop(cell);
+        // Three values, each dropped once: the first (whose drop panicked), the second (leaked
+        // when the first's panic ended its batch — a leak, never a second free) or dropped,
+        // and the live third.
+        let n = drops.load(Ordering::Relaxed);
+        assert!(n == 2 || n == 3, "{n} drops of 3 values");
     }
 }
