@@ -47,7 +47,7 @@ pub enum Exit {
 /// The acceptor thread's state.
 pub struct Acceptor {
     pub listeners: Vec<Listener>,
-    pub signals: EventFd,
+    pub signals: &'static EventFd,
     pub handoff: Arc<FdHandoff>,
     /// All counters; the acceptor writes `stats.acceptor` only.
     pub stats: Arc<Stats>,
@@ -61,7 +61,7 @@ pub struct Acceptor {
 impl Acceptor {
     pub fn new(
         listeners: Vec<Listener>,
-        signals: EventFd,
+        signals: &'static EventFd,
         handoff: Arc<FdHandoff>,
         stats: Arc<Stats>,
     ) -> Self {

@@ -77,8 +77,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let process_started = SystemTime::now();
     // Signals first: a SIGHUP or SIGTERM during a slow start-up (compression) must not kill the
     // process with the default action; it is acted on once the acceptor runs.
-    let signals = EventFd::new().map_err(os("eventfd"))?;
-    signal::install(&signals).map_err(os("sigaction"))?;
+    let signals = signal::install().map_err(os("sigaction"))?;
 
     // --reuse-port: the sockets are bound now (as root, for port 80) but listen only once this
     // process serves, so that a start-up that fails has taken no connection from the old
@@ -208,7 +207,14 @@ pub fn run(config: &Config) -> Result<(), StartError> {
             .name(format!("atomserve-w{id}"))
             .spawn(move || {
                 if let Err(e) = worker::run(setup) {
-                    crate::log!("worker {id} stopped: {e}");
+                    // A worker that is gone serves nothing, and the acceptor may already have
+                    // claimed its idle bit and rung it for a queued connection: carrying on would
+                    // mean lost wake-ups, or 503s forever if every worker failed. End the process
+                    // so that its supervisor (systemd, Kubernetes) restarts it.
+                    crate::log!(
+                        "worker {id} failed: {e}; exiting so that a supervisor can restart atomserve"
+                    );
+                    std::process::exit(1);
                 }
             })
             .map_err(os("spawning a worker thread"))?;
@@ -291,7 +297,6 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     if let Some(t) = telemetry {
         t.shutdown(config.shutdown_grace);
     }
-    signal::detach();
     crate::log!("stopped");
     Ok(())
 }

@@ -409,3 +409,76 @@ fn user_drops_root_after_binding() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Regression: a worker whose start failed (here `epoll_create1` → `EMFILE`, under an open-file
+/// limit just too small) logged one line and the process went on: the acceptor kept queueing
+/// connections for a worker that was gone (and, with every worker gone, answered 503 forever
+/// while systemd had READY=1). Now the process exits non-zero, so a supervisor restarts it.
+/// The test scans open-file limits across the start-up: each run either fails to start (exit
+/// 2), or loses a worker and exits 1 at once, or serves; at least one run must hit the worker.
+#[test]
+fn a_worker_that_cannot_start_ends_the_process() {
+    use std::os::unix::process::CommandExt;
+    let root =
+        Root { path: std::env::temp_dir().join(format!("atomserve-test-nofile-{}", std::process::id())) };
+    std::fs::create_dir_all(&root.path).unwrap();
+    std::fs::write(root.path.join("index.html"), INDEX).unwrap();
+    let mut worker_failures = 0;
+    for limit in 4..=24u64 {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atomserve"));
+        cmd.arg("--root").arg(&root.path).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "none",
+            "--workers",
+            "2",
+        ]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            })
+        };
+        let mut child = cmd.spawn().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let log = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let end = Instant::now() + Duration::from_secs(2);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > end {
+                break None; // still up
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = log.join().unwrap();
+        let lost_worker = log.contains("worker 0 ") || log.contains("worker 1 ");
+        if lost_worker {
+            worker_failures += 1;
+            assert_eq!(
+                status.and_then(|s| s.code()),
+                Some(1),
+                "limit {limit}: a worker failed and the process went on:\n{log}"
+            );
+        } else if let Some(status) = status {
+            assert_eq!(status.code(), Some(2), "limit {limit}: {log}");
+        } else {
+            break; // it serves: larger limits serve too
+        }
+    }
+    assert!(worker_failures > 0, "no open-file limit made a worker fail at start");
+}

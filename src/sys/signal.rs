@@ -12,14 +12,20 @@
 
 use std::io;
 use std::mem;
+use std::sync::OnceLock;
 
 use super::eventfd::{ring_raw, EventFd};
 use crate::sync::os_atomic::{AtomicI32, AtomicU32, Ordering};
 
 /// Signals that arrived and were not yet taken, one bit per signal number.
 static PENDING: AtomicU32 = AtomicU32::new(0);
-/// The eventfd to ring when a signal arrives; -1 before [`install`].
+/// The eventfd to ring when a signal arrives; -1 before [`install`]. It is [`WAKE`]'s number,
+/// and `WAKE` is never closed: a descriptor the handler may write to at any moment must not be
+/// closed and its number reused by another file (a failed start-up used to do just that).
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The wake-up eventfd, created by the first [`install`] and kept for the life of the process.
+static WAKE: OnceLock<EventFd> = OnceLock::new();
 
 /// The signals atomserve acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,23 +53,27 @@ extern "C" fn on_signal(signo: libc::c_int) {
     unsafe { *libc::__errno_location() = errno };
 }
 
-/// Installs handlers for SIGINT, SIGTERM and SIGHUP that ring `wake`, and ignores SIGPIPE.
-///
-/// `wake` must outlive the process's interest in signals: atomserve keeps it for the whole run.
-pub fn install(wake: &EventFd) -> io::Result<()> {
+/// Installs handlers for SIGINT, SIGTERM and SIGHUP, and ignores SIGPIPE. Returns the eventfd
+/// they ring, which lives as long as the process (a second call returns the same one).
+pub fn install() -> io::Result<&'static EventFd> {
+    let wake = match WAKE.get() {
+        Some(wake) => wake,
+        None => {
+            let fd = EventFd::new()?;
+            // Called from the main thread at start-up: nobody else sets it. Should a second
+            // thread race here, its EventFd is dropped (closed) before any handler saw its number.
+            let _ = WAKE.set(fd);
+            WAKE.get().ok_or_else(|| io::Error::other("the signal eventfd is not set"))?
+        }
+    };
     // Relaxed: published to the handler by the sigaction calls below (see on_signal).
+    // Not an ordering site a loom model can cover: signal handlers are not loom threads.
     WAKE_FD.store(wake.as_raw(), Ordering::Relaxed);
     for signo in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         set_action(signo, on_signal as *const () as libc::sighandler_t)?;
     }
-    set_action(libc::SIGPIPE, libc::SIG_IGN)
-}
-
-/// Stops ringing the wake fd (call before dropping it): a late signal must not write into
-/// whatever file reuses that descriptor number.
-pub fn detach() {
-    // Relaxed: the handler reads whichever value; both are safe after this point.
-    WAKE_FD.store(-1, Ordering::Relaxed);
+    set_action(libc::SIGPIPE, libc::SIG_IGN)?;
+    Ok(wake)
 }
 
 fn set_action(signo: libc::c_int, handler: libc::sighandler_t) -> io::Result<()> {
