@@ -107,9 +107,7 @@ impl Acceptor {
         if self.max_connections == 0 {
             return false;
         }
-        let open =
-            self.stats.acceptor.accepted.get().saturating_sub(self.stats.sum(|w| &w.connections_closed));
-        open >= self.max_connections
+        self.stats.open_connections() >= self.max_connections
     }
 
     /// Stops accepting without dropping a connection the kernel already took: accepts whatever
@@ -157,14 +155,18 @@ impl Acceptor {
                 continue;
             }
             self.hint = self.hint.wrapping_add(1);
-            match self.handoff.push(Accepted { fd, role }, self.hint) {
-                Ok(()) if role == Role::Public => self.stats.acceptor.accepted.incr(),
-                Ok(()) => {}
-                Err(refused) => {
-                    // Every worker is behind: say so plainly instead of letting the client hang.
-                    self.stats.acceptor.queue_full.incr();
-                    refuse(&refused.fd);
+            let public = role == Role::Public;
+            if public {
+                // Before the push: once pushed, a worker may close it and count that at once.
+                self.stats.acceptor.accepted.incr();
+            }
+            if let Err(refused) = self.handoff.push(Accepted { fd, role }, self.hint) {
+                // Every worker is behind: say so plainly instead of letting the client hang.
+                self.stats.acceptor.queue_full.incr();
+                if public {
+                    self.stats.acceptor.public_refused.incr_release();
                 }
+                refuse(&refused.fd);
             }
         }
         true

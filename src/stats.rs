@@ -11,7 +11,10 @@
 //! - *exact when quiet*: once the writer's stores happen before the reader (e.g. the writer
 //!   thread was joined), the reader sees the final value.
 //!
-//! Nothing else hangs on a counter's value, so no ordering stronger than `Relaxed` is needed.
+//! Nothing else hangs on a counter's value, so no ordering stronger than `Relaxed` is needed —
+//! except for the two counters that [`Stats::open_connections`] subtracts from `accepted`
+//! (closes and refusals), which are incremented with [`Counter::incr_release`] and read with
+//! [`Counter::get_acquire`] so that a close is never seen before its accept.
 //! Model-checked by `loom-tests/tests/counters.rs`; measured against a shared `fetch_add` in
 //! `benches/sync.rs`.
 
@@ -53,6 +56,28 @@ impl Counter {
     pub fn get(&self) -> u64 {
         // Relaxed: coherence makes successive reads non-decreasing; see the module docs.
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// Adds one, and publishes with it everything the writer did before (for a reader that
+    /// must see those writes once it sees this count: [`Stats::open_connections`]).
+    ///
+    /// A locked read-modify-write, unlike [`add`](Self::add): it runs once per connection, not
+    /// per request, and with a load-then-store loom does not explore a reader that sees this
+    /// count but stale earlier writes (measured: its model passed with the Release removed), so
+    /// the Release would go unproven.
+    #[inline]
+    pub fn incr_release(&self) {
+        // Release: pairs with `get_acquire`: a reader that sees this count also sees the
+        // writer's earlier increments (of `accepted`, through the hand-off for a worker).
+        // loom: counters::open_connections_never_see_a_close_before_its_accept, …_refusal_….
+        self.0.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current value, and everything its writer did before the increments it includes.
+    #[inline]
+    pub fn get_acquire(&self) -> u64 {
+        // Acquire: pairs with `incr_release`. loom: counters::open_connections_never_see_a_close_before_its_accept, …_refusal_…
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -147,6 +172,8 @@ pub struct WorkerStats {
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub connections_accepted: Counter,
+    /// Public connections this worker closed; incremented with [`Counter::incr_release`] (see
+    /// [`Stats::open_connections`]).
     pub connections_closed: Counter,
     /// Access records the OTLP bridge's full queue turned away.
     pub telemetry_dropped: Counter,
@@ -157,9 +184,14 @@ pub struct WorkerStats {
 /// Written by the acceptor thread only.
 #[derive(Default)]
 pub struct AcceptorStats {
-    /// Public connections handed to a worker.
+    /// Public connections offered to the workers (counted before the push, so that no worker
+    /// can close one before it is counted).
     pub accepted: Counter,
+    /// Connections (public or admin) the full queue turned away with a 503.
     pub queue_full: Counter,
+    /// Public connections counted in `accepted` that the full queue then turned away;
+    /// incremented with [`Counter::incr_release`].
+    pub public_refused: Counter,
     /// Public connections refused because `--max-connections` were open.
     pub over_limit: Counter,
     pub backoffs: Counter,
@@ -241,6 +273,23 @@ impl Stats {
             export: CachePadded::new(ExportStats::default()),
             log: CachePadded::new(LogStats::default()),
         }
+    }
+
+    /// Public connections open now: accepted − refused by a full queue − closed by a worker.
+    ///
+    /// Exact up to the moment it is read, and never more than the true count nor below zero:
+    /// every close and every refusal is counted (Release) after its connection was counted in
+    /// `accepted` (by the acceptor, before the push whose Release the worker's pop acquires), and
+    /// they are read first (Acquire), so `accepted`, read last, includes every connection they
+    /// count. Subtracting in another order, or counting `accepted` after the push, let a
+    /// worker's close be seen before its accept: the gauge wrapped (hidden by `saturating_sub`
+    /// as 0) while connections were open. loom: counters::open_connections_never_see_a_close_before_its_accept, …_refusal_…
+    pub fn open_connections(&self) -> u64 {
+        let closed =
+            self.workers.iter().map(|w| w.connections_closed.get_acquire()).fold(0, u64::wrapping_add);
+        let refused = self.acceptor.public_refused.get_acquire();
+        let accepted = self.acceptor.accepted.get();
+        accepted.wrapping_sub(refused).wrapping_sub(closed)
     }
 
     /// Sum of one counter over every worker.

@@ -182,14 +182,14 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             let token = conns.vacant_token();
             if epoll.add(conn.fd(), epoll::CONNECTION, token).is_err() {
                 if public {
-                    ctx.stats.connections_closed.incr();
+                    ctx.stats.connections_closed.incr_release();
                 }
                 continue; // dropping the connection closes it
             }
             if keep(conn.drive(&mut ctx), token, &mut ready) {
                 conns.insert(conn);
             } else if public {
-                ctx.stats.connections_closed.incr();
+                ctx.stats.connections_closed.incr_release();
             }
         }
         if now >= next_sweep {
@@ -264,7 +264,7 @@ impl Slab {
         if let Some(slot) = self.slots.get_mut(index as usize) {
             if let Some(conn) = slot.conn.take() {
                 if conn.is_public() {
-                    stats.connections_closed.incr();
+                    stats.connections_closed.incr_release();
                 }
                 slot.generation = slot.generation.wrapping_add(1) % (u32::MAX - 1);
                 self.free.push(index);

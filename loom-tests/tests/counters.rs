@@ -45,3 +45,54 @@ fn sums_are_exact_once_writers_are_quiet() {
         assert_eq!(stats.sum(|w| &w.requests), 4, "no increment lost");
     });
 }
+
+/// `Stats::open_connections` is read while the acceptor counts a connection and pushes it and a
+/// worker pops and closes it: it never wraps below zero. Without the Release/Acquire pair on the
+/// close counter (or with `accepted` counted after the push), the reader can see the close
+/// before the accept.
+#[test]
+fn open_connections_never_see_a_close_before_its_accept() {
+    use atomserve::sync::BoundedQueue;
+    model(|| {
+        let stats = Arc::new(Stats::new(1));
+        let queue = Arc::new(BoundedQueue::new(1));
+        let (s, q) = (stats.clone(), queue.clone());
+        let acceptor = thread::spawn(move || {
+            s.acceptor.accepted.incr();
+            let _ = q.push(1u8);
+        });
+        let s = stats.clone();
+        let worker = thread::spawn(move || {
+            if queue.pop().is_some() {
+                s.workers[0].connections_closed.incr_release();
+            }
+        });
+        let open = stats.open_connections();
+        assert!(open <= 1, "open connections read as {open}");
+        acceptor.join().unwrap();
+        worker.join().unwrap();
+    });
+}
+
+/// The same for a connection the full queue refuses (it holds an admin connection, which is not
+/// counted): the refusal is never seen before the accept.
+#[test]
+fn open_connections_never_see_a_refusal_before_its_accept() {
+    use atomserve::sync::BoundedQueue;
+    model(|| {
+        let stats = Arc::new(Stats::new(1));
+        let queue = Arc::new(BoundedQueue::new(1));
+        assert!(queue.push(0u8).is_ok());
+        let s = stats.clone();
+        let acceptor = thread::spawn(move || {
+            s.acceptor.accepted.incr();
+            if queue.push(1u8).is_err() {
+                s.acceptor.public_refused.incr_release();
+            }
+        });
+        let open = stats.open_connections();
+        assert!(open <= 1, "open connections read as {open}");
+        acceptor.join().unwrap();
+        assert_eq!(stats.open_connections(), 0);
+    });
+}

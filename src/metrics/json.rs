@@ -53,13 +53,13 @@ pub fn render(src: &Sources) -> String {
             worker.connections_accepted.get()
         );
     }
+    let open = stats.open_connections();
     let accepted = stats.acceptor.accepted.get();
-    let closed = stats.sum(|s| &s.connections_closed);
     let _ = write!(
         w,
         "],\"connections_active\":{},\"connections_accepted_total\":{accepted},\"accept_queue_depth\":{},\
          \"accept_queue_full_total\":{},",
-        accepted.saturating_sub(closed),
+        open,
         src.handoff.queued(),
         stats.acceptor.queue_full.get()
     );

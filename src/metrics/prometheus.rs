@@ -93,6 +93,7 @@ pub fn render(src: &Sources, format: Format) -> String {
         "Response body bytes sent (public listener).",
         stats.sum(|s| &s.response_bytes),
     );
+    let open = stats.open_connections();
     let accepted = stats.acceptor.accepted.get();
     let closed = stats.sum(|s| &s.connections_closed);
     let queued = src.handoff.queued() as u64;
@@ -100,12 +101,12 @@ pub fn render(src: &Sources, format: Format) -> String {
         w,
         "atomserve_connections_active",
         "Public connections open now (queued or owned by a worker).",
-        accepted.saturating_sub(closed),
+        open,
     );
     counter(
         w,
         "atomserve_connections_accepted_total",
-        "Public connections accepted and handed to a worker.",
+        "Public connections accepted and offered to the workers (those a full queue refused with 503 included).",
         accepted,
     );
     counter(w, "atomserve_connections_closed_total", "Public connections closed.", closed);

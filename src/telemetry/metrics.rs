@@ -67,8 +67,7 @@ pub fn register(meter: &Meter, src: &Arc<Sources>) {
         |s| s.stats.acceptor.accepted.get(),
     );
     gauge(meter, src, "atomserve.connections.active", "Public connections open now", "{connection}", |s| {
-        let closed = s.stats.sum(|w| &w.connections_closed);
-        s.stats.acceptor.accepted.get().saturating_sub(closed)
+        s.stats.open_connections()
     });
     gauge(
         meter,
