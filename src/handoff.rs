@@ -169,8 +169,13 @@ impl<T, W: Wake> Handoff<T, W> {
         // "stopped and the queue looks empty" really means nothing is left to serve. With both
         // sides Relaxed loom finds an awake worker exiting with a connection still queued
         // (loom-tests/tests/shutdown.rs, every_item_pushed_before_stop_is_served*). Weakening
-        // only this store is not caught by loom (see docs/concurrency.md); the C++ model needs a
-        // release store for the Acquire load to synchronise with.
+        // only this store is caught when the pushes ran on another thread that the caller
+        // joined (shutdown::stop_after_pushes_joined_from_another_thread_serves_them); when
+        // they ran on the caller's own thread, each push's SeqCst fence already orders them
+        // before this store, and the weakened store is an equivalent mutant.
+        //
+        // Precondition: the caller happens-after every push it wants served (the acceptor
+        // pushes and stops on one thread).
         self.stopping.store(true, Ordering::Release);
         for bell in self.bells.iter() {
             bell.wake();

@@ -8,12 +8,21 @@ mod shared {
     use atomserve::handoff::{Handoff, Wake};
     use loom::sync::{Condvar, Mutex};
 
-    /// Runs `f` under loom, exploring every interleaving up to `LOOM_MAX_PREEMPTIONS` (default 3).
+    /// The fewest preemptions at which every model catches the mutants it is there for
+    /// (measured with `make loom-mutants`: at 2, four `swap.rs` orderings survive). A bound
+    /// below it would pass models that prove nothing, so it is refused.
+    pub const LEAST_PREEMPTIONS: usize = 3;
+
+    /// Runs `f` under loom, exploring every interleaving with up to `LOOM_MAX_PREEMPTIONS`
+    /// preemptions (default and minimum [`LEAST_PREEMPTIONS`]).
     pub fn model(f: impl Fn() + Sync + Send + 'static) {
         let mut builder = loom::model::Builder::new();
-        if builder.preemption_bound.is_none() {
-            builder.preemption_bound = Some(3);
-        }
+        let bound = *builder.preemption_bound.get_or_insert(LEAST_PREEMPTIONS);
+        assert!(
+            bound >= LEAST_PREEMPTIONS,
+            "LOOM_MAX_PREEMPTIONS={bound} is below {LEAST_PREEMPTIONS}, where the models stop catching \
+             the mutants they exist for (docs/concurrency.md); refusing to report a pass"
+        );
         builder.check(f);
     }
 

@@ -65,3 +65,31 @@ fn no_lost_wakeup_two_workers() {
 fn no_item_lost_or_doubled_two_workers_two_items() {
     model(|| run(2, 2));
 }
+
+/// The 503 path: a queue of one (the stand-in's capacity is clamped to 1..=4) already holding a
+/// connection refuses the next push and hands the item back, and the connection that did get in
+/// is still served (the refusal rings nobody and loses no wake-up).
+#[test]
+fn a_full_queue_refuses_and_loses_no_wakeup() {
+    model(|| {
+        let h = Arc::new(Handoff::new(1, vec![Bell::default()]));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let consumed = Arc::new(AtomicUsize::new(0));
+        let w = {
+            let (h, seen, consumed) = (h.clone(), seen.clone(), consumed.clone());
+            thread::spawn(move || consume(&h, 0, &consumed, 1, &seen))
+        };
+        assert!(h.push(0, 0).is_ok());
+        // The worker may or may not have taken item 0 yet: if not, item 1 is refused.
+        let refused = match h.push(1, 1) {
+            Ok(()) => None,
+            Err(item) => Some(item),
+        };
+        w.join().unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[0], 0, "the first connection is served");
+        if let Some(item) = refused {
+            assert_eq!(item, 1, "a refused push hands its item back (the acceptor answers 503)");
+        }
+    });
+}

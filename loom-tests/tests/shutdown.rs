@@ -44,3 +44,29 @@ fn every_item_pushed_before_stop_is_served() {
 fn every_item_pushed_before_stop_is_served_two_workers() {
     model(|| run(2, 1));
 }
+
+/// The precondition `stop()` states — its caller happens-after the pushes — met through a join
+/// rather than by pushing on the same thread: the pushes run on a thread of their own, main
+/// joins it and stops. Here only the Release of `stop`'s store (paired with `is_stopping`'s
+/// Acquire) carries the pushed item to a worker that sees the flag, so weakening that store to
+/// Relaxed lets the worker exit with the item still queued. (When the pushes run on the stopping
+/// thread, the push's own SeqCst fence already orders them: that mutant is equivalent there.)
+#[test]
+fn stop_after_pushes_joined_from_another_thread_serves_them() {
+    model(|| {
+        let h = Arc::new(Handoff::new(4, vec![Bell::default()]));
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        let worker = {
+            let (h, taken) = (h.clone(), taken.clone());
+            thread::spawn(move || worker(&h, 0, |item| taken.lock().unwrap().push(item)))
+        };
+        let pusher = {
+            let h = h.clone();
+            thread::spawn(move || assert!(h.push(7, 0).is_ok()))
+        };
+        pusher.join().unwrap();
+        h.stop();
+        worker.join().unwrap();
+        assert_eq!(*taken.lock().unwrap(), vec![7], "the item pushed before stop was served");
+    });
+}

@@ -150,3 +150,57 @@ fn reader_that_sleeps_and_wakes_never_sees_a_freed_snapshot() {
         reader.join().unwrap();
     });
 }
+
+/// Two publishes before one reclaim, while a reader goes online → quiescent → offline → online
+/// and reads at each step: both retired snapshots are freed only when no read can still reach
+/// them (one retired at each epoch; the reader's slot moves through every state in between).
+/// This is what a reload does now: phase 1 and phase 2 each publish.
+#[test]
+fn two_publishes_before_one_reclaim_free_nothing_a_reader_still_uses() {
+    model(|| {
+        let cell = Arc::new(SnapshotCell::new(Probe::new(1), 1));
+        let c = cell.clone();
+        let reader = thread::spawn(move || {
+            let mut r = c.reader(0);
+            r.online();
+            let _ = r.current().read();
+            r.quiescent();
+            let _ = r.current().read();
+            r.offline();
+            r.online();
+            let v = r.current().read();
+            assert!((1..=3).contains(&v), "read {v}");
+        });
+        cell.publish(Probe::new(2));
+        cell.publish(Probe::new(3));
+        cell.reclaim();
+        reader.join().unwrap();
+        assert_eq!(cell.reclaim(), 0, "once the reader is gone, everything retired is freed");
+    });
+}
+
+/// Two readers (two workers) and a writer that publishes and reclaims: a snapshot is freed only
+/// when *both* slots allow it.
+#[test]
+fn two_readers_never_see_a_freed_snapshot() {
+    model(|| {
+        let cell = Arc::new(SnapshotCell::new(Probe::new(1), 2));
+        let readers: Vec<_> = (0..2)
+            .map(|id| {
+                let c = cell.clone();
+                thread::spawn(move || {
+                    let mut r = c.reader(id);
+                    r.online();
+                    let _ = r.current().read();
+                    r.quiescent();
+                    let _ = r.current().read();
+                })
+            })
+            .collect();
+        cell.publish(Probe::new(2));
+        cell.reclaim();
+        for r in readers {
+            r.join().unwrap();
+        }
+    });
+}
