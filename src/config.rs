@@ -113,6 +113,11 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_NO_COMPRESS")]
     pub no_compress: bool,
 
+    /// Once started, allow only the syscalls serving needs (seccomp; x86-64): any other kills
+    /// the process with SIGSYS. Off by default: see src/sys/seccomp.rs.
+    #[arg(long, env = "ATOMSERVE_SECCOMP")]
+    pub seccomp: bool,
+
     /// Reload automatically when files under the root change (inotify, debounced 100 ms).
     #[arg(long, env = "ATOMSERVE_WATCH")]
     pub watch: bool,

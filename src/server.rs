@@ -266,6 +266,14 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     if config.user.is_none() && creds::effective_uid() == 0 {
         crate::log!("warning: running as root; --user NAME drops privileges after binding");
     }
+    if config.seccomp {
+        // Start-up is done: every thread runs, the listeners are bound, root is dropped.
+        crate::sys::seccomp::install().map_err(os("--seccomp"))?;
+        crate::log!(
+            "seccomp: {} syscalls allowed, any other kills the process",
+            crate::sys::seccomp::ALLOWED.len()
+        );
+    }
     let mut acceptor = Acceptor::new(listeners, signals, handoff.clone(), stats.clone());
     acceptor.max_connections = max_connections;
     notify.ready(&format!("serving {files} files ({bytes} bytes) with {workers} workers"));

@@ -2,15 +2,19 @@
 //!
 //! Production builds get the standard library's types. Under `--cfg atomserve_loom` the same names
 //! resolve to loom's instrumented versions, so the loom models in `loom-tests/` run atomserve's
-//! real protocol code and explore every interleaving and every weak-memory outcome the C++11 model
-//! allows (see `docs/concurrency.md`). Sizes shrink under loom so that the state space stays small.
+//! real protocol code and explore its interleavings up to a preemption bound (3), with loom's
+//! model of weak memory — which treats SeqCst accesses as AcqRel, produces no load-buffering
+//! outcome, and misses some stale reads (`docs/concurrency.md` says exactly what the models
+//! prove). Sizes shrink under loom so that the state space stays small.
 //!
 //! [`BoundedQueue`] is the fd hand-off queue: crossbeam's lock-free `ArrayQueue` normally. Under
-//! loom it is `loom_queue::BoundedQueue`, a re-implementation of the same algorithm (Vyukov's
-//! bounded MPMC queue) with the same memory orderings on loom's atomics, because crossbeam-queue
-//! has no loom support. A `Mutex<VecDeque>` stand-in would be simpler, but a mutex orders
-//! everything it touches, which hides exactly the weak-memory behaviour the hand-off's fences
-//! exist for: with it, removing those fences still passes every model.
+//! loom it is `loom_queue::BoundedQueue`, *not* crossbeam's algorithm: a loom mutex around a
+//! `VecDeque` for the storage, plus `head`/`tail` atomics moved and read with `ArrayQueue`'s
+//! orderings, so that `is_empty` takes no lock. A plain `Mutex<VecDeque>` would order everything
+//! it touches and hide the weak-memory behaviour the hand-off's fences exist for (with it,
+//! removing those fences still passes every model); crossbeam's own algorithm spins on slot
+//! stamps and multiplies loom's branches beyond reach (`loom_queue.rs` says which behaviour it
+//! keeps).
 
 #[cfg(not(atomserve_loom))]
 pub use std::sync::{Arc, Mutex, MutexGuard};

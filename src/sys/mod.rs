@@ -18,6 +18,7 @@
 //! | [`creds`] | getpwnam_r, getgrnam_r, setgroups, setgid, setuid, prctl(PR_SET_NO_NEW_PRIVS) |
 //! | [`limits`] | getrlimit, setrlimit |
 //! | [`mem`] | malloc_trim (glibc; madvise inside) |
+//! | [`seccomp`] | prctl(PR_SET_NO_NEW_PRIVS), seccomp(SECCOMP_SET_MODE_FILTER, TSYNC) |
 //! | [`systemd`] | fcntl (taking over passed sockets), clock_gettime (CLOCK_MONOTONIC) |
 
 /// Calls a `libc` function and turns a `-1` return into `Err(io::Error::last_os_error())`.
@@ -44,6 +45,7 @@ pub mod limits;
 pub mod mem;
 pub mod poll;
 pub mod sched;
+pub mod seccomp;
 pub mod signal;
 pub mod socket;
 pub mod systemd;
