@@ -11,7 +11,11 @@ Loads, stores and read-modify-writes are weakened to Relaxed; a SeqCst fence to 
 fence is not allowed at all, so it would be "caught" by a panic, which proves nothing).
 src/sync/loom_queue.rs is skipped: it is loom's stand-in for crossbeam's queue, not production code.
 
-Usage: make loom-mutants   (or: python3 loom-tests/mutants.py [--list])
+Usage: make loom-mutants   (or: python3 loom-tests/mutants.py [--list] [--bound N])
+
+--bound N runs the models with LOOM_MAX_PREEMPTIONS=N, also below the models' floor of 3
+(LOOM_BELOW_FLOOR=1), to measure which mutants a lower bound misses; only the run at the floor
+is held to the 90% line.
 """
 import os
 import pathlib
@@ -21,6 +25,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SKIP = {"src/sync/loom_queue.rs"}
+BOUND = int(sys.argv[sys.argv.index("--bound") + 1]) if "--bound" in sys.argv else None
 SITE = re.compile(r"Ordering::(Acquire|Release|AcqRel|SeqCst)")
 
 
@@ -47,6 +52,9 @@ def run_models():
     """Runs the models; returns (exit code, combined output)."""
     env = dict(os.environ, RUSTFLAGS="--cfg atomserve_loom")
     env.setdefault("LOOM_MAX_PREEMPTIONS", "3")
+    if BOUND is not None:
+        env["LOOM_MAX_PREEMPTIONS"] = str(BOUND)
+        env["LOOM_BELOW_FLOOR"] = "1"
     cmd = ["cargo", "test", "--release", "-q", "-p", "loom-tests", "--target-dir", "target/loom"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return done.returncode, done.stdout
@@ -102,7 +110,7 @@ def main():
     if counts["invalid"]:
         print("invalid mutants prove nothing: fix what made them invalid")
         return 1
-    if counts["caught"] * 10 < valid * 9:
+    if counts["caught"] * 10 < valid * 9 and BOUND is None:
         print("fewer than 90% of the valid mutants are caught")
         return 1
     return 0
