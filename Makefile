@@ -116,6 +116,7 @@ h11: deps-test
 
 ## loom models of every atomic protocol, on the real code built with --cfg atomserve_loom.
 loom:
+	python3 loom-tests/mutants.py --self-test
 	RUSTFLAGS="--cfg atomserve_loom" LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) \
 	  $(CARGO) test --release -p loom-tests --target-dir target/loom
 

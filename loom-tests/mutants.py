@@ -81,7 +81,31 @@ def classify(code, output):
     return "caught" if BUG.search(output) else "invalid: failed without a loom report"
 
 
+def self_test():
+    """The classification on the outputs each kind of run produces (make loom runs it)."""
+    cases = [
+        (0, "test result: ok. 8 passed", "survived"),
+        (101, "thread 'm' panicked at loom-tests/tests/handoff.rs:70:9:\nassertion failed", "caught"),
+        (101, "thread 'm' panicked at src/cache/swap.rs:350:13:\nread a freed snapshot", "caught"),
+        (101, "Causality violation: Concurrent load and mut accesses.", "caught"),
+        (101, "deadlock; threads = [...]", "caught"),
+        (101, "error[E0308]: mismatched types\nerror: could not compile `atomserve`", "invalid"),
+        (101, "thread 'm' panicked at /root/.cargo/registry/src/loom-0.7.2/src/rt/path.rs:1:1:\n"
+              "Model exceeded maximum number of branches.", "invalid"),
+        (101, "panicked at loom-tests/src/lib.rs:23:9:\nLOOM_MAX_PREEMPTIONS=2 is below 3 ... refusing to report a pass",
+         "invalid"),
+        (101, "some test failed without saying why", "invalid"),
+    ]
+    for code, output, want in cases:
+        got = classify(code, output).split(":")[0]
+        assert got == want, f"{output!r}: {got}, want {want}"
+    print(f"mutants.py: {len(cases)} classification cases pass")
+    return 0
+
+
 def main():
+    if "--self-test" in sys.argv:
+        return self_test()
     found = list(sites())
     if "--list" in sys.argv:
         for _, rel, _, _, line, old, new, src in found:
