@@ -14,7 +14,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::conn::{Accepted, Role};
+use crate::endpoint::{Endpoint, Role};
 use crate::http::response;
 use crate::stats::Stats;
 use crate::sync::Arc;
@@ -31,22 +31,9 @@ const ACCEPT_BATCH: usize = 256;
 /// Most batches taken from one listener when closing it (4× the default backlog).
 const DRAIN_BATCHES: usize = 64;
 
-/// A listening socket and what its connections are for.
-pub struct Listener {
-    pub fd: OwnedFd,
-    pub role: Role,
-}
-
-/// Why the acceptor returned.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// SIGINT or SIGTERM.
-    Terminate,
-}
-
 /// The acceptor thread's state.
 pub struct Acceptor {
-    pub listeners: Vec<Listener>,
+    pub listeners: Vec<Endpoint>,
     pub signals: &'static EventFd,
     pub handoff: Arc<FdHandoff>,
     /// All counters; the acceptor writes `stats.acceptor` only.
@@ -60,7 +47,7 @@ pub struct Acceptor {
 
 impl Acceptor {
     pub fn new(
-        listeners: Vec<Listener>,
+        listeners: Vec<Endpoint>,
         signals: &'static EventFd,
         handoff: Arc<FdHandoff>,
         stats: Arc<Stats>,
@@ -69,7 +56,7 @@ impl Acceptor {
     }
 
     /// Accepts until a terminating signal; `on_reload` runs on SIGHUP.
-    pub fn run(&mut self, mut on_reload: impl FnMut()) -> io::Result<Exit> {
+    pub fn run(&mut self, mut on_reload: impl FnMut()) -> io::Result<()> {
         loop {
             let paused = self.paused_until.is_some_and(|t| Instant::now() < t);
             if !paused {
@@ -90,7 +77,7 @@ impl Acceptor {
             // Check signals on every wake-up: a poll interrupted by EINTR reports nothing ready.
             for sig in signal::take_pending() {
                 match sig {
-                    Signal::Terminate => return Ok(Exit::Terminate),
+                    Signal::Terminate => return Ok(()),
                     Signal::Reload => on_reload(),
                 }
             }
@@ -160,7 +147,7 @@ impl Acceptor {
                 // Before the push: once pushed, a worker may close it and count that at once.
                 self.stats.acceptor.accepted.incr();
             }
-            if let Err(refused) = self.handoff.push(Accepted { fd, role }, self.hint) {
+            if let Err(refused) = self.handoff.push(Endpoint { fd, role }, self.hint) {
                 // Every worker is behind: say so plainly instead of letting the client hang.
                 self.stats.acceptor.queue_full.incr();
                 if public {

@@ -21,32 +21,18 @@ use std::time::{Instant, SystemTime};
 
 use crate::access::{AccessRecord, AccessSink};
 use crate::cache::{Entry, Lookup, Repr, Snapshot};
+use crate::endpoint::{Endpoint, Role};
 use crate::http::date::{self, DateCache};
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::path;
 use crate::http::range::{self, Range};
-use crate::http::request::{self, Limits, Method, Parsed, Request};
+use crate::http::request::{self, Limits, Method, Parsed, Request, MAX_HEADERS};
 use crate::http::response::{self, Extra, Persistence, Status};
 use crate::http::{conditional, response::FileMeta};
 use crate::metrics::Sources;
 use crate::out_queue::{Flush, OutQueue};
 use crate::stats::{self, WorkerStats};
 use crate::sys::{socket, EAGAIN, EINTR};
-
-/// Which listener a connection came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// The public static-file listener.
-    Public,
-    /// The admin listener (`/healthz`, later `/metrics`).
-    Admin,
-}
-
-/// A connection handed from the acceptor to a worker.
-pub struct Accepted {
-    pub fd: OwnedFd,
-    pub role: Role,
-}
 
 /// Timeouts, in milliseconds.
 #[derive(Clone, Copy, Debug)]
@@ -161,7 +147,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(accepted: Accepted, now_ms: u64, timeouts: &Timeouts) -> Self {
+    pub fn new(accepted: Endpoint, now_ms: u64, timeouts: &Timeouts) -> Self {
         Conn {
             fd: accepted.fd,
             role: accepted.role,
@@ -796,7 +782,3 @@ impl InBuf {
         self.spare_len = 0;
     }
 }
-
-/// The most header fields any request may carry, whatever `--max-headers` says: the parser's
-/// scratch array lives on the stack, uninitialised, so it costs nothing per request.
-pub const MAX_HEADERS: usize = 256;

@@ -103,10 +103,6 @@ impl<T, W: Wake> Handoff<T, W> {
         }
     }
 
-    pub fn workers(&self) -> usize {
-        self.bells.len()
-    }
-
     /// Worker `worker`'s bell (for registering it with the worker's epoll).
     pub fn bell(&self, worker: usize) -> &W {
         &self.bells[worker]
@@ -186,5 +182,34 @@ impl<T, W: Wake> Handoff<T, W> {
     pub fn is_stopping(&self) -> bool {
         // Acquire: pairs with the Release store in `stop` (see there).
         self.stopping.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(all(test, not(atomserve_loom)))]
+mod tests {
+    use super::*;
+
+    /// The loom models run at most two workers, so one word: here the multi-word search. A
+    /// claim searches the hint's word from the hint's bit (wrapping within that word), then the
+    /// following words from their first bit, around the set; each idle worker is taken once.
+    #[test]
+    fn claim_searches_from_the_hint_across_words_and_wraps() {
+        let set = IdleSet::new(130); // three words: 0–63, 64–127, 128–129
+        for w in [3, 70, 129] {
+            set.insert(w);
+        }
+        assert_eq!(set.claim(71), Some(70), "the hint's word first, wrapping below the hint's bit");
+        assert_eq!(set.claim(71), Some(129), "then the next word");
+        assert_eq!(set.claim(71), Some(3), "then around to word 0");
+        assert_eq!(set.claim(5), None, "every bit was claimed once");
+        set.insert(64);
+        set.insert(65);
+        assert_eq!(set.claim(65), Some(65), "the hint's own bit first");
+        assert_eq!(set.claim(65), Some(64), "then the word wraps to its lower bits");
+        set.insert(1);
+        assert_eq!(set.claim(200), Some(1), "a hint past the last word wraps around the set");
+        set.insert(10);
+        set.remove(10);
+        assert_eq!(set.claim(10), None, "a worker that took its bit back is not claimed");
     }
 }

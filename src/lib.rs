@@ -36,6 +36,8 @@ pub mod config;
 #[cfg(not(atomserve_loom))]
 pub mod conn;
 #[cfg(not(atomserve_loom))]
+pub mod endpoint;
+#[cfg(not(atomserve_loom))]
 pub mod healthcheck;
 #[cfg(not(atomserve_loom))]
 pub mod http;

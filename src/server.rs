@@ -8,13 +8,13 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::acceptor::{Acceptor, Exit, Listener};
+use crate::acceptor::Acceptor;
 use crate::access::{AccessSink, LogWriter, TextLog};
 use crate::cache::reload::{self, Trigger};
 use crate::cache::watch::Watcher;
 use crate::cache::{self, LoadError, LoadOptions, Reuse, SnapshotCell};
 use crate::config::{AdminListen, Config};
-use crate::conn::Role;
+use crate::endpoint::{Endpoint, Role};
 use crate::handoff::Handoff;
 use crate::metrics::Sources;
 use crate::stats::Stats;
@@ -24,7 +24,7 @@ use crate::sys::poll::{self, PollFd};
 use crate::sys::signal::{self, Signal};
 use crate::sys::socket::{self, ListenOptions};
 use crate::sys::{affinity, creds, limits};
-use crate::systemd::{self, Passed};
+use crate::systemd;
 use crate::telemetry::Telemetry;
 use crate::worker::{self, WorkerSetup};
 
@@ -97,7 +97,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let mut public = Vec::new();
     let mut admin = None;
     let from_systemd = passed.is_some();
-    for Passed { fd, role } in passed.unwrap_or_default() {
+    for Endpoint { fd, role } in passed.unwrap_or_default() {
         let addr = socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?;
         if role == Role::Public {
             socket::set_nodelay(fd.as_fd()).map_err(os("setsockopt(TCP_NODELAY)"))?;
@@ -106,19 +106,19 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         } else {
             admin = Some(addr);
         }
-        listeners.push(Listener { fd, role });
+        listeners.push(Endpoint { fd, role });
     }
     for &addr in if from_systemd { &[][..] } else { &config.listen[..] } {
         let fd = open(addr, listen_opts)?;
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux: no syscall per accept.
         socket::set_nodelay(fd.as_fd()).map_err(os("setsockopt(TCP_NODELAY)"))?;
         public.push(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
-        listeners.push(Listener { fd, role: Role::Public });
+        listeners.push(Endpoint { fd, role: Role::Public });
     }
     if let (None, AdminListen::On(addr)) = (admin, config.admin_listen) {
         let fd = open(addr, ListenOptions { defer_accept_secs: 0, ..listen_opts })?;
         admin = Some(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
-        listeners.push(Listener { fd, role: Role::Admin });
+        listeners.push(Endpoint { fd, role: Role::Admin });
     }
 
     // Bind as root (port 80), then drop root, then read the root as the user that will also
@@ -277,8 +277,8 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let mut acceptor = Acceptor::new(listeners, signals, handoff.clone(), stats.clone());
     acceptor.max_connections = max_connections;
     notify.ready(&format!("serving {files} files ({bytes} bytes) with {workers} workers"));
-    let exit = acceptor.run(|| reload.request(Trigger::Signal)).map_err(os("poll"))?;
-    debug_assert_eq!(exit, Exit::Terminate);
+    // Returns on SIGINT/SIGTERM.
+    acceptor.run(|| reload.request(Trigger::Signal)).map_err(os("poll"))?;
 
     // Drain: stop accepting first — take what the kernel already queued on each listener, then
     // close them all (acceptor.rs says why) — then tell the workers, and wait for them.

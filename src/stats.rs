@@ -112,14 +112,9 @@ pub fn status_index(code: u16) -> usize {
     STATUS_CODES.iter().position(|&c| c == code).unwrap_or(13)
 }
 
-/// Upper bounds of the request-duration histogram in seconds: log-spaced (1–2.5–5 per decade)
-/// from 50 µs to 10 s. Observations above the last bound land in the `+Inf` bucket.
-pub const DURATION_BOUNDS: [f64; 17] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0,
-];
-
-const DURATION_BOUNDS_NS: [u64; 17] = [
+/// Upper bounds of the request-duration histogram in nanoseconds: log-spaced (1–2.5–5 per
+/// decade) from 50 µs to 10 s. Observations above the last bound land in the `+Inf` bucket.
+pub const DURATION_BOUNDS_NS: [u64; 17] = [
     50_000,
     100_000,
     250_000,
@@ -139,9 +134,14 @@ const DURATION_BOUNDS_NS: [u64; 17] = [
     10_000_000_000,
 ];
 
+/// The same bounds in seconds, as the exposition formats print them (`le="0.00005"`).
+pub fn duration_bounds_seconds() -> impl Iterator<Item = f64> {
+    DURATION_BOUNDS_NS.iter().map(|&ns| ns as f64 / 1e9)
+}
+
 /// A fixed-bucket histogram of single-writer counters: one bucket per bound plus `+Inf`.
 pub struct Histogram {
-    pub buckets: [Counter; DURATION_BOUNDS.len() + 1],
+    pub buckets: [Counter; DURATION_BOUNDS_NS.len() + 1],
     pub sum_ns: Counter,
 }
 

@@ -22,12 +22,12 @@
 use std::env;
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
-use crate::conn::Role;
+use crate::endpoint::{Endpoint, Role};
 use crate::sync::Arc;
 use crate::sys::socket;
 use crate::sys::systemd as sys;
@@ -37,19 +37,13 @@ const FIRST_FD: RawFd = 3;
 /// The `FileDescriptorName=` that marks the admin listener.
 pub const ADMIN_NAME: &str = "admin";
 
-/// A listening socket passed by systemd, and what it serves.
-pub struct Passed {
-    pub fd: OwnedFd,
-    pub role: Role,
-}
-
 /// The sockets systemd passed to this process, or `None` when it passed none (then atomserve
 /// binds its own). Removes `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` from the environment.
 ///
 /// Call it first thing at start-up, before the process opens a descriptor of its own and before
 /// any other thread exists (it changes the environment): descriptors 3 and up are taken over on
 /// the word of the environment.
-pub fn listen_fds() -> io::Result<Option<Vec<Passed>>> {
+pub fn listen_fds() -> io::Result<Option<Vec<Endpoint>>> {
     let var = |name| env::var(name).ok();
     let plan = plan(std::process::id(), var("LISTEN_PID"), var("LISTEN_FDS"), var("LISTEN_FDNAMES"));
     for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
@@ -69,7 +63,7 @@ pub fn listen_fds() -> io::Result<Option<Vec<Passed>>> {
             let what = format!("fd {raw} is not a listening TCP socket (ListenStream= with an address)");
             return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
         }
-        passed.push(Passed { fd, role });
+        passed.push(Endpoint { fd, role });
     }
     Ok(Some(passed))
 }

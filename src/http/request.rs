@@ -10,6 +10,10 @@ use std::mem::MaybeUninit;
 use super::conditional::Conditions;
 use super::response::Status;
 
+/// The most header fields any request may carry, whatever `--max-headers` says: the parser's
+/// scratch array lives on the caller's stack, uninitialised, so it costs nothing per request.
+pub const MAX_HEADERS: usize = 256;
+
 /// Limits on a request head, from the command line.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::prometheus::duration;
 use super::Sources;
 use crate::cache::reload::Trigger;
-use crate::stats::{DURATION_BOUNDS, STATUS_CODES};
+use crate::stats::{duration_bounds_seconds, STATUS_CODES};
 
 /// Renders the document.
 pub fn render(src: &Sources) -> String {
@@ -32,7 +32,7 @@ pub fn render(src: &Sources) -> String {
         }
     }
     let (buckets, sum_ns) = duration(stats.workers.iter().map(|w| &**w));
-    let bounds: Vec<String> = DURATION_BOUNDS.iter().map(|b| b.to_string()).collect();
+    let bounds: Vec<String> = duration_bounds_seconds().map(|b| b.to_string()).collect();
     let counts: Vec<String> = buckets.iter().map(|c| c.to_string()).collect();
     let _ = write!(
         w,

@@ -10,7 +10,7 @@
 use std::fmt::Write;
 
 use super::{process, Sources};
-use crate::stats::{WorkerStats, DURATION_BOUNDS, STATUS_CODES};
+use crate::stats::{duration_bounds_seconds, WorkerStats, DURATION_BOUNDS_NS, STATUS_CODES};
 
 /// The two formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,11 +78,11 @@ pub fn render(src: &Sources, format: Format) -> String {
     );
     let (buckets, sum_ns) = duration(stats.workers.iter().map(|w| &**w));
     let mut cumulative = 0;
-    for (i, bound) in DURATION_BOUNDS.iter().enumerate() {
+    for (i, bound) in duration_bounds_seconds().enumerate() {
         cumulative += buckets[i];
         let _ = writeln!(w, "atomserve_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
     }
-    cumulative += buckets[DURATION_BOUNDS.len()];
+    cumulative += buckets[DURATION_BOUNDS_NS.len()];
     let _ = writeln!(w, "atomserve_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
     let _ = writeln!(w, "atomserve_http_request_duration_seconds_sum {}", sum_ns as f64 / 1e9);
     let _ = writeln!(w, "atomserve_http_request_duration_seconds_count {cumulative}");
@@ -253,7 +253,7 @@ impl Write for Exposition<'_> {
 
 /// Per-bucket (not cumulative) duration counts summed over workers, and the sum in ns.
 pub fn duration<'a>(workers: impl Iterator<Item = &'a WorkerStats>) -> (Vec<u64>, u64) {
-    let mut buckets = vec![0u64; DURATION_BOUNDS.len() + 1];
+    let mut buckets = vec![0u64; DURATION_BOUNDS_NS.len() + 1];
     let mut sum = 0u64;
     for w in workers {
         for (b, c) in buckets.iter_mut().zip(w.duration.buckets.iter()) {

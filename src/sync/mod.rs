@@ -55,9 +55,6 @@ pub use crossbeam_utils::CachePadded;
 #[cfg(atomserve_loom)]
 pub use loom::cell::UnsafeCell as TrackedCell;
 
-/// Loom explores every interleaving, so its models use tiny sizes.
-pub const LOOM: bool = cfg!(atomserve_loom);
-
 /// A bounded multi-producer multi-consumer queue.
 #[cfg(not(atomserve_loom))]
 pub struct BoundedQueue<T>(crossbeam_queue::ArrayQueue<T>);

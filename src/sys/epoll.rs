@@ -77,21 +77,6 @@ impl Epoll {
         Ok(())
     }
 
-    /// `epoll_ctl(EPOLL_CTL_DEL)`. Closing an fd also removes it (when no duplicate exists), so
-    /// this is only needed for fds that stay open.
-    pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        // SAFETY: both fds are open; a null event pointer is allowed for EPOLL_CTL_DEL since 2.6.9.
-        unsafe {
-            syscall!(epoll_ctl(
-                self.fd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                fd.as_raw_fd(),
-                std::ptr::null_mut()
-            ))?
-        };
-        Ok(())
-    }
-
     /// `epoll_wait`: fills `events`, waiting at most `timeout` (`None`: until something happens).
     /// A signal interrupting the wait (`EINTR`) is reported as zero events.
     pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {

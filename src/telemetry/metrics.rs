@@ -32,7 +32,7 @@ use prost::Message;
 use super::env::HttpTarget;
 use crate::metrics::prometheus::duration;
 use crate::metrics::{process, Sources};
-use crate::stats::{DURATION_BOUNDS, STATUS_CODES};
+use crate::stats::{duration_bounds_seconds, STATUS_CODES};
 use crate::sync::Arc;
 
 /// The instrumentation scope of everything atomserve exports.
@@ -239,7 +239,7 @@ impl HistogramExporter {
             count: buckets.iter().sum(),
             sum: Some(sum_ns as f64 / 1e9),
             bucket_counts: buckets.to_vec(),
-            explicit_bounds: DURATION_BOUNDS.to_vec(),
+            explicit_bounds: duration_bounds_seconds().collect(),
             ..Default::default()
         };
         Metric {
