@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use crate::endpoint::FdHandoff;
 use crate::endpoint::{Endpoint, Role};
 use crate::http::response;
 use crate::stats::Stats;
@@ -22,7 +23,6 @@ use crate::sys::eventfd::EventFd;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::signal::{self, Signal};
 use crate::sys::{socket, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM};
-use crate::worker::FdHandoff;
 
 /// How long to stop accepting after running out of descriptors or memory.
 const BACKOFF: Duration = Duration::from_millis(100);

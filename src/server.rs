@@ -146,7 +146,6 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let load_time = started.elapsed();
     let (files, bytes) = (snapshot.files(), snapshot.bytes());
     let snapshot_fds = snapshot.descriptors();
-    let composition = snapshot.composition();
 
     let allowed = affinity::allowed_cpus().map_err(os("sched_getaffinity"))?;
     let workers = config.workers.map_or(allowed.len().max(1), |n| n as usize);
@@ -157,11 +156,11 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let bells =
         (0..workers).map(|_| EventFd::new()).collect::<io::Result<Vec<_>>>().map_err(os("eventfd"))?;
     let handoff = Arc::new(Handoff::new(config.queue_capacity as usize, bells));
+    let stats = Arc::new(Stats::new(workers));
+    reload::describe(&stats.reload, &snapshot);
     // One reader slot per worker, and one for the reload thread (it reads the snapshot it
     // replaces to reuse what did not change).
     let cache = Arc::new(SnapshotCell::new(snapshot, workers + 1));
-    let stats = Arc::new(Stats::new(workers));
-    stats.reload.describe(files, bytes, composition);
     reload::record_phase1(&stats, Trigger::Start, load_time, &report);
     let sources = Arc::new(Sources {
         stats: stats.clone(),

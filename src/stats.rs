@@ -227,19 +227,6 @@ pub struct ReloadStats {
     pub compressed_files: Counter,
 }
 
-#[cfg(not(atomserve_loom))]
-impl ReloadStats {
-    /// Records what the snapshot just published holds. Only the thread that publishes calls it.
-    pub fn describe(&self, files: usize, bytes: u64, c: crate::cache::Composition) {
-        self.files.set(files as u64);
-        self.bytes.set(bytes);
-        self.identity_bytes.set(c.identity_bytes);
-        self.compressible_bytes.set(c.compressible_bytes);
-        self.compressed_bytes.set(c.compressed_bytes);
-        self.disk_files.set(c.disk_files);
-    }
-}
-
 /// Written by the OTLP metric exporter, which the SDK's periodic-reader thread alone calls.
 #[derive(Default)]
 pub struct ExportStats {

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use crate::access::AccessSink;
 use crate::cache::{Snapshot, SnapshotCell};
 use crate::conn::{Conn, Ctx, Keep, Timeouts};
-use crate::endpoint::Endpoint;
-use crate::handoff::{Handoff, Wake};
+use crate::endpoint::FdHandoff;
+use crate::handoff::Wake;
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
 use crate::metrics::Sources;
@@ -30,7 +30,6 @@ use crate::sys::epoll::{self, Epoll, Events};
 use crate::sys::eventfd::EventFd;
 
 /// The hand-off as the server uses it: accepted sockets, eventfd bells.
-pub type FdHandoff = Handoff<Endpoint, EventFd>;
 
 /// Everything a worker starts with.
 pub struct WorkerSetup {

@@ -33,7 +33,7 @@ use super::content::ContentId;
 use super::loader::{load_identity, LoadOptions, LoadReport, Reuse};
 use super::variants::{self, Built, Done, Job};
 use super::{Reader, Snapshot, SnapshotCell};
-use crate::stats::Stats;
+use crate::stats::{ReloadStats, Stats};
 use crate::sync::{thread, Arc};
 use crate::sys::sched::{self, Background};
 use crate::systemd::Notifier;
@@ -334,7 +334,7 @@ impl<'c> Coordinator<'c> {
     /// is freed. Returns the generation and whether the old snapshot was freed.
     fn publish(&mut self, snapshot: Snapshot) -> (u64, bool) {
         let stats = &self.ctx.stats.reload;
-        stats.describe(snapshot.files(), snapshot.bytes(), snapshot.composition());
+        describe(stats, &snapshot);
         stats.pending_files.set(snapshot.pending() as u64);
         stats.last_unix_ms.set(unix_ms());
         self.requeue(Some(&snapshot));
@@ -380,6 +380,18 @@ impl<'c> Coordinator<'c> {
             self.compressors.len()
         );
     }
+}
+
+/// Records what the snapshot just published holds. Only the thread that publishes calls it (the
+/// reload thread; `server::run` before that thread exists).
+pub fn describe(r: &ReloadStats, snapshot: &Snapshot) {
+    let c = snapshot.composition();
+    r.files.set(snapshot.files() as u64);
+    r.bytes.set(snapshot.bytes());
+    r.identity_bytes.set(c.identity_bytes);
+    r.compressible_bytes.set(c.compressible_bytes);
+    r.compressed_bytes.set(c.compressed_bytes);
+    r.disk_files.set(c.disk_files);
 }
 
 /// Records phase 1 of a load in the reload gauges and counters.

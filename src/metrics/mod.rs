@@ -9,9 +9,9 @@ pub mod prometheus;
 use std::time::SystemTime;
 
 use crate::cache::{Snapshot, SnapshotCell};
+use crate::endpoint::FdHandoff;
 use crate::stats::Stats;
 use crate::sync::Arc;
-use crate::worker::FdHandoff;
 
 /// Everything a scrape reads, shared by all workers (who serve the admin listener).
 pub struct Sources {
