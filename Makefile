@@ -16,14 +16,14 @@ export DENO_NO_UPDATE_CHECK := 1
 export DENO_NO_PROMPT := 1
 export CARGO_TERM_COLOR := never
 
-.PHONY: run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load bench-reload deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
+.PHONY: docs-check run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load bench-reload deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
 
 ## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
 run: frontend release
 	./target/release/atomserve --root frontend/dist --listen 127.0.0.1:8080 $(ARGS)
 
 ## make test: every test — unit, end-to-end over loopback, the h11 conformance suite, loom models.
-test: frontend frontend-test browser deps-test deps-prometheus deps-systemd deps-slowhttptest
+test: docs-check frontend frontend-test browser deps-test deps-prometheus deps-systemd deps-slowhttptest
 	$(CARGO) build --bins
 	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 ATOMSERVE_REQUIRE_SYSTEMD=1 \
 	  ATOMSERVE_REQUIRE_SLOWHTTPTEST=1 $(CARGO) test --workspace --all-targets
@@ -38,6 +38,12 @@ test: frontend frontend-test browser deps-test deps-prometheus deps-systemd deps
 
 release:
 	$(CARGO) build --release --bin atomserve
+
+## make docs-check: every code reference in docs/*.md and README.md resolves in the tree (and the
+## checker itself fails on a broken one).
+docs-check:
+	python3 tools/docs_check.py --self-test
+	python3 tools/docs_check.py
 
 ## The front end: Deno from the npm registry (pinned in tools/package.json), then vite.
 frontend: frontend/dist/index.html
