@@ -39,11 +39,15 @@ test: docs-check frontend frontend-test browser deps-test deps-prometheus deps-s
 release:
 	$(CARGO) build --release --bin atomserve
 
-## make docs-check: every code reference in docs/*.md and README.md resolves in the tree (and the
-## checker itself fails on a broken one).
-docs-check:
+## make docs-check: every code reference in docs/*.md and README.md resolves in the tree, and every
+## `sh try` lesson runs against a fresh server with the output it promises (each checker also
+## proves it fails on a broken reference or a wrong expectation).
+docs-check: frontend
 	python3 tools/docs_check.py --self-test
 	python3 tools/docs_check.py
+	$(CARGO) build --bin atomserve
+	python3 tools/docs_try.py --self-test
+	python3 tools/docs_try.py
 
 ## The front end: Deno from the npm registry (pinned in tools/package.json), then vite.
 frontend: frontend/dist/index.html
