@@ -90,7 +90,7 @@ fn response_rendering(c: &mut Criterion) {
         len: 61_234,
         etag: b"\"3b8a2-9f1c2e4d5a6b7c8d-br\"",
         last_modified: &date,
-        cache_control: "public, max-age=31536000, immutable",
+        cache_control: "max-age=31536000, immutable",
     };
     let mut out = Vec::with_capacity(1024);
     let mut g = c.benchmark_group("response");

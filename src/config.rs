@@ -106,8 +106,8 @@ pub struct Config {
     pub max_cached_file: u64,
 
     /// Cache-Control for files that are neither HTML (`no-cache`) nor fingerprinted Vite assets
-    /// under /assets/ (`public, max-age=31536000, immutable`).
-    #[arg(long, env = "ATOMSERVE_CACHE_CONTROL", default_value = "public, max-age=3600", value_parser = parse_header_value)]
+    /// under /assets/ (`max-age=31536000, immutable`).
+    #[arg(long, env = "ATOMSERVE_CACHE_CONTROL", default_value = "max-age=3600", value_parser = parse_header_value)]
     pub cache_control: String,
 
     /// Do not build gzip/brotli variants at load time (faster start, larger responses).

@@ -28,19 +28,16 @@ fn validators_and_cache_control_fit_vite() {
     let lm = html.header("last-modified").unwrap();
     assert!(lm.ends_with(" GMT") && lm.len() == 29, "{lm}");
     assert_eq!(html.header("accept-ranges"), Some("bytes"));
-    assert_eq!(
-        s.get("/assets/app-Ab12Cd34.js").header("cache-control"),
-        Some("public, max-age=31536000, immutable")
-    );
-    assert_eq!(s.get("/assets/style-Zz9.css").header("cache-control"), Some("public, max-age=3600"));
+    assert_eq!(s.get("/assets/app-Ab12Cd34.js").header("cache-control"), Some("max-age=31536000, immutable"));
+    assert_eq!(s.get("/assets/style-Zz9.css").header("cache-control"), Some("max-age=3600"));
     assert_eq!(s.get("/docs/").header("cache-control"), Some("no-cache"));
     // SPA fallback answers with index.html's validators.
     assert_eq!(s.get("/client/route").header("etag"), Some(etag));
     // Different content, different tag; the same content after a restart, the same tag.
     assert_ne!(s.get("/docs/").header("etag"), Some(etag));
-    let again = Server::start(&root.path, &["--cache-control", "public, max-age=60"]);
+    let again = Server::start(&root.path, &["--cache-control", "max-age=60"]);
     assert_eq!(again.get("/").header("etag"), Some(etag));
-    assert_eq!(again.get("/assets/logo.svg").header("cache-control"), Some("public, max-age=60"));
+    assert_eq!(again.get("/assets/logo.svg").header("cache-control"), Some("max-age=60"));
     // A reload after an edit changes the tag.
     std::fs::write(root.path.join("index.html"), "<!doctype html><p>v2</p>\n").unwrap();
     again.signal(libc::SIGHUP);
@@ -70,7 +67,7 @@ fn conditional_requests() {
         assert_eq!(r.status, 304, "{field}");
         assert!(r.body.is_empty());
         assert_eq!(r.header("etag"), Some(etag.as_str()), "304 keeps the ETag");
-        assert_eq!(r.header("cache-control"), Some("public, max-age=31536000, immutable"));
+        assert_eq!(r.header("cache-control"), Some("max-age=31536000, immutable"));
         assert!(r.header("date").is_some());
         assert_eq!(r.header("content-length"), None);
     }

@@ -234,6 +234,19 @@ fn spa_fallback_and_its_limits() {
     assert_eq!(s.get("/").text(), INDEX);
 }
 
+/// Regression: with the SPA fallback on, `/.env` and `/.git/config` got the app's index.html
+/// with 200 — nothing leaked, but scanners report such a 200 as an exposed file, and no
+/// client-side route starts with a dot segment. Now they get 404; routes still get the app.
+#[test]
+fn dot_segments_get_404_even_with_the_spa_fallback() {
+    let (_root, s) = server("dot-segments", &[]);
+    for path in ["/.env", "/.git/config", "/.well-known/security.txt", "/users/.hidden", "/%2eenv"] {
+        assert_eq!(s.get(path).status, 404, "{path}");
+    }
+    assert_eq!(s.get("/users/42").status, 200, "a client-side route still loads the app");
+    assert_eq!(s.get("/users/42").text(), INDEX);
+}
+
 #[test]
 fn traversal_attempts_never_escape_the_root() {
     let (_root, s) = server("traversal", &["--no-spa-fallback"]);

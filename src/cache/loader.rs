@@ -418,7 +418,7 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> LoadError + '_ {
 /// - HTML (`index.html` and friends) must be revalidated on every load — it names the current
 ///   bundles: `no-cache` (cached, but always checked with `If-None-Match`, cheap with ETags);
 /// - fingerprinted assets (`/assets/name-HASH.ext`, HASH ≥ 8 of `[A-Za-z0-9_-]`, as Vite names
-///   them) never change under that name: `public, max-age=31536000, immutable`;
+///   them) never change under that name: `max-age=31536000, immutable`;
 /// - anything else (`favicon.svg`, `robots.txt`): `default` (`--cache-control`).
 pub fn cache_control_for(key: &[u8], default: &str) -> String {
     let name = key.rsplit(|&c| c == b'/').next().unwrap_or(key);
@@ -426,7 +426,7 @@ pub fn cache_control_for(key: &[u8], default: &str) -> String {
         return "no-cache".into();
     }
     if key.starts_with(b"/assets/") && is_fingerprinted(name) {
-        return "public, max-age=31536000, immutable".into();
+        return "max-age=31536000, immutable".into();
     }
     default.into()
 }
@@ -626,18 +626,15 @@ mod tests {
 
     #[test]
     fn cache_control_fits_vite() {
-        let d = "public, max-age=3600";
+        let d = "max-age=3600";
         assert_eq!(cache_control_for(b"/index.html", d), "no-cache");
         assert_eq!(cache_control_for(b"/docs/index.html", d), "no-cache");
-        assert_eq!(cache_control_for(b"/assets/index-ThlbQ9On.js", d), "public, max-age=31536000, immutable");
-        assert_eq!(cache_control_for(b"/assets/hero-CLDdwZDr.png", d), "public, max-age=31536000, immutable");
+        assert_eq!(cache_control_for(b"/assets/index-ThlbQ9On.js", d), "max-age=31536000, immutable");
+        assert_eq!(cache_control_for(b"/assets/hero-CLDdwZDr.png", d), "max-age=31536000, immutable");
         assert_eq!(cache_control_for(b"/assets/style-Zz9.css", d), d); // too short to be a hash
         assert_eq!(cache_control_for(b"/favicon-ABCDEFGH.svg", d), d); // not under /assets/
         assert_eq!(cache_control_for(b"/assets/logo.svg", d), d);
         assert_eq!(cache_control_for(b"/assets/jquery-ui-datepicker.js", d), d); // a word, not a hash
-        assert_eq!(
-            cache_control_for(b"/assets/vendor-3f2a9c1e.js", d),
-            "public, max-age=31536000, immutable"
-        );
+        assert_eq!(cache_control_for(b"/assets/vendor-3f2a9c1e.js", d), "max-age=31536000, immutable");
     }
 }

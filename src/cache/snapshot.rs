@@ -374,7 +374,9 @@ impl Snapshot {
     ///    so that relative links in that page resolve against the directory.
     /// 3. SPA fallback (on by default): a path whose last segment has no extension and that names
     ///    nothing gets `/index.html`, so client-side routes like `/users/42` load the app. A missing
-    ///    `/assets/app.js` still gets 404 — a broken asset link must not turn into HTML.
+    ///    `/assets/app.js` still gets 404 — a broken asset link must not turn into HTML — and so
+    ///    does any path with a dot segment (`/.env`, `/.git/config`): no route starts with a dot,
+    ///    and a scanner would report a 200 there as an exposed file.
     pub fn resolve(&self, key: &[u8], dir: bool, scratch: &mut Vec<u8>) -> Lookup<'_> {
         if dir {
             scratch.clear();
@@ -391,7 +393,7 @@ impl Snapshot {
         } else if self.dirs.contains(key) {
             return Lookup::AddSlash;
         }
-        if self.spa_fallback && !path::has_extension(key) {
+        if self.spa_fallback && !path::has_extension(key) && !path::has_dot_segment(key) {
             if let Some(entry) = self.files.get(b"/index.html".as_slice()) {
                 return Lookup::File(entry);
             }

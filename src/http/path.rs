@@ -181,6 +181,12 @@ pub fn encode_into(key: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Some segment of a normalised key starts with a dot (`/.env`, `/.git/config`): a dotfile or
+/// dot-directory, which the loader never serves and no client-side route names.
+pub fn has_dot_segment(key: &[u8]) -> bool {
+    key.windows(2).any(|w| w == b"/.")
+}
+
 /// The last segment of a normalised key has a file extension (`app.js`, not `about`).
 pub fn has_extension(key: &[u8]) -> bool {
     let last = key.rsplit(|&c| c == b'/').next().unwrap_or(b"");

@@ -313,8 +313,9 @@ def test_directory_index(server):
 def test_dotfile_never_served(server, server_no_spa, target):
     spa = request(server.port, "GET", target)
     assert SECRET not in spa.body
-    # No extension, so the SPA fallback answers with the app shell, not the file.
-    assert_file(spa, INDEX_HTML, HTML)
+    # A dot segment gets 404 even with the SPA fallback on (it used to get the app shell with
+    # 200, which scanners report as an exposed file): no client-side route starts with a dot.
+    assert_error(spa, 404)
     assert_error(request(server_no_spa.port, "GET", target), 404)
 
 
