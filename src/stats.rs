@@ -113,8 +113,12 @@ pub fn status_index(code: u16) -> usize {
 }
 
 /// Upper bounds of the request-duration histogram in nanoseconds: log-spaced (1–2.5–5 per
-/// decade) from 50 µs to 10 s. Observations above the last bound land in the `+Inf` bucket.
-pub const DURATION_BOUNDS_NS: [u64; 17] = [
+/// decade) from 5 µs to 10 s — a cached keep-alive response takes 7–13 µs here, so the low
+/// buckets are where p50/p90/p99 live. Observations above the last bound land in `+Inf`.
+pub const DURATION_BOUNDS_NS: [u64; 20] = [
+    5_000,
+    10_000,
+    25_000,
     50_000,
     100_000,
     250_000,
@@ -179,6 +183,17 @@ pub struct WorkerStats {
     pub telemetry_dropped: Counter,
     /// Access-log lines dropped because the writer thread had no room for them.
     pub access_log_dropped: Counter,
+}
+
+impl WorkerStats {
+    /// Public connections this worker holds now: adopted − closed. Both are this worker's own
+    /// counters, and a close is counted (Release) after its adoption, so reading closes first
+    /// (Acquire) never sees more closes than adoptions. loom:
+    /// counters::a_workers_open_connections_never_wrap.
+    pub fn open_connections(&self) -> u64 {
+        let closed = self.connections_closed.get_acquire();
+        self.connections_accepted.get().wrapping_sub(closed)
+    }
 }
 
 /// Written by the acceptor thread only.

@@ -87,8 +87,8 @@ fn metrics_counts_are_exact_and_admin_traffic_is_not_counted() {
     // Buckets are cumulative: never decreasing.
     let mut last = 0.0;
     for bound in [
-        "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
-        "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
+        "0.000005", "0.00001", "0.000025", "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025",
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
     ] {
         let v = get(&format!("atomserve_http_request_duration_seconds_bucket{{le=\"{bound}\"}}"));
         assert!(v >= last, "bucket {bound}");
@@ -155,8 +155,8 @@ fn stats_json_matches_metrics() {
     assert_eq!(v["responses_by_code"]["200"], 8);
     assert_eq!(v["responses_by_code"]["404"], 3);
     assert_eq!(v["duration_seconds"]["count"], 14);
-    assert_eq!(v["duration_seconds"]["bounds"].as_array().unwrap().len(), 17);
-    assert_eq!(v["duration_seconds"]["counts"].as_array().unwrap().len(), 18);
+    assert_eq!(v["duration_seconds"]["bounds"].as_array().unwrap().len(), 20);
+    assert_eq!(v["duration_seconds"]["counts"].as_array().unwrap().len(), 21);
     let workers = v["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2);
     let sum: u64 = workers.iter().map(|w| w["requests"].as_u64().unwrap()).sum();

@@ -208,13 +208,14 @@ function App() {
               </h2>
               <table className="workers">
                 <thead>
-                  <tr><th>worker</th><th>CPU</th><th>connections</th><th>requests</th><th>req/s</th><th>share</th></tr>
+                  <tr><th>worker</th><th>CPU</th><th>open</th><th>connections</th><th>requests</th><th>req/s</th><th>share</th></tr>
                 </thead>
                 <tbody>
                   {v.workers.map((w) => (
                     <tr key={w.id}>
                       <th>w{w.id}</th>
                       <td>{w.cpu ?? 'unpinned'}</td>
+                      <td data-metric="worker_connections_active" data-worker={w.id} data-value={w.connectionsActive}>{w.connectionsActive}</td>
                       <td data-metric="worker_connections_accepted" data-worker={w.id} data-value={w.connectionsAccepted}>{w.connectionsAccepted}</td>
                       <td data-metric="worker_requests" data-worker={w.id} data-value={w.requests}>{w.requests}</td>
                       <td>{formatCompact(w.perSecond)}</td>

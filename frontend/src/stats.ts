@@ -20,7 +20,7 @@ export interface Stats {
     sum: number;
     count: number;
   };
-  workers: { id: number; cpu: number | null; requests: number; connections_accepted: number }[];
+  workers: { id: number; cpu: number | null; requests: number; connections_accepted: number; connections_active: number }[];
   connections_active: number;
   connections_accepted_total: number;
   accept_queue_depth: number;
@@ -113,6 +113,7 @@ export function parseStats(json: unknown): Stats {
         cpu: wo.cpu === null ? null : num(wo.cpu, `workers[${i}].cpu`),
         requests: num(wo.requests, `workers[${i}].requests`),
         connections_accepted: num(wo.connections_accepted, `workers[${i}].connections_accepted`),
+        connections_active: num(wo.connections_active, `workers[${i}].connections_active`),
       };
     }),
     connections_active: num(o.connections_active, "connections_active"),
@@ -280,6 +281,7 @@ export interface WorkerView {
   cpu: number | null;
   requests: number;
   connectionsAccepted: number;
+  connectionsActive: number;
   /** requests/s over the last sample interval, null before two samples */
   perSecond: number | null;
   /** this worker's part of all requests so far, 0..1 */
@@ -355,6 +357,7 @@ export function view(history: History): View | null {
       cpu: w.cpu,
       requests: w.requests,
       connectionsAccepted: w.connections_accepted,
+      connectionsActive: w.connections_active,
       perSecond: before && dt > 0 ? Math.max(w.requests - before.requests, 0) / dt : null,
       share: workerTotal ? w.requests / workerTotal : 0,
     };

@@ -27,7 +27,7 @@ import {
 const BOUNDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** A document shaped exactly like one captured from `curl 127.0.0.1:9464/stats`. */
-const CAPTURED = `{"time_unix_ms":1795663214835,"uptime_seconds":1.932,"requests_total":2,"response_bytes_total":468,"responses_by_code":{"200":1,"404":1},"duration_seconds":{"bounds":[0.00005,0.0001,0.00025,0.0005,0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10],"counts":[0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"sum":0.000200797,"count":2},"workers":[{"id":0,"cpu":0,"requests":1,"connections_accepted":1},{"id":1,"cpu":1,"requests":1,"connections_accepted":1}],"connections_active":0,"connections_accepted_total":2,"accept_queue_depth":0,"accept_queue_full_total":0,"cache":{"generation":0,"files":9,"bytes":422088,"hits":1,"misses":1,"reloads_ok":0,"reloads_failed":0,"last_reload_unix_ms":0,"identity_bytes":239413,"compressible_bytes":239413,"compressed_bytes":64458,"disk_files":0,"reused_files":0,"reused_bytes":0,"built_bytes":239413,"variants_pending":0,"last_reload":{"trigger":"start","identity_ms":3.214,"variants_ms":612.5}}}`;
+const CAPTURED = `{"time_unix_ms":1795663214835,"uptime_seconds":1.932,"requests_total":2,"response_bytes_total":468,"responses_by_code":{"200":1,"404":1},"duration_seconds":{"bounds":[0.00005,0.0001,0.00025,0.0005,0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10],"counts":[0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"sum":0.000200797,"count":2},"workers":[{"id":0,"cpu":0,"requests":1,"connections_accepted":1,"connections_active":0},{"id":1,"cpu":1,"requests":1,"connections_accepted":1,"connections_active":1}],"connections_active":0,"connections_accepted_total":2,"accept_queue_depth":0,"accept_queue_full_total":0,"cache":{"generation":0,"files":9,"bytes":422088,"hits":1,"misses":1,"reloads_ok":0,"reloads_failed":0,"last_reload_unix_ms":0,"identity_bytes":239413,"compressible_bytes":239413,"compressed_bytes":64458,"disk_files":0,"reused_files":0,"reused_bytes":0,"built_bytes":239413,"variants_pending":0,"last_reload":{"trigger":"start","identity_ms":3.214,"variants_ms":612.5}}}`;
 
 /** A sample `seconds` after the captured one, with the given counters. */
 function sample(seconds: number, requests: number, extra: Partial<Stats> = {}): Stats {
@@ -47,6 +47,7 @@ Deno.test("parseStats accepts the server's document and keeps every field", () =
   assert.deepEqual(s.responses_by_code, { "200": 1, "404": 1 });
   assert.equal(s.duration_seconds.counts.length, s.duration_seconds.bounds.length + 1);
   assert.equal(s.workers[1].cpu, 1);
+  assert.equal(s.workers[1].connections_active, 1);
   assert.equal(s.cache.files, 9);
   assert.deepEqual(s.cache.last_reload, { trigger: "start", identity_ms: 3.214, variants_ms: 612.5 });
 });
@@ -138,12 +139,12 @@ Deno.test("view: headline figures, latency of the last minute, codes, worker bal
   c2[1] = 50; // 50 more in (50 µs, 100 µs] within it
   const first = sample(0, 100, {
     duration_seconds: { bounds: BOUNDS, counts: c1, sum: 0.075, count: 100 },
-    workers: [{ id: 0, cpu: 0, requests: 50, connections_accepted: 1 }, { id: 1, cpu: 1, requests: 50, connections_accepted: 1 }],
+    workers: [{ id: 0, cpu: 0, requests: 50, connections_accepted: 1, connections_active: 1 }, { id: 1, cpu: 1, requests: 50, connections_accepted: 1, connections_active: 1 }],
   });
   const second = sample(60, 150, {
     duration_seconds: { bounds: BOUNDS, counts: c2, sum: 0.079, count: 150 },
     responses_by_code: { "200": 140, "304": 10 },
-    workers: [{ id: 0, cpu: 0, requests: 80, connections_accepted: 1 }, { id: 1, cpu: 1, requests: 70, connections_accepted: 1 }],
+    workers: [{ id: 0, cpu: 0, requests: 80, connections_accepted: 1, connections_active: 1 }, { id: 1, cpu: 1, requests: 70, connections_accepted: 1, connections_active: 1 }],
   });
   const v = view([first, second])!;
   assert.equal(v.requestsTotal, 150);

@@ -96,3 +96,20 @@ fn open_connections_never_see_a_refusal_before_its_accept() {
         assert_eq!(stats.open_connections(), 0);
     });
 }
+
+/// A worker's own open-connection count (adopted − closed, both its counters) read while it
+/// adopts and closes one: never wraps.
+#[test]
+fn a_workers_open_connections_never_wrap() {
+    model(|| {
+        let stats = Arc::new(Stats::new(1));
+        let s = stats.clone();
+        let worker = thread::spawn(move || {
+            s.workers[0].connections_accepted.incr();
+            s.workers[0].connections_closed.incr_release();
+        });
+        let open = stats.workers[0].open_connections();
+        assert!(open <= 1, "a worker's open connections read as {open}");
+        worker.join().unwrap();
+    });
+}

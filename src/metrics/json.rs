@@ -47,10 +47,11 @@ pub fn render(src: &Sources) -> String {
         let cpu = src.cpus.get(i).copied().flatten().map_or("null".to_string(), |c| c.to_string());
         let _ = write!(
             w,
-            "{}{{\"id\":{i},\"cpu\":{cpu},\"requests\":{},\"connections_accepted\":{}}}",
+            "{}{{\"id\":{i},\"cpu\":{cpu},\"requests\":{},\"connections_accepted\":{},\"connections_active\":{}}}",
             if i == 0 { "" } else { "," },
             worker.requests.get(),
-            worker.connections_accepted.get()
+            worker.connections_accepted.get(),
+            worker.open_connections()
         );
     }
     let open = stats.open_connections();

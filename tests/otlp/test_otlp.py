@@ -311,7 +311,7 @@ def test_metrics_traces_and_logs_arrive_with_exact_counts(root: Path, receiver: 
     assert point.count == total
     assert sum(point.bucket_counts) == total
     assert len(point.bucket_counts) == len(point.explicit_bounds) + 1
-    assert list(point.explicit_bounds)[:2] == [0.00005, 0.0001] and point.explicit_bounds[-1] == 10.0
+    assert list(point.explicit_bounds)[:4] == [0.000005, 0.00001, 0.000025, 0.00005] and point.explicit_bounds[-1] == 10.0
     assert point.sum > 0
     assert counter_sum(m["atomserve.cache.hits"]) == 71  # 60 GET + 10 HEAD + 1 traced GET
     assert counter_sum(m["atomserve.cache.misses"]) == 25
