@@ -73,7 +73,13 @@ pub fn drop_to(ids: Ids) -> io::Result<()> {
     unsafe { syscall!(setgid(ids.gid))? };
     // SAFETY: no pointers.
     unsafe { syscall!(setuid(ids.uid))? };
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integer arguments.
+    set_no_new_privs()
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: no later `execve` can gain privileges (set-uid bits, file
+/// capabilities); also what an unprivileged process needs before installing a seccomp filter.
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integer arguments; it only restricts this process.
     unsafe {
         syscall!(prctl(
             libc::PR_SET_NO_NEW_PRIVS,

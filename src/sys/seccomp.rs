@@ -163,16 +163,7 @@ fn install_allowing(allowed: &[libc::c_long]) -> io::Result<()> {
 fn load(filter: &[libc::sock_filter]) -> io::Result<()> {
     let prog =
         libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers; it only restricts this process.
-    unsafe {
-        syscall!(prctl(
-            libc::PR_SET_NO_NEW_PRIVS,
-            1 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong
-        ))?
-    };
+    super::creds::set_no_new_privs()?;
     // SAFETY: `prog` points at `filter`, which outlives the call (the kernel copies it).
     unsafe {
         syscall!(syscall(
