@@ -56,6 +56,16 @@ def free(port):
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def healthz():
+    try:
+        with socket.create_connection(("127.0.0.1", 9464), timeout=1) as c:
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            head = c.recv(64)
+            return int(head[9:12]) if head.startswith(b"HTTP/1.1 ") else None
+    except OSError:
+        return None
+
+
 def start_server():
     binary = ROOT / "target" / "debug" / "atomserve"
     for port in (8080, 9464):
@@ -65,8 +75,11 @@ def start_server():
     proc = subprocess.Popen([binary, "--root", ROOT / "frontend" / "dist", "--listen", "127.0.0.1:8080",
                              "--admin-listen", "127.0.0.1:9464", "--workers", "2"],
                             stdout=subprocess.DEVNULL, stderr=log)
-    for _ in range(200):
-        if not free(8080):
+    # Ready when the workers answer /healthz (the listener accepts before they run) and the
+    # background compression has finished (its threads exist, its log line is out).
+    for _ in range(600):
+        log.seek(0)
+        if b"variants complete" in log.read() and healthz() == 200:
             return proc
         time.sleep(0.05)
     proc.kill()
