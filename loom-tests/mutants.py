@@ -20,6 +20,7 @@ is held to the 90% line.
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 
@@ -103,7 +104,17 @@ def self_test():
     return 0
 
 
+def restore_on_signals():
+    """SIGTERM/SIGINT/SIGHUP end the script through `finally`, which puts the mutated source
+    back: a killed run once left a weakened fence in src/ that was then committed."""
+    def stop(signo, _frame):
+        raise SystemExit(128 + signo)
+    for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signo, stop)
+
+
 def main():
+    restore_on_signals()
     if "--self-test" in sys.argv:
         return self_test()
     found = list(sites())

@@ -133,7 +133,7 @@ impl<T> SnapshotCell<T> {
         let epoch = self.epoch.fetch_add(1, Ordering::Release) + 1;
         // SeqCst fence: the writer half of the Dekker pair with `Reader::online` (see module docs).
         // loom: snapshot::waking_reader_never_sees_a_freed_snapshot.
-        fence(Ordering::AcqRel);
+        fence(Ordering::SeqCst);
         self.lock_retired().push(Retired { epoch, node: old });
         epoch
     }
