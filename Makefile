@@ -16,17 +16,19 @@ export DENO_NO_UPDATE_CHECK := 1
 export DENO_NO_PROMPT := 1
 export CARGO_TERM_COLOR := never
 
-.PHONY: docs-check run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load bench-reload deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
+.PHONY: imports-check docs-check run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load bench-reload deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
 
 ## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
 run: frontend release
 	./target/release/atomserve --root frontend/dist --listen 127.0.0.1:8080 $(ARGS)
 
 ## make test: every test — unit, end-to-end over loopback, the h11 conformance suite, loom models.
-test: docs-check frontend frontend-test browser deps-test deps-prometheus deps-systemd deps-slowhttptest
+test: imports-check docs-check frontend frontend-test browser deps-test deps-prometheus deps-systemd deps-slowhttptest
 	$(CARGO) build --bins
 	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 ATOMSERVE_REQUIRE_SYSTEMD=1 \
 	  ATOMSERVE_REQUIRE_SLOWHTTPTEST=1 $(CARGO) test --workspace --all-targets
+	# --all-targets leaves out the doc examples: each building block's asserting examples run here.
+	$(CARGO) test --doc -p atomserve
 	ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/h11 tests/otlp
 	# The same integration suite (and the OTLP tests) again with the --seccomp allow-list on: a
 	# syscall missing from src/sys/seccomp.rs kills a server and fails its test.
@@ -42,6 +44,11 @@ release:
 ## make docs-check: every code reference in docs/*.md and README.md resolves in the tree, and every
 ## `sh try` lesson runs against a fresh server with the output it promises (each checker also
 ## proves it fails on a broken reference or a wrong expectation).
+## make imports-check: the import graph has no cycle, between files or between src/ folders.
+imports-check:
+	python3 tools/imports_check.py --self-test
+	python3 tools/imports_check.py
+
 docs-check: frontend
 	python3 tools/docs_check.py --self-test
 	python3 tools/docs_check.py

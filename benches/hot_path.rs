@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use atomserve::cache::{load, LoadOptions, Lookup};
 use atomserve::http::encoding::AcceptEncoding;
 use atomserve::http::request::{parse, Limits, Parsed};
-use atomserve::http::response::{self, FileMeta, Persistence};
+use atomserve::http::response::{self, FileMeta, Frame, Persistence};
 use atomserve::http::{date, path, range};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -99,7 +99,10 @@ fn response_rendering(c: &mut Criterion) {
     g.bench_function("tail_keep_alive", |b| {
         b.iter(|| {
             out.clear();
-            response::write_tail(&mut out, black_box(&date), Persistence::KeepAlive11);
+            response::write_tail(
+                &mut out,
+                Frame { date: black_box(&date), persistence: Persistence::KeepAlive11, head_only: false },
+            );
             out.len()
         })
     });
@@ -108,7 +111,10 @@ fn response_rendering(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             response::write_partial_head(&mut out, black_box(&meta), 1000, 1999);
-            response::write_tail(&mut out, &date, Persistence::KeepAlive11);
+            response::write_tail(
+                &mut out,
+                Frame { date: &date, persistence: Persistence::KeepAlive11, head_only: false },
+            );
             out.len()
         })
     });

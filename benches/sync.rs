@@ -4,7 +4,8 @@
 //! - snapshot read path: atomserve's QSBR `SnapshotCell` vs cloning an `Arc` vs an `RwLock` read
 //!   vs `arc-swap`, on 1 and 2 threads;
 //! - counters: a padded single-writer load + store (atomserve's `Counter`) vs a shared
-//!   `fetch_add`, on 2 threads.
+//!   `fetch_add` vs unpadded per-thread `fetch_add`s on neighbouring words (false sharing), on 2
+//!   threads.
 //!
 //! Multi-threaded cases use `iter_custom`: each of the threads does `iters` operations and the
 //! wall time of the slowest is reported, so the figure is time per operation per thread.

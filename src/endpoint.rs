@@ -4,9 +4,6 @@
 
 use std::os::fd::OwnedFd;
 
-use crate::handoff::Handoff;
-use crate::sys::eventfd::EventFd;
-
 /// Which listener a socket belongs to, and so what its requests get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -15,10 +12,6 @@ pub enum Role {
     /// The admin listener (`/healthz`, `/metrics`, `/stats`).
     Admin,
 }
-
-/// The hand-off of accepted connections from the acceptor to the workers, each woken through
-/// its eventfd.
-pub type FdHandoff = Handoff<Endpoint, EventFd>;
 
 /// A socket and what it serves.
 pub struct Endpoint {

@@ -8,15 +8,18 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::acceptor::Acceptor;
-use crate::access::{AccessSink, LogWriter, TextLog};
 use crate::cache::reload::{self, Trigger};
 use crate::cache::watch::Watcher;
 use crate::cache::{self, LoadError, LoadOptions, Reuse, SnapshotCell};
 use crate::config::{AdminListen, Config};
 use crate::endpoint::{Endpoint, Role};
-use crate::handoff::Handoff;
-use crate::metrics::Sources;
+use crate::observe::access::{AccessSink, LogWriter, TextLog};
+use crate::observe::scrape::Sources;
+use crate::observe::telemetry::Telemetry;
+use crate::serve::acceptor::Acceptor;
+use crate::serve::handoff::Handoff;
+use crate::serve::worker::{self, WorkerSetup};
+use crate::serve::FdHandoff;
 use crate::stats::Stats;
 use crate::sync::{thread, Arc};
 use crate::sys::eventfd::EventFd;
@@ -25,8 +28,6 @@ use crate::sys::signal::{self, Signal};
 use crate::sys::socket::{self, ListenOptions};
 use crate::sys::{affinity, creds, limits};
 use crate::systemd;
-use crate::telemetry::Telemetry;
-use crate::worker::{self, WorkerSetup};
 
 /// A failure to start; `main` prints it on one line and exits with status 2.
 #[derive(Debug)]
@@ -66,7 +67,8 @@ fn drop_privileges(config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Runs the server until SIGTERM/SIGINT and a drain.
+/// Runs the server until SIGTERM/SIGINT and a drain: [`bind`], load, [`spawn_workers`],
+/// [`banner`], then the acceptor on this thread, then [`drain`].
 pub fn run(config: &Config) -> Result<(), StartError> {
     // systemd first: passed sockets are taken over before the process opens a descriptor of its
     // own, and the environment is changed while this is the only thread.
@@ -78,48 +80,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     // Signals first: a SIGHUP or SIGTERM during a slow start-up (compression) must not kill the
     // process with the default action; it is acted on once the acceptor runs.
     let signals = signal::install().map_err(os("sigaction"))?;
-
-    // --reuse-port: the sockets are bound now (as root, for port 80) but listen only once this
-    // process serves, so that a start-up that fails has taken no connection from the old
-    // process. No TCP_DEFER_ACCEPT then: a connection it holds back is invisible to accept(2),
-    // so the drain could not take it over, and closing the listener would reset it.
-    let reuse_port = config.reuse_port && passed.is_none();
-    let listen_opts = ListenOptions {
-        backlog: config.backlog,
-        defer_accept_secs: if reuse_port { 0 } else { 1 },
-        reuse_port,
-    };
-    let open = |addr: SocketAddr, opts: ListenOptions| {
-        if reuse_port { socket::bind(addr, opts) } else { socket::listen(addr, opts) }
-            .map_err(|error| StartError::Bind { addr, error })
-    };
-    let mut listeners = Vec::new();
-    let mut public = Vec::new();
-    let mut admin = None;
-    let from_systemd = passed.is_some();
-    for Endpoint { fd, role } in passed.unwrap_or_default() {
-        let addr = socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?;
-        if role == Role::Public {
-            socket::set_nodelay(fd.as_fd()).map_err(os("setsockopt(TCP_NODELAY)"))?;
-            socket::set_defer_accept(fd.as_fd(), 1).map_err(os("setsockopt(TCP_DEFER_ACCEPT)"))?;
-            public.push(addr);
-        } else {
-            admin = Some(addr);
-        }
-        listeners.push(Endpoint { fd, role });
-    }
-    for &addr in if from_systemd { &[][..] } else { &config.listen[..] } {
-        let fd = open(addr, listen_opts)?;
-        // Accepted sockets inherit TCP_NODELAY from the listener on Linux: no syscall per accept.
-        socket::set_nodelay(fd.as_fd()).map_err(os("setsockopt(TCP_NODELAY)"))?;
-        public.push(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
-        listeners.push(Endpoint { fd, role: Role::Public });
-    }
-    if let (None, AdminListen::On(addr)) = (admin, config.admin_listen) {
-        let fd = open(addr, ListenOptions { defer_accept_secs: 0, ..listen_opts })?;
-        admin = Some(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
-        listeners.push(Endpoint { fd, role: Role::Admin });
-    }
+    let bound = bind(config, passed)?;
 
     // Bind as root (port 80), then drop root, then read the root as the user that will also
     // read it on every reload: a file only root can read must fail now, not at the first reload.
@@ -144,8 +105,13 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let started = Instant::now();
     let (snapshot, report) = cache::load_identity(&opts, Reuse::default()).map_err(StartError::Load)?;
     let load_time = started.elapsed();
-    let (files, bytes) = (snapshot.files(), snapshot.bytes());
-    let snapshot_fds = snapshot.descriptors();
+    let loaded = Loaded {
+        files: snapshot.files(),
+        bytes: snapshot.bytes(),
+        descriptors: snapshot.descriptors(),
+        time: load_time,
+        pending: report.pending_files,
+    };
 
     let allowed = affinity::allowed_cpus().map_err(os("sched_getaffinity"))?;
     let workers = config.workers.map_or(allowed.len().max(1), |n| n as usize);
@@ -164,7 +130,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     reload::record_phase1(&stats, Trigger::Start, load_time, &report);
     let sources = Arc::new(Sources {
         stats: stats.clone(),
-        handoff: handoff.clone(),
+        queue: handoff.clone(),
         cache: cache.clone(),
         cpus: cpus.clone(),
         started: process_started,
@@ -176,7 +142,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         _ => None,
     };
     let context = reload::Context {
-        cache: cache.clone(),
+        cache,
         reader: workers,
         opts,
         stats: stats.clone(),
@@ -185,22 +151,141 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         phase1: load_time,
     };
     reload::spawn(requests, context).map_err(os("spawning the reload thread"))?;
-    let mut handles = Vec::with_capacity(workers);
+    let access = || AccessSink {
+        text: log_writer.as_ref().map(|w| std::cell::RefCell::new(TextLog::new(w.sender()))),
+        otlp: telemetry.as_ref().and_then(|t| t.queue.clone()),
+    };
+    let handles = spawn_workers(config, &cpus, &handoff, &sources, access)?;
+
+    if bound.reuse_port {
+        // Serving from here on: listen, and take every new connection of the address from the
+        // process that was there before (see steer_reuseport_group_to_second).
+        for l in &bound.listeners {
+            socket::start_listening(l.fd.as_fd(), config.backlog).map_err(os("listen"))?;
+            socket::steer_reuseport_group_to_second(l.fd.as_fd())
+                .map_err(os("setsockopt(SO_ATTACH_REUSEPORT_CBPF)"))?;
+        }
+    }
+    // Keep descriptors for listeners, epoll/eventfd per worker, inotify, reloads, the admin
+    // listener's own connections and twice the snapshot's files (during a reload two snapshots
+    // are open): a connection refused with 503 beats an accept4 that fails.
+    let reserve = 64 + 4 * workers as u64 + 2 * loaded.descriptors;
+    let max_connections = config.max_connections.unwrap_or_else(|| nofile.saturating_sub(reserve).max(1));
+    banner(config, &loaded, &bound, &cpus, nofile, max_connections, telemetry.as_ref());
+    if config.seccomp {
+        // Start-up is done: every thread runs, the listeners are bound, root is dropped.
+        crate::sys::seccomp::install().map_err(os("--seccomp"))?;
+        crate::log!(
+            "seccomp: {} syscalls allowed, any other kills the process",
+            crate::sys::seccomp::ALLOWED.len()
+        );
+    }
+    let mut acceptor = Acceptor::new(bound.listeners, signals, handoff.clone(), stats);
+    acceptor.max_connections = max_connections;
+    notify.ready(&format!("serving {} files ({} bytes) with {workers} workers", loaded.files, loaded.bytes));
+    // Returns on SIGINT/SIGTERM.
+    acceptor.run(|| reload.request(Trigger::Signal)).map_err(os("poll"))?;
+
+    notify.stopping("draining");
+    drain(config, acceptor, &handoff, handles);
+    if let Some(w) = log_writer {
+        w.finish(Duration::from_secs(1));
+    }
+    if let Some(t) = telemetry {
+        t.shutdown(config.shutdown_grace);
+    }
+    crate::log!("stopped");
+    Ok(())
+}
+
+/// The listening sockets, bound (or taken from systemd) and what the banner says of them.
+struct Bound {
+    listeners: Vec<Endpoint>,
+    public: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
+    from_systemd: bool,
+    /// The sockets are bound but not listening yet (`--reuse-port`, see [`bind`]).
+    reuse_port: bool,
+}
+
+/// What the first load found, for the banner and the descriptor reserve.
+struct Loaded {
+    files: usize,
+    bytes: u64,
+    descriptors: u64,
+    time: Duration,
+    /// Files whose compressed variants are still to be built.
+    pending: usize,
+}
+
+/// Binds the public and admin listeners, or takes over the sockets systemd passed.
+fn bind(config: &Config, passed: Option<Vec<Endpoint>>) -> Result<Bound, StartError> {
+    // --reuse-port: the sockets are bound now (as root, for port 80) but listen only once this
+    // process serves, so that a start-up that fails has taken no connection from the old
+    // process. No TCP_DEFER_ACCEPT then: a connection it holds back is invisible to accept(2),
+    // so the drain could not take it over, and closing the listener would reset it.
+    let reuse_port = config.reuse_port && passed.is_none();
+    let listen_opts = ListenOptions {
+        backlog: config.backlog,
+        defer_accept_secs: if reuse_port { 0 } else { 1 },
+        reuse_port,
+    };
+    let open = |addr: SocketAddr, opts: ListenOptions| {
+        if reuse_port { socket::bind(addr, opts) } else { socket::listen(addr, opts) }
+            .map_err(|error| StartError::Bind { addr, error })
+    };
+    let mut bound = Bound {
+        listeners: Vec::new(),
+        public: Vec::new(),
+        admin: None,
+        from_systemd: passed.is_some(),
+        reuse_port,
+    };
+    for Endpoint { fd, role } in passed.unwrap_or_default() {
+        let addr = socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?;
+        if role == Role::Public {
+            socket::set_nodelay(fd.as_fd()).map_err(os("setsockopt(TCP_NODELAY)"))?;
+            socket::set_defer_accept(fd.as_fd(), 1).map_err(os("setsockopt(TCP_DEFER_ACCEPT)"))?;
+            bound.public.push(addr);
+        } else {
+            bound.admin = Some(addr);
+        }
+        bound.listeners.push(Endpoint { fd, role });
+    }
+    for &addr in if bound.from_systemd { &[][..] } else { &config.listen[..] } {
+        let fd = open(addr, listen_opts)?;
+        // Accepted sockets inherit TCP_NODELAY from the listener on Linux: no syscall per accept.
+        socket::set_nodelay(fd.as_fd()).map_err(os("setsockopt(TCP_NODELAY)"))?;
+        bound.public.push(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
+        bound.listeners.push(Endpoint { fd, role: Role::Public });
+    }
+    if let (None, AdminListen::On(addr)) = (bound.admin, config.admin_listen) {
+        let fd = open(addr, ListenOptions { defer_accept_secs: 0, ..listen_opts })?;
+        bound.admin = Some(socket::local_addr(fd.as_fd()).map_err(os("getsockname"))?);
+        bound.listeners.push(Endpoint { fd, role: Role::Admin });
+    }
+    Ok(bound)
+}
+
+/// Starts one worker thread per entry of `cpus` (pinned to it, if `Some`).
+fn spawn_workers(
+    config: &Config,
+    cpus: &[Option<usize>],
+    handoff: &Arc<FdHandoff>,
+    sources: &Arc<Sources>,
+    access: impl Fn() -> AccessSink,
+) -> Result<Vec<thread::JoinHandle<()>>, StartError> {
+    let mut handles = Vec::with_capacity(cpus.len());
     for (id, &cpu) in cpus.iter().enumerate() {
         let setup = WorkerSetup {
             id,
             cpu,
             handoff: handoff.clone(),
-            cache: cache.clone(),
-            stats: stats.clone(),
             sources: sources.clone(),
             limits: config.limits(),
             timeouts: config.timeouts(),
             grace: config.shutdown_grace,
-            access: AccessSink {
-                text: log_writer.as_ref().map(|w| std::cell::RefCell::new(TextLog::new(w.sender()))),
-                otlp: telemetry.as_ref().and_then(|t| t.queue.clone()),
-            },
+            access: access(),
         };
         let handle = thread::Builder::new()
             .name(format!("atomserve-w{id}"))
@@ -219,30 +304,33 @@ pub fn run(config: &Config) -> Result<(), StartError> {
             .map_err(os("spawning a worker thread"))?;
         handles.push(handle);
     }
+    Ok(handles)
+}
 
+/// Logs what was started: the version, the root, the addresses, the workers and limits.
+fn banner(
+    config: &Config,
+    loaded: &Loaded,
+    bound: &Bound,
+    cpus: &[Option<usize>],
+    nofile: u64,
+    max_connections: u64,
+    telemetry: Option<&Telemetry>,
+) {
     crate::log!(
         "version {}, serving {} ({} files, {} bytes, loaded in {} ms; {} files to compress in the background)",
         env!("CARGO_PKG_VERSION"),
         config.root.display(),
-        files,
-        bytes,
-        load_time.as_millis(),
-        report.pending_files
+        loaded.files,
+        loaded.bytes,
+        loaded.time.as_millis(),
+        loaded.pending
     );
-    if reuse_port {
-        // Serving from here on: listen, and take every new connection of the address from the
-        // process that was there before (see steer_reuseport_group_to_second).
-        for l in &listeners {
-            socket::start_listening(l.fd.as_fd(), config.backlog).map_err(os("listen"))?;
-            socket::steer_reuseport_group_to_second(l.fd.as_fd())
-                .map_err(os("setsockopt(SO_ATTACH_REUSEPORT_CBPF)"))?;
-        }
-    }
-    let origin = if from_systemd { " (socket from systemd)" } else { "" };
-    for addr in &public {
+    let origin = if bound.from_systemd { " (socket from systemd)" } else { "" };
+    for addr in &bound.public {
         crate::log!("listening on http://{addr}{origin}");
     }
-    if let Some(addr) = admin {
+    if let Some(addr) = bound.admin {
         crate::log!("admin on http://{addr}/healthz (also /metrics, /stats)");
     }
     let pinning = if config.no_pin {
@@ -250,14 +338,9 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     } else {
         format!("pinned to CPUs {cpus:?}").replace("Some(", "").replace(')', "")
     };
-    // Keep descriptors for listeners, epoll/eventfd per worker, inotify, reloads, the admin
-    // listener's own connections and twice the snapshot's files (during a reload two snapshots
-    // are open): a connection refused with 503 beats an accept4 that fails.
-    let reserve = 64 + 4 * workers as u64 + 2 * snapshot_fds;
-    let max_connections = config.max_connections.unwrap_or_else(|| nofile.saturating_sub(reserve).max(1));
+    let workers = cpus.len();
     crate::log!("{workers} workers, {pinning}; open-file limit {nofile}, max connections {max_connections}");
-
-    if let Some(t) = &telemetry {
+    if let Some(t) = telemetry {
         let on = [("metrics", t.enabled.metrics), ("traces", t.enabled.traces), ("logs", t.enabled.logs)];
         let names: Vec<&str> = on.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
         crate::log!("OpenTelemetry export on: {}", names.join(", "));
@@ -265,23 +348,12 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     if config.user.is_none() && creds::effective_uid() == 0 {
         crate::log!("warning: running as root; --user NAME drops privileges after binding");
     }
-    if config.seccomp {
-        // Start-up is done: every thread runs, the listeners are bound, root is dropped.
-        crate::sys::seccomp::install().map_err(os("--seccomp"))?;
-        crate::log!(
-            "seccomp: {} syscalls allowed, any other kills the process",
-            crate::sys::seccomp::ALLOWED.len()
-        );
-    }
-    let mut acceptor = Acceptor::new(listeners, signals, handoff.clone(), stats.clone());
-    acceptor.max_connections = max_connections;
-    notify.ready(&format!("serving {files} files ({bytes} bytes) with {workers} workers"));
-    // Returns on SIGINT/SIGTERM.
-    acceptor.run(|| reload.request(Trigger::Signal)).map_err(os("poll"))?;
+}
 
-    // Drain: stop accepting first — take what the kernel already queued on each listener, then
-    // close them all (acceptor.rs says why) — then tell the workers, and wait for them.
-    notify.stopping("draining");
+/// Drain: stop accepting first — take what the kernel already queued on each listener, then
+/// close them all (acceptor.rs says why) — then tell the workers, and wait for them until the
+/// grace period ends or a second SIGTERM comes.
+fn drain(config: &Config, mut acceptor: Acceptor, handoff: &FdHandoff, handles: Vec<thread::JoinHandle<()>>) {
     acceptor.close_listeners();
     handoff.stop();
     crate::log!("draining (grace {:?})", config.shutdown_grace);
@@ -298,12 +370,4 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     for handle in handles {
         let _ = handle.join();
     }
-    if let Some(w) = log_writer {
-        w.finish(Duration::from_secs(1));
-    }
-    if let Some(t) = telemetry {
-        t.shutdown(config.shutdown_grace);
-    }
-    crate::log!("stopped");
-    Ok(())
 }

@@ -21,7 +21,16 @@
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::CachePadded;
 
-/// A monotonic counter with a single writer.
+/// A monotonic counter with a single writer: a worker bumps its own counters, and a scrape on
+/// any thread reads them.
+///
+/// ```
+/// use atomserve::stats::Counter;
+/// let requests = Counter::new();
+/// requests.incr();
+/// requests.add(2);
+/// assert_eq!(requests.get(), 3);
+/// ```
 pub struct Counter(AtomicU64);
 
 impl Default for Counter {

@@ -30,7 +30,7 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use crate::endpoint::{Endpoint, Role};
 use crate::sync::Arc;
 use crate::sys::socket;
-use crate::sys::systemd as sys;
+use crate::sys::{clock, fd};
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const FIRST_FD: RawFd = 3;
@@ -57,7 +57,7 @@ pub fn listen_fds() -> io::Result<Option<Vec<Endpoint>>> {
         let raw = FIRST_FD + i as RawFd;
         // SAFETY: `plan` checked that LISTEN_PID is this process, so the descriptors are ours to
         // take, and the caller runs this before the process opened any descriptor of its own.
-        let fd = unsafe { sys::adopt_inherited(raw) }
+        let fd = unsafe { fd::adopt_inherited(raw) }
             .map_err(|e| io::Error::new(e.kind(), format!("fd {raw}: {e}")))?;
         if !socket::is_tcp_listener(fd.as_fd()).unwrap_or(false) {
             let what = format!("fd {raw} is not a listening TCP socket (ListenStream= with an address)");
@@ -163,7 +163,7 @@ impl Notifier {
 
     /// `RELOADING=1` with the time it began, as systemd's `Type=notify-reload` wants it.
     pub fn reloading(&self) {
-        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading\n", sys::monotonic_usec()));
+        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading\n", clock::monotonic_usec()));
     }
 
     /// `STOPPING=1`: the drain began.

@@ -1,6 +1,6 @@
 //! The memory figures behind docs/deploy.md's capacity planning, measured on the real binary:
 //! what an open connection costs (5,000 idle keep-alive connections, RSS from /proc before and
-//! after; the kernel's share from /proc/net/sockstat and /proc/slabinfo), and what a cached
+//! after; the kernel's share from /proc/net/sockstat and the `Slab:` line of /proc/meminfo), and what a cached
 //! MiB costs (RSS with a 64 MiB root against an empty one). The bounds are loose on purpose —
 //! they catch a regression of an order of magnitude (a buffer kept per idle connection, a second
 //! copy of every file), not noise — and the figures are printed (`--nocapture`).

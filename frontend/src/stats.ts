@@ -1,4 +1,4 @@
-// The dashboard's model: atomserve's `/stats` JSON (src/metrics/json.rs) in, figures to show out.
+// The dashboard's model: atomserve's `/stats` JSON (src/observe/scrape/json.rs) in, figures to show out.
 //
 // Pure functions only — no DOM, no fetch, no React — so that `deno task test` checks every
 // number the page shows (src/stats_test.ts). The page (App.tsx) keeps a `History` of samples,
@@ -164,7 +164,7 @@ export function formatPhases(r: Stats["cache"]["last_reload"], pending: number):
 
 /**
  * Per-bucket counts from either form a histogram comes in. atomserve's `/stats` sends per-bucket
- * counts (src/metrics/prometheus.rs `duration`); Prometheus's `_bucket` series are cumulative.
+ * counts (src/observe/scrape/prometheus.rs `duration`); Prometheus's `_bucket` series are cumulative.
  * `auto` tells them apart with the total: per-bucket counts sum to it, cumulative ones end at it
  * without ever decreasing. (When both hold, every bucket but the last non-empty one is empty and
  * the two readings agree.)

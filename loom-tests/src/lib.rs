@@ -5,7 +5,7 @@
 
 #[cfg(atomserve_loom)]
 mod shared {
-    use atomserve::handoff::{Handoff, Wake};
+    use atomserve::serve::handoff::{Handoff, Wake};
     use loom::sync::{Condvar, Mutex};
 
     /// The fewest preemptions at which every model catches the mutants it is there for
@@ -52,7 +52,7 @@ mod shared {
         }
     }
 
-    /// The worker loop of `src/worker.rs`, reduced to its hand-off calls: take everything
+    /// The worker loop of `src/serve/worker.rs`, reduced to its hand-off calls: take everything
     /// queued, exit only once stopped *and* the queue is empty, otherwise announce idleness and
     /// sleep. `take` receives each item.
     pub fn worker(h: &Handoff<usize, Bell>, id: usize, mut take: impl FnMut(usize)) {

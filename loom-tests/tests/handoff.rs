@@ -1,4 +1,4 @@
-//! loom models of the acceptor → worker hand-off (`src/handoff.rs`), run on the real `Handoff`.
+//! loom models of the acceptor → worker hand-off (`src/serve/handoff.rs`), run on the real `Handoff`.
 //!
 //! The bell is a loom mutex + condition variable with eventfd semantics: a ring sets a flag that
 //! persists until the owner consumes it. A worker that sleeps while an item waits and nobody will
@@ -7,7 +7,7 @@
 //! can never mask a lost wake-up.
 #![cfg(atomserve_loom)]
 
-use atomserve::handoff::Handoff;
+use atomserve::serve::handoff::Handoff;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;

@@ -1,10 +1,10 @@
-//! loom models of shutdown through the hand-off (`src/handoff.rs` `stop`), on the real
+//! loom models of shutdown through the hand-off (`src/serve/handoff.rs` `stop`), on the real
 //! `Handoff`: after the stop flag, every item ever pushed is taken by a worker (a worker exits
-//! only once stopped *and* the queue is empty, as `src/worker.rs` does), and no worker sleeps
+//! only once stopped *and* the queue is empty, as `src/serve/worker.rs` does), and no worker sleeps
 //! forever (loom reports a deadlock if one does).
 #![cfg(atomserve_loom)]
 
-use atomserve::handoff::Handoff;
+use atomserve::serve::handoff::Handoff;
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 use loom_tests::{model, worker, Bell};

@@ -35,7 +35,7 @@
 //!
 //! Responses still being written when a snapshot is retired keep their bytes alive themselves:
 //! bodies are `Arc<[u8]>`, and a connection clones the ones it still needs only when a write is
-//! partial (`OutQueue::hold`), so the common path takes no reference count.
+//! partial (`OutQueue::turn`), so the common path takes no reference count.
 //!
 //! Model-checked by `loom-tests/tests/snapshot.rs`; explained in `docs/concurrency.md`.
 
@@ -65,6 +65,28 @@ struct Retired<T> {
 }
 
 /// The live value, its readers' epoch slots, and the retired values awaiting reclamation.
+///
+/// A retired value is freed only once every reader has passed a quiescent point (or is
+/// offline) since it was replaced:
+///
+/// ```
+/// use atomserve::cache::SnapshotCell;
+/// let cell = SnapshotCell::new(String::from("v1"), 1);
+/// let mut reader = cell.reader(0);
+/// reader.online();
+/// {
+///     let guard = reader.current();
+///     cell.publish(String::from("v2"));
+///     assert_eq!(*guard, "v1", "a reader keeps what it read until its quiescent point");
+///     assert_eq!(cell.reclaim(), 1, "v1 is still being read: one value left to free");
+/// } // the guard is gone; `quiescent` needs `&mut reader`, so it could not be called before
+/// reader.quiescent();
+/// assert_eq!(cell.reclaim(), 0, "v1 freed");
+/// assert_eq!(*reader.current(), "v2");
+/// reader.offline();
+/// cell.publish(String::from("v3"));
+/// assert_eq!(cell.reclaim(), 0, "an offline reader holds nothing back");
+/// ```
 pub struct SnapshotCell<T> {
     current: AtomicPtr<Node<T>>,
     epoch: AtomicU64,

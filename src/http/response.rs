@@ -99,11 +99,21 @@ pub enum Persistence {
     Close,
 }
 
+/// What every response to one request shares, whatever it says: the `Date` of this second,
+/// whether the connection stays open, and whether the request was `HEAD` (no body, even for an
+/// error: the client would read one as the start of the next response, RFC 9110 §9.3.2).
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    pub date: &'a [u8; super::date::LEN],
+    pub persistence: Persistence,
+    pub head_only: bool,
+}
+
 /// Appends the per-response tail: `Date`, `Connection` if needed, and the blank line.
-pub fn write_tail(out: &mut Vec<u8>, date: &[u8; super::date::LEN], persistence: Persistence) {
+pub fn write_tail(out: &mut Vec<u8>, frame: Frame<'_>) {
     out.extend_from_slice(b"Date: ");
-    out.extend_from_slice(date);
-    out.extend_from_slice(match persistence {
+    out.extend_from_slice(frame.date);
+    out.extend_from_slice(match frame.persistence {
         Persistence::KeepAlive11 => b"\r\n\r\n".as_slice(),
         Persistence::KeepAlive10 => b"\r\nConnection: keep-alive\r\n\r\n",
         Persistence::Close => b"\r\nConnection: close\r\n\r\n",
@@ -162,12 +172,7 @@ pub fn write_partial_head(out: &mut Vec<u8>, m: &FileMeta<'_>, start: u64, end: 
 }
 
 /// Appends a `416 Range Not Satisfiable` (with `Content-Range: bytes */len`) and its tail.
-pub fn write_unsatisfiable(
-    out: &mut Vec<u8>,
-    m: &FileMeta<'_>,
-    date: &[u8; super::date::LEN],
-    persistence: Persistence,
-) {
+pub fn write_unsatisfiable(out: &mut Vec<u8>, m: &FileMeta<'_>, frame: Frame<'_>) {
     let _ = write!(
         out,
         "HTTP/1.1 416 Range Not Satisfiable\r\nServer: {SERVER}\r\nContent-Length: 0\r\nContent-Range: bytes */{}\r\n",
@@ -177,7 +182,7 @@ pub fn write_unsatisfiable(
     out.extend_from_slice(b"ETag: ");
     out.extend_from_slice(m.etag);
     out.extend_from_slice(b"\r\n");
-    write_tail(out, date, persistence);
+    write_tail(out, frame);
 }
 
 fn write_encoding(out: &mut Vec<u8>, m: &FileMeta<'_>) {
@@ -219,20 +224,13 @@ pub struct Extra<'a> {
 
 /// Appends a whole generated response (head, tail and, unless `head_only`, a short text body
 /// naming the status) — errors, redirects and `204`s. Returns the body bytes written.
-pub fn write_generated(
-    out: &mut Vec<u8>,
-    status: Status,
-    extra: Extra<'_>,
-    date: &[u8; super::date::LEN],
-    persistence: Persistence,
-    head_only: bool,
-) -> usize {
+pub fn write_generated(out: &mut Vec<u8>, status: Status, extra: Extra<'_>, frame: Frame<'_>) -> usize {
     let mut reason = [0u8; 48];
     let text = status.reason().as_bytes();
     reason[..text.len()].copy_from_slice(text);
     reason[text.len()] = b'\n';
     let body = if status == Status::NoContent { &[][..] } else { &reason[..text.len() + 1] };
-    write_text(out, status, extra, body, date, persistence, head_only)
+    write_text(out, status, extra, body, frame)
 }
 
 /// Appends a whole response with a small body (omitted for HEAD and 204), `text/plain` unless
@@ -242,9 +240,7 @@ pub fn write_text(
     status: Status,
     extra: Extra<'_>,
     body: &[u8],
-    date: &[u8; super::date::LEN],
-    persistence: Persistence,
-    head_only: bool,
+    frame: Frame<'_>,
 ) -> usize {
     let _ = write!(out, "HTTP/1.1 {} {}\r\nServer: {SERVER}\r\n", status.code(), status.reason());
     if status != Status::NoContent {
@@ -272,8 +268,8 @@ pub fn write_text(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    write_tail(out, date, persistence);
-    if !head_only && status != Status::NoContent {
+    write_tail(out, frame);
+    if !frame.head_only && status != Status::NoContent {
         out.extend_from_slice(body);
         return body.len();
     }
@@ -300,7 +296,8 @@ mod tests {
     fn generated_has_consistent_length() {
         let mut out = Vec::new();
         let date = crate::http::date::format(0);
-        write_generated(&mut out, Status::NotFound, Extra::default(), &date, Persistence::Close, false);
+        let frame = Frame { date: &date, persistence: Persistence::Close, head_only: false };
+        write_generated(&mut out, Status::NotFound, Extra::default(), frame);
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"));

@@ -1,7 +1,7 @@
 //! Under loom only: a bounded MPMC queue that keeps the memory behaviour `crossbeam_queue::ArrayQueue`
 //! shows to the hand-off protocol, with a state space loom can explore.
 //!
-//! What the hand-off (`src/handoff.rs`) relies on from `ArrayQueue`:
+//! What the hand-off (`src/serve/handoff.rs`) relies on from `ArrayQueue`:
 //! - `push` publishes by moving `tail` with a SeqCst read-modify-write (a CAS in crossbeam);
 //! - `is_empty` compares SeqCst loads of `head` and `tail`, taking no lock;
 //! - a pushed value is handed to exactly one `pop`, and a `pop` after the push completed finds it.

@@ -55,7 +55,18 @@ pub use crossbeam_utils::CachePadded;
 #[cfg(atomserve_loom)]
 pub use loom::cell::UnsafeCell as TrackedCell;
 
-/// A bounded multi-producer multi-consumer queue.
+/// A bounded multi-producer multi-consumer queue: `crossbeam_queue::ArrayQueue`, or under loom
+/// a model of it (`loom_queue.rs`). A full queue gives the value back instead of blocking.
+///
+/// ```
+/// use atomserve::sync::BoundedQueue;
+/// let q = BoundedQueue::new(2);
+/// assert_eq!(q.push(1), Ok(()));
+/// assert_eq!(q.push(2), Ok(()));
+/// assert_eq!(q.push(3), Err(3), "full: the caller keeps the value (the acceptor answers 503)");
+/// assert_eq!((q.len(), q.capacity()), (2, 2));
+/// assert_eq!(q.pop(), Some(1), "first in, first out");
+/// ```
 #[cfg(not(atomserve_loom))]
 pub struct BoundedQueue<T>(crossbeam_queue::ArrayQueue<T>);
 

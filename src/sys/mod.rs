@@ -19,7 +19,8 @@
 //! | [`limits`] | getrlimit, setrlimit |
 //! | [`mem`] | malloc_trim (glibc; madvise inside) |
 //! | [`seccomp`] | prctl(PR_SET_NO_NEW_PRIVS), seccomp(SECCOMP_SET_MODE_FILTER, TSYNC) |
-//! | [`systemd`] | fcntl (taking over passed sockets), clock_gettime (CLOCK_MONOTONIC) |
+//! | [`fd`] | fcntl (taking over inherited descriptors: systemd's passed sockets) |
+//! | [`clock`] | clock_gettime (CLOCK_MONOTONIC, for systemd's notifications) |
 
 /// Calls a `libc` function and turns a `-1` return into `Err(io::Error::last_os_error())`.
 ///
@@ -36,9 +37,11 @@ macro_rules! syscall {
 }
 
 pub mod affinity;
+pub mod clock;
 pub mod creds;
 pub mod epoll;
 pub mod eventfd;
+pub mod fd;
 pub mod file;
 pub mod inotify;
 pub mod limits;
@@ -48,6 +51,5 @@ pub mod sched;
 pub mod seccomp;
 pub mod signal;
 pub mod socket;
-pub mod systemd;
 
 pub use libc::{EAGAIN, ECONNABORTED, EINTR, ELOOP, EMFILE, ENFILE, ENOBUFS, ENOMEM};

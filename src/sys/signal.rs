@@ -21,7 +21,8 @@ use crate::sync::os_atomic::{AtomicI32, AtomicU32, Ordering};
 static PENDING: AtomicU32 = AtomicU32::new(0);
 /// The eventfd to ring when a signal arrives; -1 before [`install`]. It is [`WAKE`]'s number,
 /// and `WAKE` is never closed: a descriptor the handler may write to at any moment must not be
-/// closed and its number reused by another file (a failed start-up used to do just that).
+/// closed and its number reused by another file (`tests/signals.rs` pins this for a failed
+/// start-up).
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// The wake-up eventfd, created by the first [`install`] and kept for the life of the process.

@@ -4,7 +4,7 @@
 //! Every socket is created non-blocking and close-on-exec in the same syscall
 //! (`SOCK_NONBLOCK | SOCK_CLOEXEC`, and `accept4` for accepted ones), so there is no window in which
 //! a blocking or inheritable fd exists. Listening sockets passed by systemd are checked with
-//! [`is_tcp_listener`] and given both flags before use (`crate::sys::systemd::adopt_inherited`).
+//! [`is_tcp_listener`] and given both flags before use (`crate::sys::fd::adopt_inherited`).
 
 use std::io::{self, IoSlice};
 use std::mem;

@@ -16,9 +16,9 @@ pub mod bridge;
 pub mod env;
 pub mod metrics;
 
+use crate::sync::thread::JoinHandle;
 use std::fs;
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use opentelemetry::logs::LoggerProvider as _;
@@ -31,8 +31,8 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
-use crate::access::RecordQueue;
-use crate::metrics::Sources;
+use crate::observe::access::RecordQueue;
+use crate::observe::scrape::Sources;
 use crate::sync::{thread, Arc};
 
 /// Access records that may wait for the bridge; beyond it they are dropped and counted.

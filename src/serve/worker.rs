@@ -1,11 +1,14 @@
 //! A worker: one thread pinned to one CPU, owning its connections for their whole life and
 //! multiplexing them with its own epoll instance.
 //!
-//! The loop: wait in `epoll_wait` (announcing itself idle first, see [`crate::handoff`], and
+//! The loop: wait in `epoll_wait` (announcing itself idle first, see [`crate::serve::handoff`], and
 //! going offline for snapshot reclamation, see [`crate::cache::swap`]); then, on the snapshot
 //! current for this turn, drive every connection epoll reported, take new connections from the
-//! hand-off queue, and once a second expire the connections whose timer ran out. No locks, no
-//! allocation per request, no syscall that is not a read, a write or the wait itself.
+//! hand-off queue, and once a second expire the connections whose timer ran out. No locks and,
+//! once warm, no allocation per request. The syscalls of a keep-alive request are its `recv`,
+//! its `sendmsg` (or `sendfile`) and the shared `epoll_wait`; besides those a connection costs
+//! one `epoll_ctl` when adopted, a `shutdown` when it closes gracefully, and a `getpeername`
+//! only when an access record needs the client's address.
 //!
 //! Shutdown: when the hand-off says stop, the worker *drains* — idle keep-alive connections are
 //! closed at once, responses in flight finish (with `Connection: close`), connections still
@@ -15,21 +18,17 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use crate::access::AccessSink;
-use crate::cache::{Snapshot, SnapshotCell};
-use crate::conn::{Conn, Ctx, Keep, Timeouts};
-use crate::endpoint::FdHandoff;
-use crate::handoff::Wake;
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
-use crate::metrics::Sources;
-use crate::stats::{Stats, WorkerStats};
+use crate::observe::access::AccessSink;
+use crate::observe::scrape::Sources;
+use crate::serve::respond::PathBufs;
+use crate::serve::slab::{self, Slab};
+use crate::serve::transport::{Bufs, Conn, Ctx, Keep, Timeouts};
+use crate::serve::FdHandoff;
 use crate::sync::Arc;
 use crate::sys::affinity;
 use crate::sys::epoll::{self, Epoll, Events};
-use crate::sys::eventfd::EventFd;
-
-/// The hand-off as the server uses it: accepted sockets, eventfd bells.
 
 /// Everything a worker starts with.
 pub struct WorkerSetup {
@@ -37,11 +36,9 @@ pub struct WorkerSetup {
     /// The CPU to pin to (`None`: no pinning).
     pub cpu: Option<usize>,
     pub handoff: Arc<FdHandoff>,
-    /// The live snapshot; this worker reads it through `reader(id)`.
-    pub cache: Arc<SnapshotCell<Snapshot>>,
-    /// Counters; this worker writes `stats.workers[id]` only.
-    pub stats: Arc<Stats>,
-    /// What the admin endpoints read.
+    /// The live snapshot (`sources.cache`, read through `reader(id)`), the counters
+    /// (`sources.stats`, of which this worker writes `workers[id]` only), and what the admin
+    /// endpoints read.
     pub sources: Arc<Sources>,
     pub limits: Limits,
     pub timeouts: Timeouts,
@@ -51,15 +48,8 @@ pub struct WorkerSetup {
     pub access: AccessSink,
 }
 
-impl Wake for EventFd {
-    /// Rings the worker's eventfd: its `epoll_wait` returns, now or at its next call.
-    fn wake(&self) {
-        self.ring();
-    }
-}
-
 /// The epoll token of the worker's own bell.
-const BELL: u64 = u64::MAX;
+const BELL: u64 = slab::RESERVED;
 /// New connections taken from the queue per loop turn, so that a burst is shared among workers.
 const ADOPT_BATCH: usize = 64;
 /// How often timers are checked.
@@ -79,13 +69,12 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let epoll = Epoll::new()?;
     epoll.add(bell.as_fd(), epoll::READ, BELL)?;
 
-    let mut reader = setup.cache.reader(setup.id);
+    let mut reader = setup.sources.cache.reader(setup.id);
     let clock = Instant::now();
     let now_ms = || clock.elapsed().as_millis() as u64;
     let mut events = Events::with_capacity(256);
-    let mut conns = Slab::default();
-    let mut scratch = vec![0u8; SCRATCH];
-    let (mut key, mut key2) = (Vec::with_capacity(256), Vec::with_capacity(256));
+    let mut conns: Slab<Conn> = Slab::default();
+    let mut bufs = Bufs { scratch: vec![0u8; SCRATCH], paths: PathBufs::with_capacity(256) };
     let mut date = DateCache::new();
     let mut drain_deadline: Option<u64> = None;
     // Connections that stopped at their work budget with input left (see `Keep::Again`).
@@ -99,7 +88,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         let now = now_ms();
         if conns.is_empty() {
             // About to sleep with nothing to wake for: let the access log out first.
-            setup.access.flush(&setup.stats.workers[setup.id]);
+            setup.access.flush(&setup.sources.stats.workers[setup.id]);
         }
         let timeout = match (conns.is_empty(), drain_deadline) {
             _ if !ready.is_empty() => Some(Duration::ZERO),
@@ -133,19 +122,23 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         if stop_seen_now {
             drain_deadline = Some(now + setup.grace.as_millis() as u64);
         }
-        let mut ctx = Ctx {
+        let stats = &setup.sources.stats.workers[setup.id];
+        let ctx = Ctx {
             snapshot: &snapshot,
-            scratch: &mut scratch,
-            key: &mut key,
-            key2: &mut key2,
+            sources: &setup.sources,
             date: &date,
             limits: &setup.limits,
             timeouts: &setup.timeouts,
             now_ms: now,
             draining: drain_deadline.is_some(),
-            stats: &setup.stats.workers[setup.id],
-            sources: &setup.sources,
+            stats,
             access: &setup.access,
+        };
+        // Closes a connection: dropping it closes the socket; a public one is counted.
+        let closed = |conn: Conn| {
+            if conn.is_public() {
+                stats.connections_closed.incr_release();
+            }
         };
         for event in events.iter() {
             if event.token() == BELL {
@@ -153,134 +146,60 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 continue;
             }
             if let Some(conn) = conns.get_mut(event.token()) {
-                let verdict =
-                    conn.on_event(event.is_readable(), event.is_writable(), event.is_hangup(), &mut ctx);
+                let verdict = conn.on_event(
+                    event.is_readable(),
+                    event.is_writable(),
+                    event.is_hangup(),
+                    &ctx,
+                    &mut bufs,
+                );
                 if !keep(verdict, event.token(), &mut ready) {
-                    conns.remove(event.token(), ctx.stats);
+                    conns.remove(event.token()).map(closed);
                 }
             }
         }
         for token in std::mem::take(&mut ready) {
             if let Some(conn) = conns.get_mut(token) {
-                if !keep(conn.drive(&mut ctx), token, &mut ready) {
-                    conns.remove(token, ctx.stats);
+                if !keep(conn.drive(&ctx, &mut bufs), token, &mut ready) {
+                    conns.remove(token).map(closed);
                 }
             }
         }
         if stop_seen_now {
             // Every connection once: idle ones close now, busy ones finish with a close.
-            let stats = ctx.stats;
-            conns.retain(stats, |token, conn| keep(conn.drive(&mut ctx), token, &mut ready));
+            conns.retain(|token, conn| keep(conn.drive(&ctx, &mut bufs), token, &mut ready), closed);
         }
         for _ in 0..ADOPT_BATCH {
             let Some(accepted) = handoff.pop() else { break };
             let mut conn = Conn::new(accepted, now, &setup.timeouts);
             let public = conn.is_public();
             if public {
-                ctx.stats.connections_accepted.incr();
+                stats.connections_accepted.incr();
             }
             let token = conns.vacant_token();
             if epoll.add(conn.fd(), epoll::CONNECTION, token).is_err() {
-                if public {
-                    ctx.stats.connections_closed.incr_release();
-                }
-                continue; // dropping the connection closes it
+                closed(conn);
+                continue;
             }
-            if keep(conn.drive(&mut ctx), token, &mut ready) {
+            if keep(conn.drive(&ctx, &mut bufs), token, &mut ready) {
                 conns.insert(conn);
-            } else if public {
-                ctx.stats.connections_closed.incr_release();
+            } else {
+                closed(conn);
             }
         }
         if now >= next_sweep {
             next_sweep = now + SWEEP_MS;
-            let stats = ctx.stats;
             setup.access.flush(stats);
-            conns.retain(stats, |_, conn| conn.deadline_ms() > now || conn.on_timeout(&mut ctx) != Keep::No);
+            conns.retain(|_, conn| conn.deadline_ms() > now || conn.on_timeout(&ctx) != Keep::No, closed);
         }
         if let Some(deadline) = drain_deadline {
             if conns.is_empty() && handoff.queued() == 0 {
-                setup.access.flush(ctx.stats);
+                setup.access.flush(stats);
                 return Ok(());
             }
             if now >= deadline {
-                setup.access.flush(ctx.stats);
+                setup.access.flush(stats);
                 return Ok(()); // grace is over: dropping `conns` closes whatever is left
-            }
-        }
-    }
-}
-
-/// The worker's connections, addressed by epoll token: slot index in the low 32 bits and the
-/// slot's generation in the high 32, so that an event for a closed connection cannot reach a new
-/// one that reused its slot within the same `epoll_wait` batch.
-#[derive(Default)]
-struct Slab {
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    len: usize,
-}
-
-#[derive(Default)]
-struct Slot {
-    generation: u32,
-    conn: Option<Conn>,
-}
-
-impl Slab {
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The token the next `insert` will use.
-    fn vacant_token(&mut self) -> u64 {
-        if self.free.is_empty() {
-            self.free.push(self.slots.len() as u32);
-            self.slots.push(Slot::default());
-        }
-        let index = *self.free.last().unwrap_or(&0);
-        token(index, self.slots[index as usize].generation)
-    }
-
-    fn insert(&mut self, conn: Conn) {
-        let _ = self.vacant_token();
-        if let Some(index) = self.free.pop() {
-            self.slots[index as usize].conn = Some(conn);
-            self.len += 1;
-        }
-    }
-
-    fn get_mut(&mut self, token: u64) -> Option<&mut Conn> {
-        let slot = self.slots.get_mut((token & 0xffff_ffff) as usize)?;
-        if u64::from(slot.generation) != token >> 32 {
-            return None;
-        }
-        slot.conn.as_mut()
-    }
-
-    /// Closes the connection behind `token` (counting it in `stats` if it was public).
-    fn remove(&mut self, token: u64, stats: &WorkerStats) {
-        let index = (token & 0xffff_ffff) as u32;
-        if let Some(slot) = self.slots.get_mut(index as usize) {
-            if let Some(conn) = slot.conn.take() {
-                if conn.is_public() {
-                    stats.connections_closed.incr_release();
-                }
-                slot.generation = slot.generation.wrapping_add(1) % (u32::MAX - 1);
-                self.free.push(index);
-                self.len -= 1;
-            }
-        }
-    }
-
-    /// Keeps the connections for which `keep(token, conn)` returns true; closes the others.
-    fn retain(&mut self, stats: &WorkerStats, mut keep: impl FnMut(u64, &mut Conn) -> bool) {
-        for index in 0..self.slots.len() {
-            let slot = &mut self.slots[index];
-            let t = token(index as u32, slot.generation);
-            let Some(conn) = slot.conn.as_mut() else { continue };
-            if !keep(t, conn) {
-                self.remove(t, stats);
             }
         }
     }
@@ -296,8 +215,4 @@ fn keep(verdict: Keep, token: u64, ready: &mut Vec<u64>) -> bool {
         }
         Keep::No => false,
     }
-}
-
-fn token(index: u32, generation: u32) -> u64 {
-    u64::from(generation) << 32 | u64::from(index)
 }

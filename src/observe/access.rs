@@ -1,6 +1,6 @@
 //! Access records: one per answered request, built only when someone reads them — the text access
 //! log (`--access-log stdout`) or the OTLP bridge (spans and log records, see
-//! [`crate::telemetry`]). With both off, the request path never builds one.
+//! [`crate::observe::telemetry`]). With both off, the request path never builds one.
 //!
 //! A record copies what it needs out of the read buffer into one allocation (method, target and a
 //! few fields), because the buffer is reused as soon as the batch is answered. Records wait in

@@ -1,7 +1,7 @@
 //! The OTLP bridge: a thread that turns access records into spans and log records.
 //!
 //! Workers never call the OpenTelemetry SDK. They push finished [`AccessRecord`]s onto a bounded
-//! lock-free queue (dropping and counting when it is full, see [`crate::access`]); this thread
+//! lock-free queue (dropping and counting when it is full, see [`crate::observe::access`]); this thread
 //! drains it every 20 ms and hands each record to the SDK: a server span with explicit start
 //! and end times (child of the request's `traceparent`, when it sent one, and only if the
 //! sampler says so), and a log record carrying the same trace context. The SDK's batch
@@ -19,7 +19,7 @@ use opentelemetry_sdk::logs::SdkLogger;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 
-use crate::access::{AccessRecord, Field, RecordQueue};
+use crate::observe::access::{AccessRecord, Field, RecordQueue};
 use crate::sync::Arc;
 
 /// How often the bridge looks at the queue when it is idle.

@@ -96,7 +96,7 @@ pub fn render(src: &Sources, format: Format) -> String {
     let open = stats.open_connections();
     let accepted = stats.acceptor.accepted.get();
     let closed = stats.sum(|s| &s.connections_closed);
-    let queued = src.handoff.queued() as u64;
+    let queued = src.queue.queued() as u64;
     gauge(
         w,
         "atomserve_connections_active",

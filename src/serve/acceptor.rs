@@ -14,9 +14,9 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::endpoint::FdHandoff;
 use crate::endpoint::{Endpoint, Role};
 use crate::http::response;
+use crate::serve::FdHandoff;
 use crate::stats::Stats;
 use crate::sync::Arc;
 use crate::sys::eventfd::EventFd;

@@ -30,8 +30,8 @@ use opentelemetry_sdk::metrics::Temporality;
 use prost::Message;
 
 use super::env::HttpTarget;
-use crate::metrics::prometheus::duration;
-use crate::metrics::{process, Sources};
+use crate::observe::scrape::prometheus::duration;
+use crate::observe::scrape::{process, Sources};
 use crate::stats::{duration_bounds_seconds, STATUS_CODES};
 use crate::sync::Arc;
 
@@ -75,7 +75,7 @@ pub fn register(meter: &Meter, src: &Arc<Sources>) {
         "atomserve.accept_queue.depth",
         "Accepted connections waiting for a worker",
         "{connection}",
-        |s| s.handoff.queued() as u64,
+        |s| s.queue.queued() as u64,
     );
     counter(
         meter,

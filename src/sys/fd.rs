@@ -1,6 +1,5 @@
-//! What systemd's protocols need from the kernel: taking over the listening sockets that systemd
-//! passes at start-up (`fcntl(2)`), and the `CLOCK_MONOTONIC` reading that a reload notification
-//! carries (`clock_gettime(2)`). The protocols themselves live in [`crate::systemd`].
+//! Descriptors this process did not open itself: taking over one inherited from the parent
+//! (`fcntl(2)`), as systemd's socket activation passes them.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -27,15 +26,4 @@ pub unsafe fn adopt_inherited(raw: RawFd) -> io::Result<OwnedFd> {
     // socket: harmless, systemd itself polls its sockets before it accepts on them.
     unsafe { syscall!(fcntl(raw, libc::F_SETFL, status | libc::O_NONBLOCK))? };
     Ok(fd)
-}
-
-/// `CLOCK_MONOTONIC` in microseconds, the clock of `MONOTONIC_USEC=` in sd_notify(3); 0 if the
-/// clock cannot be read (it always can on Linux).
-pub fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is valid and writable for the call.
-    match unsafe { syscall!(clock_gettime(libc::CLOCK_MONOTONIC, &mut ts)) } {
-        Ok(_) => ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000,
-        Err(_) => 0,
-    }
 }

@@ -61,7 +61,7 @@ pub fn render(src: &Sources) -> String {
         "],\"connections_active\":{},\"connections_accepted_total\":{accepted},\"accept_queue_depth\":{},\
          \"accept_queue_full_total\":{},",
         open,
-        src.handoff.queued(),
+        src.queue.queued(),
         stats.acceptor.queue_full.get()
     );
     let _ = write!(

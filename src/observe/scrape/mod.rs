@@ -9,16 +9,22 @@ pub mod prometheus;
 use std::time::SystemTime;
 
 use crate::cache::{Snapshot, SnapshotCell};
-use crate::endpoint::FdHandoff;
 use crate::stats::Stats;
 use crate::sync::Arc;
 
 /// Everything a scrape reads, shared by all workers (who serve the admin listener).
 pub struct Sources {
     pub stats: Arc<Stats>,
-    pub handoff: Arc<FdHandoff>,
+    /// The hand-off queue, for its depth.
+    pub queue: Arc<dyn QueueDepth + Send + Sync>,
     pub cache: Arc<SnapshotCell<Snapshot>>,
     /// The CPU each worker is pinned to, if any.
     pub cpus: Vec<Option<usize>>,
     pub started: SystemTime,
+}
+
+/// How many accepted connections wait in the hand-off queue. A trait, so that observing reads
+/// the serving side's queue without depending on it (`crate::endpoint` implements it).
+pub trait QueueDepth {
+    fn queued(&self) -> usize;
 }

@@ -85,6 +85,37 @@ impl IdleSet {
 }
 
 /// The acceptor → worker hand-off: queue, idle set, and one bell per worker.
+///
+/// A worker about to sleep calls [`prepare_sleep`](Self::prepare_sleep); if it returns true it
+/// may sleep until its bell rings, then calls [`woke`](Self::woke). A push rings exactly one
+/// idle worker's bell, so a sleeping worker never misses an item:
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use atomserve::serve::handoff::{Handoff, Wake};
+///
+/// #[derive(Default)]
+/// struct Bell(AtomicUsize);
+/// impl Wake for Bell {
+///     fn wake(&self) {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///     }
+/// }
+///
+/// let handoff = Handoff::new(4, vec![Bell::default(), Bell::default()]);
+/// assert!(handoff.prepare_sleep(1), "the queue is empty: worker 1 may sleep");
+/// handoff.push("conn", 0).unwrap();
+/// assert_eq!(handoff.bell(1).0.load(Ordering::Relaxed), 1, "the idle worker was rung");
+/// assert_eq!(handoff.bell(0).0.load(Ordering::Relaxed), 0, "the busy one was not");
+/// handoff.woke(1);
+/// assert_eq!(handoff.pop(), Some("conn"));
+///
+/// // An item queued before a worker announces itself: it must not sleep.
+/// handoff.push("next", 0).unwrap();
+/// assert!(!handoff.prepare_sleep(0));
+/// handoff.stop();
+/// assert!(handoff.is_stopping());
+/// ```
 pub struct Handoff<T, W> {
     queue: BoundedQueue<T>,
     idle: IdleSet,

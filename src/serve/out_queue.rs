@@ -6,13 +6,18 @@
 //! and resumes where the kernel stopped.
 //!
 //! A borrowed chunk is only valid until the worker's next quiescent point (see
-//! `cache::swap`): after that, a reload may free the snapshot it points into. So when output is
-//! still pending at the end of a worker's turn, [`OutQueue::hold`] turns borrowed chunks into
-//! held ones by cloning their `Arc<[u8]>` — a reference count taken only on partial writes.
+//! `cache::swap`): after that, a reload may free the snapshot it points into. The contract lives
+//! here, in one place, behind a safe API: snapshot bytes can be queued only through a [`Turn`],
+//! which [`OutQueue::turn`] lends for the length of one closure call and whose lifetime `'s` is
+//! that of the snapshot borrow. When the closure returns, output still pending is *held* —
+//! borrowed chunks become `Arc<[u8]>` clones, a reference count taken only on partial writes —
+//! so outside a turn the queue never points into a snapshot.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
@@ -32,6 +37,45 @@ enum Chunk {
     Own { start: usize, len: usize },
     /// Bytes `start..end` of a file on disk, sent with sendfile(2).
     File(Arc<DiskFile>, u64, u64),
+}
+
+/// An [`OutQueue`] lent for one turn of a worker, during which the snapshot the worker reads
+/// is alive for `'s`: bytes of that snapshot can be queued without touching their reference
+/// count. Everything else an `OutQueue` does is reached through `Deref`.
+pub struct Turn<'q, 's> {
+    queue: &'q mut OutQueue,
+    borrowed: PhantomData<&'s Arc<[u8]>>,
+}
+
+impl<'s> Turn<'_, 's> {
+    /// Queues bytes that live for `'s` (in the snapshot), without cloning the `Arc`.
+    pub fn push_shared(&mut self, bytes: &'s Arc<[u8]>) {
+        self.push_shared_range(bytes, 0, bytes.len());
+    }
+
+    /// Queues bytes `start..end` of `bytes` (a byte range), without cloning the `Arc`.
+    ///
+    /// `start <= end <= bytes.len()`, or sending it panics (slicing is checked).
+    pub fn push_shared_range(&mut self, bytes: &'s Arc<[u8]>, start: usize, end: usize) {
+        debug_assert!(start <= end && end <= bytes.len(), "range {start}..{end} of {}", bytes.len());
+        if start < end {
+            self.queue.pending += end - start;
+            self.queue.chunks.push_back(Chunk::Borrowed(bytes, start, end));
+        }
+    }
+}
+
+impl Deref for Turn<'_, '_> {
+    type Target = OutQueue;
+    fn deref(&self) -> &OutQueue {
+        self.queue
+    }
+}
+
+impl DerefMut for Turn<'_, '_> {
+    fn deref_mut(&mut self) -> &mut OutQueue {
+        self.queue
+    }
 }
 
 /// The result of a flush.
@@ -76,35 +120,34 @@ impl OutQueue {
         self.chunks.len()
     }
 
-    /// Queues bytes that live in a snapshot, without cloning the `Arc`.
+    /// Lends the queue to `f` as a [`Turn`], which may queue bytes borrowed from a snapshot for
+    /// `'s`. When `f` returns (or unwinds), whatever is still pending is held, so that the queue
+    /// no longer depends on anything borrowed for `'s`.
     ///
-    /// # Safety
-    /// `bytes` must stay alive until [`OutQueue::hold`] is called or the queue is emptied or
-    /// dropped. The worker guarantees it: snapshots are freed only after its quiescent point, and it
-    /// calls `hold` on every connection with pending output before reaching one.
-    pub unsafe fn push_shared(&mut self, bytes: &Arc<[u8]>) {
-        // SAFETY: the caller's contract is this function's.
-        unsafe { self.push_shared_range(bytes, 0, bytes.len()) }
-    }
-
-    /// Queues bytes `start..end` of a snapshot buffer (a byte range), without cloning the `Arc`.
-    ///
-    /// # Safety
-    /// As [`OutQueue::push_shared`]; also `start <= end <= bytes.len()`.
-    pub unsafe fn push_shared_range(&mut self, bytes: &Arc<[u8]>, start: usize, end: usize) {
-        debug_assert!(start <= end && end <= bytes.len());
-        if start < end {
-            self.pending += end - start;
-            self.chunks.push_back(Chunk::Borrowed(bytes, start, end));
+    /// `'s` is a parameter of this function, so it outlives the whole call: every borrowed
+    /// chunk stays valid until `hold` has replaced it.
+    pub fn turn<'s, R>(&mut self, f: impl FnOnce(&mut Turn<'_, 's>) -> R) -> R {
+        /// Holds the queue's output when the turn ends, by return or by unwinding.
+        struct EndOfTurn<'q>(&'q mut OutQueue);
+        impl Drop for EndOfTurn<'_> {
+            fn drop(&mut self) {
+                if !self.0.is_empty() {
+                    self.0.hold();
+                }
+            }
         }
+        let end = EndOfTurn(self);
+        let mut turn = Turn { queue: &mut *end.0, borrowed: PhantomData };
+        f(&mut turn)
     }
 
     /// Takes a reference on every borrowed chunk, so the queue no longer depends on the snapshot
-    /// it was filled from. Called only when output stays pending after a turn (a partial write).
-    pub fn hold(&mut self) {
+    /// it was filled from.
+    fn hold(&mut self) {
         for chunk in self.chunks.iter_mut() {
             if let Chunk::Borrowed(arc, start, end) = *chunk {
-                // SAFETY: a borrowed chunk is valid until this call (push_shared's contract).
+                // SAFETY: a borrowed chunk was queued through a `Turn<'_, 's>` whose `'s` outlives
+                // the `turn` call this runs in (see `OutQueue::turn`), so the Arc is alive.
                 *chunk = Chunk::Held(unsafe { Arc::clone(&*arc) }, start, end);
             }
         }
@@ -202,6 +245,25 @@ impl OutQueue {
         Ok(Flush::Done)
     }
 
+    /// A copy of every byte queued and not yet sent, files read with `pread(2)`: what the
+    /// client would receive. For tests and debugging; the send path never copies.
+    pub fn contents(&self) -> io::Result<Vec<u8>> {
+        let mut all = Vec::with_capacity(self.pending);
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let skip = if i == 0 { self.sent } else { 0 };
+            match chunk {
+                Chunk::File(disk, start, end) => {
+                    let at = start + skip as u64;
+                    let mut buf = vec![0; (end - at) as usize];
+                    file::pread_exact(disk.fd.as_fd(), &mut buf, disk.offset + at)?;
+                    all.extend_from_slice(&buf);
+                }
+                other => all.extend_from_slice(&self.bytes(other)[skip..]),
+            }
+        }
+        Ok(all)
+    }
+
     /// Drops everything queued (the connection is closing).
     pub fn clear(&mut self) {
         self.chunks.clear();
@@ -223,7 +285,8 @@ impl OutQueue {
 
     fn bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
         match chunk {
-            // SAFETY: push_shared's contract keeps a borrowed Arc alive while it is queued.
+            // SAFETY: a borrowed chunk exists only during the `OutQueue::turn` call that queued
+            // it, while the Arc it points to is alive (see `turn`); `start..end` was checked.
             Chunk::Borrowed(arc, start, end) => unsafe { &(&**arc)[*start..*end] },
             Chunk::Held(bytes, start, end) => &bytes[*start..*end],
             Chunk::Own { start, len } => &self.own[*start..*start + *len],
@@ -265,10 +328,6 @@ impl OutQueue {
         }
     }
 }
-
-// SAFETY: the raw pointers in `Chunk::Borrowed` point into an immutable snapshot that is itself
-// Send + Sync; a queue moves between threads only with its connection, inside its worker.
-unsafe impl Send for OutQueue {}
 
 #[cfg(test)]
 mod tests {
@@ -323,6 +382,33 @@ mod tests {
         assert!(got[4..got.len() - 4] == body[100..250_100]);
         assert_eq!(&got[got.len() - 4..], b"TAIL");
         assert_eq!(q.pending(), 0);
+    }
+
+    /// The contract `Turn` enforces: after the turn, nothing in the queue borrows — it holds
+    /// its own reference to each snapshot buffer still pending, and the bytes are unchanged.
+    #[test]
+    fn output_pending_after_a_turn_holds_its_own_reference() {
+        let body: Arc<[u8]> = Arc::from(&b"hello, world"[..]);
+        let mut q = OutQueue::default();
+        q.turn(|out| {
+            out.push_shared(&body);
+            out.push_own(|b| b.extend_from_slice(b"!"));
+            out.push_shared_range(&body, 0, 5);
+            assert_eq!(Arc::strong_count(&body), 1, "borrowed during the turn: no count taken");
+        });
+        assert_eq!(Arc::strong_count(&body), 3, "held once the turn is over");
+        assert_eq!(q.contents().unwrap(), b"hello, world!hello");
+        drop(body);
+        assert_eq!(q.contents().unwrap(), b"hello, world!hello", "the queue keeps the bytes alive");
+        q.clear();
+        // An empty queue is left as it is: nothing to hold.
+        let body: Arc<[u8]> = Arc::from(&b"x"[..]);
+        q.turn(|out| {
+            out.push_shared(&body);
+            let (tx, _rx) = UnixStream::pair().unwrap();
+            assert_eq!(out.flush(tx.as_fd()).unwrap(), Flush::Done);
+        });
+        assert_eq!(Arc::strong_count(&body), 1);
     }
 
     /// The file shrank after it was opened: sendfile returns 0 before the promised end, which

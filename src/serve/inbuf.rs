@@ -1,0 +1,112 @@
+//! A connection's input kept between reads: an incomplete request head, or pipelined requests
+//! not yet answered because the output high-water mark was reached.
+
+/// Input kept between reads: an incomplete request, or pipelined requests not yet answered
+/// because the output high-water mark was reached. Consumed from the front by moving `start`,
+/// so answering a long pipeline in batches does not copy the rest of it each time; compacted
+/// only before new bytes are appended. Its memory is released whenever it empties, so an idle
+/// connection holds no input buffer.
+#[derive(Default)]
+pub struct InBuf {
+    buf: Vec<u8>,
+    start: usize,
+    /// Bytes `spare` added that `commit` has not settled yet.
+    spare_len: usize,
+}
+
+impl InBuf {
+    pub fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.is_empty() {
+            self.release();
+        }
+    }
+
+    pub fn release(&mut self) {
+        *self = InBuf::default();
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// Appends `bytes` (an incomplete tail from the scratch buffer).
+    pub fn keep(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.compact();
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    /// Room for `n` more bytes at the end; follow with `commit(bytes actually written)`.
+    pub fn spare(&mut self, n: usize) -> &mut [u8] {
+        self.compact();
+        let len = self.buf.len();
+        self.buf.resize(len + n, 0);
+        self.spare_len = n;
+        &mut self.buf[len..]
+    }
+
+    pub fn commit(&mut self, written: usize) {
+        let len = self.buf.len();
+        // `spare` grew the buffer by the room it offered; keep only what was written.
+        self.buf.truncate(len - self.spare_len + written);
+        self.spare_len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consuming_from_the_front_does_not_copy_and_emptying_releases_the_memory() {
+        let mut b = InBuf::default();
+        b.keep(b"GET / HTTP/1.1\r\n\r\nGET /a");
+        let ptr = b.pending().as_ptr();
+        b.consume(18);
+        assert_eq!(b.pending(), b"GET /a");
+        assert_eq!(b.pending().as_ptr(), ptr.wrapping_add(18), "consumed in place");
+        b.consume(6);
+        assert!(b.is_empty());
+        assert_eq!(b.buf.capacity(), 0, "an idle connection holds no input buffer");
+    }
+
+    #[test]
+    fn spare_then_commit_keeps_only_what_was_written_after_compacting() {
+        let mut b = InBuf::default();
+        b.keep(b"xxGET /");
+        b.consume(2);
+        let spare = b.spare(4096);
+        assert_eq!(spare.len(), 4096);
+        spare[..5].copy_from_slice(b" HTTP");
+        b.commit(5);
+        assert_eq!(b.pending(), b"GET / HTTP");
+        assert_eq!(b.start, 0, "compacted before appending");
+        b.spare(100);
+        b.commit(0);
+        assert_eq!(b.pending(), b"GET / HTTP", "a failed read appends nothing");
+    }
+
+    #[test]
+    fn keep_appends_after_what_is_pending() {
+        let mut b = InBuf::default();
+        b.keep(b"GE");
+        b.keep(b"");
+        b.keep(b"T /");
+        assert_eq!(b.pending(), b"GET /");
+        b.release();
+        assert!(b.is_empty());
+    }
+}

@@ -1,0 +1,490 @@
+//! The responder: what to answer one parsed request, and nothing about how bytes move.
+//!
+//! [`respond`] takes a [`Request`], what the listener serves ([`Service`]: the snapshot of the
+//! document root, or the admin endpoints) and the time, queues the whole response into a
+//! [`Turn`] of the connection's output queue, and returns an [`Outcome`] — the status, the body
+//! bytes, whether the connection must close, whether the cache answered. It makes no syscall
+//! and reads no clock: the unit tests below call it directly, without a socket.
+//!
+//! The transport counts and records each request from its `Outcome`, in one place
+//! (`crate::serve::transport`), and frames the connection from `Outcome::close`.
+
+use crate::cache::{Entry, Lookup, Repr, Snapshot};
+use crate::http::conditional;
+use crate::http::date;
+use crate::http::encoding::{AcceptEncoding, Coding};
+use crate::http::path;
+use crate::http::range::{self, Range};
+use crate::http::request::{Method, Request};
+use crate::http::response::{self, Extra, FileMeta, Frame, Persistence, Status};
+use crate::observe::admin::{self, Answer};
+use crate::observe::scrape::Sources;
+use crate::serve::out_queue::{OutQueue, Turn};
+
+/// What a listener serves.
+#[derive(Clone, Copy)]
+pub enum Service<'s> {
+    /// The public listener: files of this snapshot.
+    Files(&'s Snapshot),
+    /// The admin listener: health, metrics and stats read from these sources.
+    Admin(&'s Sources),
+}
+
+/// Everything besides the request that decides an answer, fixed for one worker turn.
+#[derive(Clone, Copy)]
+pub struct Site<'s> {
+    pub service: Service<'s>,
+    /// `Date` of this second.
+    pub date: &'s [u8; date::LEN],
+    /// The server is shutting down: every response says `Connection: close`, `/healthz` 503.
+    pub draining: bool,
+}
+
+/// Buffers a worker lends each request, so that answering allocates nothing once warm.
+#[derive(Default)]
+pub struct PathBufs {
+    /// The normalised path.
+    path: Vec<u8>,
+    /// The key a lookup tries (`/dir/index.html`, the SPA fallback), or a redirect's target.
+    lookup: Vec<u8>,
+}
+
+impl PathBufs {
+    pub fn with_capacity(n: usize) -> Self {
+        PathBufs { path: Vec::with_capacity(n), lookup: Vec::with_capacity(n) }
+    }
+}
+
+/// What the cache said to a request for a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheUse {
+    /// The request never reached the cache (an error, a redirect, the admin listener).
+    None,
+    Hit,
+    Miss,
+}
+
+/// What was answered: the transport counts it, records it, and closes if told to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    /// Body bytes queued (0 for HEAD, 304, 204).
+    pub body_bytes: u64,
+    /// This is the connection's last response: close once it is sent.
+    pub close: bool,
+    pub cache: CacheUse,
+}
+
+/// Queues the response to `req` and says what it was.
+pub fn respond<'s>(
+    req: &Request<'_>,
+    site: Site<'s>,
+    bufs: &mut PathBufs,
+    out: &mut Turn<'_, 's>,
+) -> Outcome {
+    // A client that sent `Expect: 100-continue` may never send the body we would wait to
+    // discard (we never say 100): answer and close instead of guessing where the next request
+    // starts. The lingering close swallows a body that does come.
+    let body_in_doubt = req.expect_continue && req.body_len > 0;
+    let persistence = if !req.keep_alive || site.draining || body_in_doubt {
+        Persistence::Close
+    } else if req.minor_version == 0 {
+        Persistence::KeepAlive10
+    } else {
+        Persistence::KeepAlive11
+    };
+    let frame = Frame { date: site.date, persistence, head_only: req.method == Method::Head };
+    let allow = Extra { allow: true, ..Extra::default() };
+    match req.method {
+        Method::Get | Method::Head => {}
+        Method::Options => return generated(out, frame, Status::NoContent, allow),
+        Method::NotAllowed => return generated(out, frame, Status::MethodNotAllowed, allow),
+        Method::Unknown => return generated(out, frame, Status::NotImplemented, Extra::default()),
+    }
+    let normalized = match path::normalize(req.target, &mut bufs.path) {
+        Ok(n) => n,
+        Err(_) => return reject(out, Status::BadRequest, frame),
+    };
+    match site.service {
+        Service::Admin(sources) => match admin::answer(&bufs.path, req.accept, site.draining, sources) {
+            Some(answer) => admin_answer(out, frame, &answer),
+            None => generated(out, frame, Status::NotFound, Extra::default()),
+        },
+        Service::Files(snapshot) => match snapshot.resolve(&bufs.path, normalized.dir, &mut bufs.lookup) {
+            Lookup::File(entry) => Outcome { cache: CacheUse::Hit, ..file(out, frame, entry, req) },
+            Lookup::AddSlash => {
+                let location = &mut bufs.lookup;
+                location.clear();
+                path::encode_into(&bufs.path, location);
+                location.push(b'/');
+                location.extend_from_slice(path::query(req.target));
+                let extra = Extra {
+                    location: Some(location),
+                    cache_control: Some(snapshot.default_cache_control()),
+                    ..Extra::default()
+                };
+                generated(out, frame, Status::MovedPermanently, extra)
+            }
+            Lookup::NotFound => {
+                Outcome { cache: CacheUse::Miss, ..generated(out, frame, Status::NotFound, Extra::default()) }
+            }
+        },
+    }
+}
+
+/// Queues an error that ends the connection — a request that could not be parsed, or did not
+/// arrive in time: the framing of whatever follows is in doubt. `head_only`: the request was
+/// seen to be a `HEAD`, whose response never has a body.
+pub fn invalid(out: &mut OutQueue, status: Status, date: &[u8; date::LEN], head_only: bool) -> Outcome {
+    reject(out, status, Frame { date, persistence: Persistence::Close, head_only })
+}
+
+fn reject(out: &mut OutQueue, status: Status, frame: Frame<'_>) -> Outcome {
+    generated(out, Frame { persistence: Persistence::Close, ..frame }, status, Extra::default())
+}
+
+/// Queues a generated response (errors, redirects, `204`).
+fn generated(out: &mut OutQueue, frame: Frame<'_>, status: Status, extra: Extra<'_>) -> Outcome {
+    let mut body = 0;
+    out.push_own(|buf| body = response::write_generated(buf, status, extra, frame));
+    outcome(frame, status, body as u64)
+}
+
+fn admin_answer(out: &mut OutQueue, frame: Frame<'_>, answer: &Answer) -> Outcome {
+    let extra =
+        Extra { no_store: true, content_type: answer.content_type, cors: answer.cors, ..Extra::default() };
+    let mut body = 0;
+    out.push_own(|buf| body = response::write_text(buf, answer.status, extra, answer.body.as_bytes(), frame));
+    outcome(frame, answer.status, body as u64)
+}
+
+fn outcome(frame: Frame<'_>, status: Status, body_bytes: u64) -> Outcome {
+    Outcome { status, body_bytes, close: frame.persistence == Persistence::Close, cache: CacheUse::None }
+}
+
+/// Answers a request for a cached file: pick the representation `Accept-Encoding` prefers,
+/// then preconditions (304/412), then `Range` on that representation (206/416, GET only, and
+/// only if `If-Range` allows), else the whole representation (200). Heads and bodies are queued
+/// straight from the snapshot, borrowed for the turn.
+fn file<'s>(out: &mut Turn<'_, 's>, frame: Frame<'_>, entry: &'s Entry, req: &Request<'_>) -> Outcome {
+    let wants = AcceptEncoding::parse(req.accept_encoding);
+    let (repr, coding) = entry.repr(wants.choose(entry.br.is_some(), entry.gzip.is_some()));
+    match conditional::evaluate(&req.conditions, &repr.etag, entry.modified) {
+        conditional::Outcome::Proceed => {}
+        conditional::Outcome::NotModified => {
+            out.push_shared(&repr.not_modified);
+            out.push_own(|buf| response::write_tail(buf, frame));
+            return outcome(frame, Status::NotModified, 0);
+        }
+        conditional::Outcome::PreconditionFailed => {
+            return generated(out, frame, Status::PreconditionFailed, Extra::default());
+        }
+    }
+    let len = repr.len();
+    let wanted = match req.range {
+        Some(header)
+            if req.method == Method::Get
+                && conditional::range_applies(&req.conditions, &repr.etag, entry.modified) =>
+        {
+            range::parse(header, len)
+        }
+        _ => Range::Full,
+    };
+    match wanted {
+        Range::Full => {
+            out.push_shared(&repr.head);
+            out.push_own(|buf| response::write_tail(buf, frame));
+            if frame.head_only {
+                return outcome(frame, Status::Ok, 0);
+            }
+            match &repr.file {
+                Some(disk) => out.push_file(disk, 0, len),
+                None => out.push_shared(&repr.body),
+            }
+            outcome(frame, Status::Ok, len)
+        }
+        Range::Part { start, end } => {
+            let last_modified = date::format(entry.modified);
+            let m = file_meta(entry, repr, coding, &last_modified);
+            out.push_own(|buf| {
+                response::write_partial_head(buf, &m, start, end);
+                response::write_tail(buf, frame);
+            });
+            // `start <= end < len` by `range::parse`.
+            match &repr.file {
+                Some(disk) => out.push_file(disk, start, end + 1),
+                None => out.push_shared_range(&repr.body, start as usize, end as usize + 1),
+            }
+            outcome(frame, Status::PartialContent, end - start + 1)
+        }
+        Range::Unsatisfiable => {
+            let last_modified = date::format(entry.modified);
+            let m = file_meta(entry, repr, coding, &last_modified);
+            out.push_own(|buf| response::write_unsatisfiable(buf, &m, frame));
+            outcome(frame, Status::RangeNotSatisfiable, 0)
+        }
+    }
+}
+
+/// The fields that describe one representation of `entry` in a generated (206/416) head.
+fn file_meta<'a>(
+    entry: &'a Entry,
+    repr: &'a Repr,
+    coding: Coding,
+    last_modified: &'a [u8; date::LEN],
+) -> FileMeta<'a> {
+    FileMeta {
+        content_type: entry.content_type,
+        encoding: coding.token(),
+        vary: entry.varies(),
+        len: repr.len(),
+        etag: &repr.etag,
+        last_modified,
+        cache_control: &entry.cache_control,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The responder on its own: requests parsed from text, a snapshot loaded from a temporary
+    //! directory, the answer read back from the output queue. No socket anywhere.
+    use super::*;
+    use crate::cache::{load, LoadOptions, SnapshotCell};
+    use crate::http::request::{self, Limits, Parsed, MAX_HEADERS};
+    use crate::observe::scrape::QueueDepth;
+    use crate::stats::Stats;
+    use std::mem::MaybeUninit;
+    use std::sync::{Arc, OnceLock};
+
+    const APP_JS: &str = "export function app() { return 'hello, world'; }\n";
+
+    fn snapshot() -> &'static Snapshot {
+        static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
+        SNAPSHOT.get_or_init(|| {
+            let root = std::env::temp_dir().join(format!("atomserve-respond-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("assets")).unwrap();
+            std::fs::create_dir_all(root.join("docs")).unwrap();
+            std::fs::write(root.join("index.html"), "<!doctype html><title>app</title>\n").unwrap();
+            std::fs::write(root.join("docs/index.html"), "docs\n").unwrap();
+            std::fs::write(root.join("assets/app-Bx81kQz2.js"), APP_JS.repeat(20)).unwrap();
+            let snapshot = load(&LoadOptions {
+                root: root.clone(),
+                spa_fallback: true,
+                budget: u64::MAX,
+                max_cached_file: u64::MAX,
+                cache_control: "no-cache".into(),
+                compress: true,
+            })
+            .unwrap();
+            std::fs::remove_dir_all(&root).unwrap();
+            snapshot
+        })
+    }
+
+    struct NoQueue;
+    impl QueueDepth for NoQueue {
+        fn queued(&self) -> usize {
+            0
+        }
+    }
+
+    fn sources() -> Sources {
+        Sources {
+            stats: Arc::new(Stats::new(1)),
+            queue: Arc::new(NoQueue),
+            cache: Arc::new(SnapshotCell::new(Snapshot::new(false, "no-cache"), 1)),
+            cpus: vec![None],
+            started: std::time::SystemTime::now(),
+        }
+    }
+
+    const DATE: &[u8; date::LEN] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
+    /// Parses `raw` (given a `Host` field, which HTTP/1.1 requires) and answers it; returns the
+    /// outcome and the bytes the client would get.
+    fn ask(raw: &str, service: Service<'_>, draining: bool) -> (Outcome, String) {
+        let raw = &raw.replacen("\r\n", "\r\nHost: example.test\r\n", 1);
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let Parsed::Complete(req) = request::parse(raw.as_bytes(), &mut headers, &Limits::default()) else {
+            panic!("not a complete request: {raw:?}");
+        };
+        let mut out = OutQueue::default();
+        let mut bufs = PathBufs::default();
+        let site = Site { service, date: DATE, draining };
+        let outcome = out.turn(|out| respond(&req, site, &mut bufs, out));
+        (outcome, String::from_utf8_lossy(&out.contents().unwrap()).into_owned())
+    }
+
+    fn get(raw: &str) -> (Outcome, String) {
+        ask(raw, Service::Files(snapshot()), false)
+    }
+
+    /// The value of field `name` in the response head.
+    fn field<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+        let head = response.split("\r\n\r\n").next()?;
+        head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(": ")?;
+            n.eq_ignore_ascii_case(name).then_some(v)
+        })
+    }
+
+    fn body(response: &str) -> &str {
+        response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+    }
+
+    #[test]
+    fn a_cached_file_is_answered_whole_with_its_length_and_validators() {
+        let (o, r) = get("GET /assets/app-Bx81kQz2.js HTTP/1.1\r\n\r\n");
+        let len = APP_JS.len() * 20;
+        assert_eq!(
+            o,
+            Outcome { status: Status::Ok, body_bytes: len as u64, close: false, cache: CacheUse::Hit }
+        );
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert_eq!(field(&r, "Content-Length"), Some(len.to_string().as_str()));
+        assert_eq!(field(&r, "Date"), Some("Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert!(field(&r, "ETag").is_some() && field(&r, "Last-Modified").is_some());
+        assert_eq!(field(&r, "Connection"), None, "HTTP/1.1 keeps alive by default");
+        assert_eq!(body(&r), APP_JS.repeat(20));
+    }
+
+    #[test]
+    fn head_gets_the_same_head_and_no_body() {
+        let (get_o, get_r) = get("GET /index.html HTTP/1.1\r\n\r\n");
+        let (o, r) = get("HEAD /index.html HTTP/1.1\r\n\r\n");
+        assert_eq!((o.status, o.body_bytes), (Status::Ok, 0));
+        assert_eq!(r, get_r.split_inclusive("\r\n\r\n").next().unwrap());
+        assert!(get_o.body_bytes > 0);
+    }
+
+    #[test]
+    fn the_preferred_encoding_is_chosen_and_varies() {
+        let (o, r) = get("GET /assets/app-Bx81kQz2.js HTTP/1.1\r\nAccept-Encoding: gzip, br\r\n\r\n");
+        assert_eq!(field(&r, "Content-Encoding"), Some("br"));
+        assert_eq!(field(&r, "Vary"), Some("Accept-Encoding"));
+        assert!(o.body_bytes < (APP_JS.len() * 20) as u64, "compressed");
+        let (_, r) = get("GET /assets/app-Bx81kQz2.js HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n");
+        assert_eq!(field(&r, "Content-Encoding"), Some("gzip"));
+        let (_, r) = get("GET /assets/app-Bx81kQz2.js HTTP/1.1\r\nAccept-Encoding: br;q=0, gzip;q=0\r\n\r\n");
+        assert_eq!(field(&r, "Content-Encoding"), None);
+    }
+
+    #[test]
+    fn conditionals_answer_304_and_412() {
+        let (_, r) = get("GET /index.html HTTP/1.1\r\n\r\n");
+        let etag = field(&r, "ETag").unwrap();
+        let (o, r) = get(&format!("GET /index.html HTTP/1.1\r\nIf-None-Match: {etag}\r\n\r\n"));
+        assert_eq!((o.status, o.body_bytes), (Status::NotModified, 0));
+        assert!(r.starts_with("HTTP/1.1 304 Not Modified\r\n") && body(&r).is_empty(), "{r}");
+        assert_eq!(field(&r, "ETag"), Some(etag));
+        let (o, _) = get("GET /index.html HTTP/1.1\r\nIf-Match: \"other\"\r\n\r\n");
+        assert_eq!(o.status, Status::PreconditionFailed);
+        assert!(!o.close);
+    }
+
+    #[test]
+    fn ranges_answer_206_and_416_on_the_chosen_representation() {
+        let (o, r) = get("GET /assets/app-Bx81kQz2.js HTTP/1.1\r\nRange: bytes=7-14\r\n\r\n");
+        assert_eq!((o.status, o.body_bytes), (Status::PartialContent, 8));
+        let total = APP_JS.len() * 20;
+        assert_eq!(field(&r, "Content-Range"), Some(format!("bytes 7-14/{total}").as_str()));
+        assert_eq!(body(&r), &APP_JS[7..15]);
+        let (o, r) = get("GET /assets/app-Bx81kQz2.js HTTP/1.1\r\nRange: bytes=999999-\r\n\r\n");
+        assert_eq!(o.status, Status::RangeNotSatisfiable);
+        assert_eq!(field(&r, "Content-Range"), Some(format!("bytes */{total}").as_str()));
+        // HEAD ignores Range (GET only); a stale If-Range sends the whole file.
+        assert_eq!(get("HEAD /index.html HTTP/1.1\r\nRange: bytes=0-1\r\n\r\n").0.status, Status::Ok);
+        let stale = "GET /index.html HTTP/1.1\r\nRange: bytes=0-1\r\nIf-Range: \"old\"\r\n\r\n";
+        assert_eq!(get(stale).0.status, Status::Ok);
+    }
+
+    #[test]
+    fn a_directory_without_its_slash_is_redirected_keeping_the_query() {
+        let (o, r) = get("GET /docs?x=1 HTTP/1.1\r\n\r\n");
+        assert_eq!((o.status, o.cache), (Status::MovedPermanently, CacheUse::None));
+        assert_eq!(field(&r, "Location"), Some("/docs/?x=1"));
+        assert_eq!(field(&r, "Cache-Control"), Some("no-cache"), "never a permanent redirect forever");
+        assert_eq!(get("GET /docs/ HTTP/1.1\r\n\r\n").0.status, Status::Ok);
+    }
+
+    #[test]
+    fn spa_routes_get_the_app_and_missing_assets_404() {
+        let (o, r) = get("GET /settings/profile HTTP/1.1\r\n\r\n");
+        assert_eq!((o.status, o.cache), (Status::Ok, CacheUse::Hit));
+        assert_eq!(body(&r), "<!doctype html><title>app</title>\n");
+        let (o, _) = get("GET /assets/missing-AAAAAAAA.js HTTP/1.1\r\n\r\n");
+        assert_eq!((o.status, o.cache, o.close), (Status::NotFound, CacheUse::Miss, false));
+        assert_eq!(
+            get("GET /.git/config HTTP/1.1\r\n\r\n").0.status,
+            Status::NotFound,
+            "dotfiles never fall back"
+        );
+    }
+
+    #[test]
+    fn methods_other_than_get_and_head() {
+        let (o, r) = get("OPTIONS * HTTP/1.1\r\n\r\n");
+        assert_eq!((o.status, o.body_bytes), (Status::NoContent, 0));
+        assert_eq!(field(&r, "Allow"), Some("GET, HEAD, OPTIONS"));
+        let (o, r) = get("POST /index.html HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(o.status, Status::MethodNotAllowed);
+        assert!(field(&r, "Allow").is_some());
+        assert_eq!(get("BREW /pot HTTP/1.1\r\n\r\n").0.status, Status::NotImplemented);
+    }
+
+    #[test]
+    fn a_target_that_is_no_path_is_400_and_closes() {
+        let (o, r) = get("GET /a%zz HTTP/1.1\r\n\r\n");
+        assert_eq!((o.status, o.close), (Status::BadRequest, true));
+        assert_eq!(field(&r, "Connection"), Some("close"));
+    }
+
+    #[test]
+    fn when_the_connection_closes() {
+        let close = |raw: &str, draining| ask(raw, Service::Files(snapshot()), draining).0.close;
+        assert!(!close("GET / HTTP/1.1\r\n\r\n", false));
+        assert!(close("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false));
+        assert!(close("GET / HTTP/1.0\r\n\r\n", false), "1.0 closes unless asked");
+        assert!(!close("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false));
+        assert!(close("GET / HTTP/1.1\r\n\r\n", true), "draining: every answer is the last");
+        // A body held back for a 100 Continue we never send: where the next request starts is
+        // unknown, so this answer is the last.
+        let expect = "GET / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+        assert!(close(expect, false));
+        let (_, r) = get("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(field(&r, "Connection"), Some("keep-alive"));
+    }
+
+    #[test]
+    fn the_admin_listener_answers_health_metrics_and_stats_and_nothing_else() {
+        let sources = sources();
+        let admin = |raw: &str, draining| ask(raw, Service::Admin(&sources), draining);
+        let (o, r) = admin("GET /healthz HTTP/1.1\r\n\r\n", false);
+        assert_eq!((o.status, o.cache), (Status::Ok, CacheUse::None));
+        assert_eq!(body(&r), "ok\n");
+        assert_eq!(field(&r, "Cache-Control"), Some("no-store"));
+        let (o, r) = admin("GET /healthz HTTP/1.1\r\n\r\n", true);
+        assert_eq!((o.status, o.close), (Status::ServiceUnavailable, true));
+        assert_eq!(body(&r), "draining\n");
+        let (o, r) = admin("GET /metrics HTTP/1.1\r\n\r\n", false);
+        assert_eq!(o.status, Status::Ok);
+        assert!(body(&r).contains("atomserve_http_requests_total"), "{r}");
+        let (_, r) = admin("GET /stats HTTP/1.1\r\n\r\n", false);
+        assert_eq!(field(&r, "Access-Control-Allow-Origin"), Some("*"));
+        assert_eq!(field(&r, "Content-Type"), Some("application/json"));
+        assert_eq!(admin("GET /index.html HTTP/1.1\r\n\r\n", false).0.status, Status::NotFound);
+        let (o, r) = admin("HEAD /healthz HTTP/1.1\r\n\r\n", false);
+        assert_eq!((o.body_bytes, body(&r)), (0, ""));
+    }
+
+    #[test]
+    fn an_invalid_request_gets_its_status_closes_and_head_has_no_body() {
+        let mut out = OutQueue::default();
+        let o = invalid(&mut out, Status::HeaderFieldsTooLarge, DATE, true);
+        assert_eq!((o.status, o.close, o.body_bytes), (Status::HeaderFieldsTooLarge, true, 0));
+        let r = String::from_utf8(out.contents().unwrap()).unwrap();
+        assert!(r.starts_with("HTTP/1.1 431 ") && r.ends_with("\r\n\r\n"), "{r}");
+        assert_eq!(field(&r, "Connection"), Some("close"));
+    }
+}
