@@ -46,7 +46,17 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 /// `openat2(2)` for reading `relative` under `dir`, with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`:
 /// the kernel refuses any resolution that would leave `dir` (`..`, an absolute path) or pass a
 /// symbolic link, whatever happened to the tree since it was walked. `EXDEV`/`ELOOP` say which.
+///
+/// Where `openat2` does not exist (`ENOSYS`: Linux before 5.6, or valgrind, which does not know
+/// it), [`open_beneath_by_steps`] gives the same guarantees one component at a time.
 pub fn open_beneath(dir: BorrowedFd<'_>, relative: &Path) -> io::Result<OwnedFd> {
+    match open_beneath_at_once(dir, relative) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => open_beneath_by_steps(dir, relative),
+        other => other,
+    }
+}
+
+fn open_beneath_at_once(dir: BorrowedFd<'_>, relative: &Path) -> io::Result<OwnedFd> {
     let c = CString::new(relative.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: open_how is plain integers; all-zero is a valid value (libc marks it
     // non-exhaustive, so it cannot be built with a struct expression).
@@ -67,6 +77,39 @@ pub fn open_beneath(dir: BorrowedFd<'_>, relative: &Path) -> io::Result<OwnedFd>
     };
     // SAFETY: openat2(2) succeeded; the fd (an int, returned as a long) is ours alone.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `openat(2)` one component at a time: each directory with `O_DIRECTORY | O_NOFOLLOW` (a
+/// symbolic link or anything else that is not a directory fails with `ENOTDIR`), the file with
+/// `O_NOFOLLOW` (a link fails with `ELOOP`),
+/// and `..`, `.` or an absolute path refused with `EXDEV` before any call — what
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` means, built from calls every kernel has.
+pub fn open_beneath_by_steps(dir: BorrowedFd<'_>, relative: &Path) -> io::Result<OwnedFd> {
+    use std::path::Component;
+    let mut names = Vec::new();
+    for component in relative.components() {
+        match component {
+            Component::Normal(name) => names.push(name),
+            _ => return Err(io::Error::from_raw_os_error(libc::EXDEV)),
+        }
+    }
+    let Some((last, dirs)) = names.split_last() else {
+        return Err(io::Error::from_raw_os_error(libc::EXDEV));
+    };
+    let open_at = |at: BorrowedFd<'_>, name: &std::ffi::OsStr, flags: libc::c_int| -> io::Result<OwnedFd> {
+        let c = CString::new(name.as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: `c` is NUL-terminated and `at` is an open directory descriptor.
+        let fd = unsafe { syscall!(openat(at.as_raw_fd(), c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC))? };
+        // SAFETY: openat(2) succeeded; the fd is ours alone.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let mut held: Option<OwnedFd> = None;
+    for name in dirs {
+        let at = held.as_ref().map_or(dir, |fd| fd.as_fd());
+        held = Some(open_at(at, name, libc::O_RDONLY | libc::O_DIRECTORY)?);
+    }
+    let at = held.as_ref().map_or(dir, |fd| fd.as_fd());
+    open_at(at, last, libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK)
 }
 
 /// What `fstat(2)` says of an open file that the loader needs.
@@ -268,6 +311,32 @@ fn fill_through_mapping(
 
 #[cfg(test)]
 mod tests {
+
+    /// Both ways of opening beneath a directory refuse the same escapes: a symbolic link (to a
+    /// file or a directory) and `..`. The step-by-step way is what valgrind and old kernels get.
+    #[test]
+    fn opening_beneath_refuses_links_and_dot_dot_with_or_without_openat2() {
+        let root = std::env::temp_dir().join(format!("atomserve-beneath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/f.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join("a/b/f.txt"), root.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(root.join("a"), root.join("dirlink")).unwrap();
+        let dir = open_dir(&root).unwrap();
+        for open in [open_beneath, open_beneath_by_steps] {
+            let mut s = [0u8; 1];
+            let fd = open(dir.as_fd(), Path::new("a/b/f.txt")).unwrap();
+            pread_exact(fd.as_fd(), &mut s, 0).unwrap();
+            assert_eq!(&s, b"x");
+            let errno = |p: &str| open(dir.as_fd(), Path::new(p)).unwrap_err().raw_os_error();
+            assert_eq!(errno("link.txt"), Some(libc::ELOOP));
+            // openat2 says ELOOP; O_DIRECTORY | O_NOFOLLOW on a link says ENOTDIR. Both refuse.
+            assert!(matches!(errno("dirlink/b/f.txt"), Some(libc::ELOOP | libc::ENOTDIR)));
+            assert_eq!(errno("../etc/passwd"), Some(libc::EXDEV));
+            assert_eq!(errno("a/../../x"), Some(libc::EXDEV));
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
     use super::*;
 
     /// Bytes of memory the file holds (st_blocks), tests only.
