@@ -4,7 +4,8 @@
 #   benches/load/callgrind.sh BINARY ROOT OUT [wrk arguments…]     e.g. -c16 -d8s -s pipeline.lua
 #
 # Starts BINARY (one worker) on ROOT under valgrind with instrumentation off, waits until it
-# serves, switches instrumentation on (so the load's compression work is left out), runs wrk
+# serves and its background compression is done ("variants complete" in its log; up to 10 min
+# under valgrind), switches instrumentation on (so the load's work is left out), runs wrk
 # against /index.html, switches it off, and prints instructions ÷ wrk's request count. OUT is
 # the callgrind file for `callgrind_annotate [--inclusive=yes] OUT`.
 set -euo pipefail
@@ -15,6 +16,7 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$bin" 
   --listen "127.0.0.1:$port" --admin-listen none --workers 1 >"$out.log" 2>&1 &
 vg=$!
 for _ in $(seq 120); do curl -s -o /dev/null "http://127.0.0.1:$port/index.html" && break; sleep 0.5; done
+for _ in $(seq 1200); do grep -q "variants complete" "$out.log" && break; sleep 0.5; done
 callgrind_control -i on "$vg" >/dev/null
 result=$(wrk -t1 "$@" "http://127.0.0.1:$port/index.html")
 callgrind_control -i off "$vg" >/dev/null

@@ -126,10 +126,12 @@ impl OutQueue {
     ///
     /// `'s` is a parameter of this function, so it outlives the whole call: every borrowed
     /// chunk stays valid until `hold` has replaced it.
+    #[inline]
     pub fn turn<'s, R>(&mut self, f: impl FnOnce(&mut Turn<'_, 's>) -> R) -> R {
         /// Holds the queue's output when the turn ends, by return or by unwinding.
         struct EndOfTurn<'q>(&'q mut OutQueue);
         impl Drop for EndOfTurn<'_> {
+            #[inline]
             fn drop(&mut self) {
                 if !self.0.is_empty() {
                     self.0.hold();

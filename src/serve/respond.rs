@@ -76,6 +76,7 @@ pub struct Outcome {
 }
 
 /// Queues the response to `req` and says what it was.
+#[inline]
 pub fn respond<'s>(
     req: &Request<'_>,
     site: Site<'s>,
@@ -158,6 +159,7 @@ fn admin_answer(out: &mut OutQueue, frame: Frame<'_>, answer: &Answer) -> Outcom
     outcome(frame, answer.status, body as u64)
 }
 
+#[inline]
 fn outcome(frame: Frame<'_>, status: Status, body_bytes: u64) -> Outcome {
     Outcome { status, body_bytes, close: frame.persistence == Persistence::Close, cache: CacheUse::None }
 }

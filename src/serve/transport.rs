@@ -476,6 +476,7 @@ impl Link {
     /// one place every answered request passes. Only the public listener is counted (the admin
     /// listener's own traffic is not part of the HTTP metrics); the duration is recorded when
     /// the response is fully sent. `req` is `None` for a head that could not be parsed.
+    #[inline]
     fn finish(&mut self, outcome: Outcome, req: Option<&Request<'_>>, ctx: &Ctx<'_>) {
         if outcome.close {
             self.state = State::Closing;
