@@ -49,6 +49,7 @@ fn path_and_lookup(c: &mut Criterion) {
         max_cached_file: u64::MAX,
         cache_control: String::new(),
         compress: false,
+        site: Default::default(),
     })
     .unwrap();
     let (mut key, mut scratch) = (Vec::with_capacity(256), Vec::with_capacity(256));
@@ -91,6 +92,7 @@ fn response_rendering(c: &mut Criterion) {
         etag: b"\"3b8a2-9f1c2e4d5a6b7c8d-br\"",
         last_modified: &date,
         cache_control: "max-age=31536000, immutable",
+        headers: b"",
     };
     let mut out = Vec::with_capacity(1024);
     let mut g = c.benchmark_group("response");

@@ -76,6 +76,19 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=MAX_HEADERS as i64))]
     pub max_headers: u16,
 
+    /// A field for every public response, `'Name: value'`; repeat for several
+    /// (ATOMSERVE_HEADER: one per line). `_headers` rules add to them and may detach them.
+    #[arg(long = "header", env = "ATOMSERVE_HEADER", value_delimiter = '\n', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Read `_headers` rules from this file instead of the root's `_headers` (read on every load).
+    #[arg(long, env = "ATOMSERVE_HEADERS_FILE")]
+    pub headers_file: Option<PathBuf>,
+
+    /// Read `_redirects` rules from this file instead of the root's `_redirects`.
+    #[arg(long, env = "ATOMSERVE_REDIRECTS_FILE")]
+    pub redirects_file: Option<PathBuf>,
+
     /// Largest request body in bytes, read and discarded (larger: 413).
     #[arg(long, env = "ATOMSERVE_MAX_BODY", default_value_t = 1024 * 1024)]
     pub max_body: u64,

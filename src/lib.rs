@@ -41,6 +41,8 @@ pub mod observe;
 #[cfg(not(atomserve_loom))]
 pub mod server;
 #[cfg(not(atomserve_loom))]
+pub mod site;
+#[cfg(not(atomserve_loom))]
 pub mod sys;
 #[cfg(not(atomserve_loom))]
 pub mod systemd;

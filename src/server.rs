@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::cache::reload::{self, Trigger};
 use crate::cache::watch::Watcher;
-use crate::cache::{self, LoadError, LoadOptions, Reuse, SnapshotCell};
+use crate::cache::{self, LoadError, LoadOptions, Reuse, SiteFiles, SnapshotCell};
 use crate::config::{AdminListen, Config};
 use crate::endpoint::{Endpoint, Role};
 use crate::observe::access::{AccessSink, LogWriter, TextLog};
@@ -93,6 +93,11 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         max_cached_file: config.max_cached_file,
         cache_control: config.cache_control.clone(),
         compress: !config.no_compress,
+        site: SiteFiles {
+            headers_file: config.headers_file.clone(),
+            redirects_file: config.redirects_file.clone(),
+            headers: config.headers.clone(),
+        },
     };
     // --watch: the watches go in before the first walk, so that a file changed while this load
     // runs is seen (and reloaded once the reload thread runs).

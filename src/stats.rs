@@ -113,13 +113,18 @@ impl Gauge {
 }
 
 /// Status codes counted per code, in `WorkerStats::status` order.
-pub const STATUS_CODES: [u16; 17] =
-    [200, 204, 206, 301, 304, 400, 404, 405, 408, 413, 414, 416, 431, 500, 501, 503, 505];
+pub const STATUS_CODES: [u16; 22] = [
+    200, 204, 206, 301, 302, 303, 304, 307, 308, 400, 404, 405, 408, 412, 413, 414, 416, 431, 500, 501, 503,
+    505,
+];
 
 /// Index of `code` in [`STATUS_CODES`] (an unlisted code counts as 500).
 pub fn status_index(code: u16) -> usize {
-    STATUS_CODES.iter().position(|&c| c == code).unwrap_or(13)
+    STATUS_CODES.iter().position(|&c| c == code).unwrap_or(INTERNAL_ERROR)
 }
+
+/// Where 500 is in [`STATUS_CODES`].
+const INTERNAL_ERROR: usize = 18;
 
 /// Upper bounds of the request-duration histogram in nanoseconds: log-spaced (1–2.5–5 per
 /// decade) from 5 µs to 10 s — a cached keep-alive response takes 7–13 µs here, so the low
@@ -306,5 +311,46 @@ impl Stats {
     /// Sum of one counter over every worker.
     pub fn sum(&self, field: impl Fn(&WorkerStats) -> &Counter) -> u64 {
         self.workers.iter().map(|w| field(w).get()).fold(0, u64::wrapping_add)
+    }
+}
+
+#[cfg(all(test, not(atomserve_loom)))]
+mod tests {
+    use super::*;
+
+    /// Regression: 412 was missing from the table, so every Precondition Failed was counted
+    /// as a 500 in /metrics, /stats and OTLP.
+    #[test]
+    fn every_status_atomserve_sends_has_its_own_counter() {
+        use crate::http::response::Status::*;
+        let all = [
+            Ok,
+            NoContent,
+            PartialContent,
+            MovedPermanently,
+            Found,
+            SeeOther,
+            NotModified,
+            TemporaryRedirect,
+            PermanentRedirect,
+            BadRequest,
+            NotFound,
+            MethodNotAllowed,
+            RequestTimeout,
+            PreconditionFailed,
+            PayloadTooLarge,
+            UriTooLong,
+            RangeNotSatisfiable,
+            HeaderFieldsTooLarge,
+            InternalError,
+            NotImplemented,
+            ServiceUnavailable,
+            VersionNotSupported,
+        ];
+        assert_eq!(all.len(), STATUS_CODES.len());
+        for status in all {
+            assert_eq!(STATUS_CODES[status_index(status.code())], status.code(), "{status:?}");
+        }
+        assert_eq!(STATUS_CODES[status_index(599)], 500, "an unlisted code counts as 500");
     }
 }

@@ -35,10 +35,13 @@ use std::sync::Arc;
 use super::compress;
 use super::content::ContentId;
 use super::pack::{self, ZERO_COPY_MIN};
+use super::snapshot::Lookup;
 use super::snapshot::{Body, Codings, DiskFile, Entry, Fields, Repr, Snapshot};
 use super::variants::{self, Built};
 use crate::http::encoding::Coding;
 use crate::http::mime;
+use crate::http::path;
+use crate::site::{self, SiteRules};
 use crate::sys::file;
 
 /// What to load and how.
@@ -54,18 +57,38 @@ pub struct LoadOptions {
     pub cache_control: String,
     /// Build gzip and brotli variants of compressible files.
     pub compress: bool,
+    /// Where the site's rules come from (`_headers`, `_redirects`, `--header`).
+    pub site: SiteFiles,
 }
 
-/// A load that failed, with the path it failed on.
+/// Where a load finds the site's rules. By default `_headers` and `_redirects` at the root
+/// (never served themselves); `--headers-file`/`--redirects-file` name files elsewhere instead.
+#[derive(Clone, Debug, Default)]
+pub struct SiteFiles {
+    pub headers_file: Option<PathBuf>,
+    pub redirects_file: Option<PathBuf>,
+    /// `--header` values, `Name: value` each.
+    pub headers: Vec<String>,
+}
+
+/// The names of the rule files at the root: read as configuration, never served.
+const RULE_FILES: [&[u8]; 2] = [b"/_headers", b"/_redirects"];
+
+/// A load that failed, with the path (and, for a rule file, the line) it failed on.
 #[derive(Debug)]
 pub struct LoadError {
     pub path: PathBuf,
+    /// 1-based line of a rule file (`_headers`, `_redirects`).
+    pub line: Option<usize>,
     pub error: io::Error,
 }
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path.display(), self.error)
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.path.display(), self.error),
+            None => write!(f, "{}: {}", self.path.display(), self.error),
+        }
     }
 }
 
@@ -104,14 +127,96 @@ pub fn load_identity(opts: &LoadOptions, reuse: Reuse<'_>) -> Result<(Snapshot, 
     if !fs::metadata(&root).map_err(at(&root))?.is_dir() {
         return Err(LoadError {
             path: root,
+            line: None,
             error: io::Error::new(io::ErrorKind::InvalidInput, "not a directory"),
         });
     }
     let mut walk = Walk { root: root.clone(), candidates: Vec::new(), visited: HashSet::new() };
     walk.visited.insert(root.clone());
     walk.dir(&root, Path::new(""), &mut b"".to_vec())?;
-    let found = read_or_open(&root, walk.candidates, opts)?;
-    Ok(build(&found, opts, reuse))
+    let (rule_files, candidates): (Vec<_>, Vec<_>) =
+        walk.candidates.into_iter().partition(|c| RULE_FILES.contains(&c.key.as_slice()));
+    let site = Arc::new(site_rules(&root, &rule_files, &opts.site)?);
+    let found = read_or_open(&root, candidates, opts)?;
+    let (snapshot, report) = build(&found, opts, reuse, site);
+    check_targets(&snapshot, &root, &rule_files, &opts.site)?;
+    Ok((snapshot, report))
+}
+
+/// Reads and compiles the site's rules: each file from `--headers-file`/`--redirects-file` if
+/// given, else from the root (opened beneath it like every served file), else none.
+fn site_rules(root: &Path, at_root: &[Candidate], files: &SiteFiles) -> Result<SiteRules, LoadError> {
+    let limit = site::Limits::default().max_file_bytes;
+    let read = |flag: &Option<PathBuf>, key: &[u8]| -> Result<(PathBuf, String), LoadError> {
+        let (path, file) = match (flag, at_root.iter().find(|c| c.key == key)) {
+            (Some(path), _) => (path.clone(), fs::File::open(path).map_err(at(path))?),
+            (None, Some(c)) => {
+                let dir = file::open_dir(root).map_err(at(root))?;
+                let fd = file::open_beneath(dir.as_fd(), &c.relative).map_err(at(&c.path))?;
+                (c.path.clone(), fs::File::from(fd))
+            }
+            (None, None) => return Ok((PathBuf::new(), String::new())),
+        };
+        let mut text = String::new();
+        let too_big = |path: &Path| LoadError {
+            path: path.to_path_buf(),
+            line: None,
+            error: io::Error::new(io::ErrorKind::InvalidData, format!("larger than {limit} bytes")),
+        };
+        file.take(limit + 1).read_to_string(&mut text).map_err(at(&path))?;
+        if text.len() as u64 > limit {
+            return Err(too_big(&path));
+        }
+        Ok((path, text))
+    };
+    let (headers_path, headers) = read(&files.headers_file, b"/_headers")?;
+    let (redirects_path, redirects) = read(&files.redirects_file, b"/_redirects")?;
+    let headers_name = headers_path.display().to_string();
+    let redirects_name = redirects_path.display().to_string();
+    SiteRules::compile(
+        site::Source { name: &headers_name, text: &headers },
+        site::Source { name: &redirects_name, text: &redirects },
+        &files.headers,
+    )
+    .map_err(|e| LoadError {
+        path: PathBuf::from(&e.file),
+        line: (e.line > 0).then_some(e.line),
+        error: io::Error::new(io::ErrorKind::InvalidData, e.message),
+    })
+}
+
+/// A `_redirects` rule that rewrites to a fixed path (`/app/* /app/index.html 200`) must name a
+/// file of the root: a typo there would otherwise turn every matching request into a 404.
+fn check_targets(
+    snapshot: &Snapshot,
+    root: &Path,
+    at_root: &[Candidate],
+    files: &SiteFiles,
+) -> Result<(), LoadError> {
+    let mut scratch = Vec::new();
+    let mut key = Vec::new();
+    for (rule, target) in snapshot.site().redirects.fixed_targets() {
+        let found = path::normalize(target, &mut key)
+            .map(|n| !matches!(snapshot.find(&key, n.dir, &mut scratch), Lookup::NotFound))
+            .unwrap_or(false);
+        if !found {
+            let path = files.redirects_file.clone().unwrap_or_else(|| {
+                at_root
+                    .iter()
+                    .find(|c| c.key == b"/_redirects")
+                    .map_or(root.join("_redirects"), |c| c.path.clone())
+            });
+            return Err(LoadError {
+                path,
+                line: Some(rule.line),
+                error: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("target {} is not a file of the root", String::from_utf8_lossy(target)),
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A full load, both phases on the calling thread: every variant is built before it returns.
@@ -230,7 +335,12 @@ struct Plan {
 
 /// Turns found files into entries: takes what `reuse` holds, packs the new large bodies into one
 /// memfd, renders every head.
-fn build(found: &[Found], opts: &LoadOptions, reuse: Reuse<'_>) -> (Snapshot, LoadReport) {
+fn build(
+    found: &[Found],
+    opts: &LoadOptions,
+    reuse: Reuse<'_>,
+    site: Arc<SiteRules>,
+) -> (Snapshot, LoadReport) {
     let mut report = LoadReport { files: found.len(), ..LoadReport::default() };
     let previous: HashMap<ContentId, Body> = reuse
         .previous
@@ -297,14 +407,21 @@ fn build(found: &[Found], opts: &LoadOptions, reuse: Reuse<'_>) -> (Snapshot, Lo
             None => Body::Heap(Arc::from(to_pack[i])),
         },
     };
-    let mut snapshot = Snapshot::new(opts.spa_fallback, &opts.cache_control);
+    let mut snapshot = Snapshot::new(opts.spa_fallback, &opts.cache_control, site.clone());
     for (f, plan) in found.iter().zip(plans) {
-        let cache_control = cache_control_for(&f.key, &opts.cache_control);
+        // `_headers` and `--header`, applied now: the heads carry them, a request pays nothing.
+        let custom = site.headers.apply(&f.key);
+        let cache_control =
+            custom.cache_control.map_or_else(|| cache_control_for(&f.key, &opts.cache_control), String::from);
+        let content_type: Arc<str> =
+            custom.content_type.map_or_else(|| Arc::from(plan.content_type), Arc::from);
+        let headers: Arc<[u8]> = custom.lines.into();
         let fields = Fields {
-            content_type: plan.content_type,
+            content_type: &content_type,
             modified: f.modified,
             cache_control: &cache_control,
             vary: plan.vary,
+            headers: &headers,
         };
         let mut pending = Codings::NONE;
         let mut variant = |v: Variant, coding: Coding| match v {
@@ -333,9 +450,10 @@ fn build(found: &[Found], opts: &LoadOptions, reuse: Reuse<'_>) -> (Snapshot, Lo
             identity,
             gzip,
             br,
-            content_type: plan.content_type,
+            content_type: content_type.clone(),
             modified: f.modified,
             cache_control: cache_control.into(),
+            headers: headers.clone(),
             content: f.content,
             vary: plan.vary,
             pending,
@@ -411,7 +529,7 @@ impl Walk {
 
 /// Wraps an I/O error with the path it happened on.
 fn at(path: &Path) -> impl FnOnce(io::Error) -> LoadError + '_ {
-    move |error| LoadError { path: path.to_path_buf(), error }
+    move |error| LoadError { path: path.to_path_buf(), line: None, error }
 }
 
 /// `Cache-Control` that fits a Vite build by default:
@@ -476,6 +594,7 @@ mod tests {
                 max_cached_file: 1 << 30,
                 cache_control: "no-cache".into(),
                 compress: true,
+                site: Default::default(),
             }
         }
     }

@@ -13,6 +13,7 @@ use super::content::ContentId;
 use crate::http::encoding::Coding;
 use crate::http::response::{self, FileMeta};
 use crate::http::{date, path};
+use crate::site::SiteRules;
 use crate::sys::file;
 
 /// One representation of a file: its bytes and pre-rendered heads. The byte buffers are
@@ -64,6 +65,7 @@ impl Repr {
             etag: &etag,
             last_modified: &last_modified,
             cache_control: fields.cache_control,
+            headers: fields.headers,
         };
         let head = response::render_file_head(&m).into();
         let not_modified = response::render_not_modified_head(&m).into();
@@ -77,12 +79,14 @@ impl Repr {
 
 /// What every representation of one file shares in its heads.
 pub struct Fields<'a> {
-    pub content_type: &'static str,
+    pub content_type: &'a str,
     /// Unix seconds (`Last-Modified`).
     pub modified: u64,
     pub cache_control: &'a str,
     /// `Vary: Accept-Encoding`.
     pub vary: bool,
+    /// Custom field lines from `_headers` and `--header` (see `crate::site::headers`).
+    pub headers: &'a [u8],
 }
 
 /// A body sent with sendfile(2): a file on disk, opened beneath the root at load time, or a
@@ -157,12 +161,15 @@ pub struct Entry {
     pub identity: Repr,
     pub gzip: Option<Repr>,
     pub br: Option<Repr>,
-    /// `Content-Type` value.
-    pub content_type: &'static str,
+    /// `Content-Type` value (by extension, or from `_headers`).
+    pub content_type: Arc<str>,
     /// Modification time, Unix seconds (`Last-Modified`).
     pub modified: u64,
     /// `Cache-Control` value.
     pub cache_control: Box<str>,
+    /// Custom field lines from `_headers` and `--header`, already in `identity`'s heads and
+    /// its variants', and written into the heads of 206s and 416s.
+    pub headers: Arc<[u8]>,
     /// The identity bytes' [`ContentId`] (none for a file sent from disk, which is not read).
     pub content: Option<ContentId>,
     /// Responses say `Vary: Accept-Encoding`: a variant exists, or may (the file is a candidate
@@ -177,10 +184,11 @@ impl Entry {
     /// The fields its heads are rendered with.
     pub fn fields(&self) -> Fields<'_> {
         Fields {
-            content_type: self.content_type,
+            content_type: &self.content_type,
             modified: self.modified,
             cache_control: &self.cache_control,
             vary: self.vary,
+            headers: &self.headers,
         }
     }
 
@@ -262,7 +270,11 @@ pub struct Snapshot {
     files: HashMap<Box<[u8]>, Entry, KeyHash>,
     /// Directories that have an `index.html`, for the `/dir` → `/dir/` redirect.
     dirs: HashSet<Box<[u8]>, KeyHash>,
+    /// The built-in SPA fallback is on: `--no-spa-fallback` was not given, and no `_redirects`
+    /// rule for `/*` replaces it.
     spa_fallback: bool,
+    /// `_headers`, `_redirects` and `--header`, compiled for this load.
+    site: Arc<SiteRules>,
     bytes: u64,
     descriptors: u64,
     /// `--cache-control`: for files that are neither HTML nor fingerprinted, and for the 301s
@@ -272,11 +284,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// An empty snapshot; the loader adds files and then freezes it by handing it out.
-    pub(crate) fn new(spa_fallback: bool, default_cache_control: &str) -> Self {
+    pub(crate) fn new(spa_fallback: bool, default_cache_control: &str, site: Arc<SiteRules>) -> Self {
         Snapshot {
             files: HashMap::default(),
             dirs: HashSet::default(),
-            spa_fallback,
+            spa_fallback: spa_fallback && !site.redirects.has_catch_all(),
+            site,
             bytes: 0,
             descriptors: 0,
             default_cache_control: default_cache_control.into(),
@@ -286,6 +299,16 @@ impl Snapshot {
     /// The `--cache-control` value.
     pub fn default_cache_control(&self) -> &str {
         &self.default_cache_control
+    }
+
+    /// The site's rules: `_headers`, `_redirects`, `--header`.
+    pub fn site(&self) -> &SiteRules {
+        &self.site
+    }
+
+    /// The built-in SPA fallback is on (see [`Snapshot::resolve`]).
+    pub fn spa_fallback(&self) -> bool {
+        self.spa_fallback
     }
 
     /// Adds a file; [`freeze`](Self::freeze) must follow the last insert.
@@ -377,6 +400,17 @@ impl Snapshot {
     ///    does any path with a dot segment (`/.env`, `/.git/config`): no route starts with a dot,
     ///    and a scanner would report a 200 there as an exposed file.
     pub fn resolve(&self, key: &[u8], dir: bool, scratch: &mut Vec<u8>) -> Lookup<'_> {
+        match self.find(key, dir, scratch) {
+            Lookup::NotFound => match self.fallback(key) {
+                Some(entry) => Lookup::File(entry),
+                None => Lookup::NotFound,
+            },
+            found => found,
+        }
+    }
+
+    /// Steps 1 and 2 of [`Snapshot::resolve`]: what exists at `key`, without the SPA fallback.
+    pub fn find(&self, key: &[u8], dir: bool, scratch: &mut Vec<u8>) -> Lookup<'_> {
         if dir {
             scratch.clear();
             scratch.extend_from_slice(key);
@@ -392,11 +426,15 @@ impl Snapshot {
         } else if self.dirs.contains(key) {
             return Lookup::AddSlash;
         }
-        if self.spa_fallback && !path::has_extension(key) && !path::has_dot_segment(key) {
-            if let Some(entry) = self.files.get(b"/index.html".as_slice()) {
-                return Lookup::File(entry);
-            }
-        }
         Lookup::NotFound
+    }
+
+    /// Step 3 of [`Snapshot::resolve`]: the app's `/index.html` for a path that names nothing,
+    /// if the fallback is on and the path looks like a client-side route.
+    pub fn fallback(&self, key: &[u8]) -> Option<&Entry> {
+        if self.spa_fallback && !path::has_extension(key) && !path::has_dot_segment(key) {
+            return self.files.get(b"/index.html".as_slice());
+        }
+        None
     }
 }

@@ -18,7 +18,11 @@ pub enum Status {
     NoContent,
     PartialContent,
     MovedPermanently,
+    Found,
+    SeeOther,
     NotModified,
+    TemporaryRedirect,
+    PermanentRedirect,
     BadRequest,
     NotFound,
     MethodNotAllowed,
@@ -35,13 +39,28 @@ pub enum Status {
 }
 
 impl Status {
+    /// The redirect status for a code of `_redirects` (301, 302, 303, 307, 308).
+    pub fn redirect(code: u16) -> Status {
+        match code {
+            302 => Status::Found,
+            303 => Status::SeeOther,
+            307 => Status::TemporaryRedirect,
+            308 => Status::PermanentRedirect,
+            _ => Status::MovedPermanently,
+        }
+    }
+
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
             Status::NoContent => 204,
             Status::PartialContent => 206,
             Status::MovedPermanently => 301,
+            Status::Found => 302,
+            Status::SeeOther => 303,
             Status::NotModified => 304,
+            Status::TemporaryRedirect => 307,
+            Status::PermanentRedirect => 308,
             Status::BadRequest => 400,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
@@ -64,7 +83,11 @@ impl Status {
             Status::NoContent => "No Content",
             Status::PartialContent => "Partial Content",
             Status::MovedPermanently => "Moved Permanently",
+            Status::Found => "Found",
+            Status::SeeOther => "See Other",
             Status::NotModified => "Not Modified",
+            Status::TemporaryRedirect => "Temporary Redirect",
+            Status::PermanentRedirect => "Permanent Redirect",
             Status::BadRequest => "Bad Request",
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
@@ -131,6 +154,8 @@ pub struct FileMeta<'a> {
     pub etag: &'a [u8],
     pub last_modified: &'a [u8; super::date::LEN],
     pub cache_control: &'a str,
+    /// Custom field lines (`Name: value\r\n`…) from `_headers` and `--header`.
+    pub headers: &'a [u8],
 }
 
 /// Renders the fixed head of a `200 OK` for a cached file (everything but the tail).
@@ -144,6 +169,7 @@ pub fn render_file_head(m: &FileMeta<'_>) -> Vec<u8> {
     write_encoding(&mut head, m);
     write_validators(&mut head, m);
     head.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+    head.extend_from_slice(m.headers);
     head
 }
 
@@ -153,6 +179,7 @@ pub fn render_not_modified_head(m: &FileMeta<'_>) -> Vec<u8> {
     let mut head = Vec::with_capacity(192);
     let _ = write!(head, "HTTP/1.1 304 Not Modified\r\nServer: {SERVER}\r\n");
     write_validators(&mut head, m);
+    head.extend_from_slice(m.headers);
     head
 }
 
@@ -169,6 +196,7 @@ pub fn write_partial_head(out: &mut Vec<u8>, m: &FileMeta<'_>, start: u64, end: 
     write_encoding(out, m);
     write_validators(out, m);
     out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+    out.extend_from_slice(m.headers);
 }
 
 /// Appends a `416 Range Not Satisfiable` (with `Content-Range: bytes */len`) and its tail.
@@ -182,6 +210,7 @@ pub fn write_unsatisfiable(out: &mut Vec<u8>, m: &FileMeta<'_>, frame: Frame<'_>
     out.extend_from_slice(b"ETag: ");
     out.extend_from_slice(m.etag);
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(m.headers);
     write_tail(out, frame);
 }
 
@@ -220,6 +249,8 @@ pub struct Extra<'a> {
     pub content_type: Option<&'a str>,
     /// `Access-Control-Allow-Origin: *` (the dashboard reads `/stats` from another origin).
     pub cors: bool,
+    /// Custom field lines (`Name: value\r\n`…) from `_headers` and `--header`.
+    pub headers: &'a [u8],
 }
 
 /// Appends a whole generated response (head, tail and, unless `head_only`, a short text body
@@ -268,12 +299,34 @@ pub fn write_text(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(extra.headers);
     write_tail(out, frame);
     if !frame.head_only && status != Status::NoContent {
         out.extend_from_slice(body);
         return body.len();
     }
     0
+}
+
+/// Appends the head of a page served with another status than its own (`404.html`, a
+/// `_redirects` 404): its type and length, the custom fields, and the tail. Not cacheable by
+/// validators: the page is the answer for a path that has none of its own.
+pub fn write_page_head(
+    out: &mut Vec<u8>,
+    status: Status,
+    content_type: &str,
+    len: u64,
+    headers: &[u8],
+    frame: Frame<'_>,
+) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nServer: {SERVER}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n",
+        status.code(),
+        status.reason()
+    );
+    out.extend_from_slice(headers);
+    write_tail(out, frame);
 }
 
 /// The fixed answer the acceptor sends when the hand-off queue is full: no Date (RFC 9110

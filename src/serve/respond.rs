@@ -20,6 +20,8 @@ use crate::http::response::{self, Extra, FileMeta, Frame, Persistence, Status};
 use crate::observe::admin::{self, Answer};
 use crate::observe::scrape::Sources;
 use crate::serve::out_queue::{OutQueue, Turn};
+use crate::site::pattern::Captures;
+use crate::site::redirects::{Action, Redirect};
 
 /// What a listener serves.
 #[derive(Clone, Copy)]
@@ -45,13 +47,22 @@ pub struct Site<'s> {
 pub struct PathBufs {
     /// The normalised path.
     path: Vec<u8>,
-    /// The key a lookup tries (`/dir/index.html`, the SPA fallback), or a redirect's target.
+    /// The key a lookup tries (`/dir/index.html`), or a redirect's target.
     lookup: Vec<u8>,
+    /// A `_redirects` rewrite's target, normalised.
+    target: Vec<u8>,
+    /// Custom field lines matched at request time (`_headers` for a 404 or a redirect).
+    headers: Vec<u8>,
 }
 
 impl PathBufs {
     pub fn with_capacity(n: usize) -> Self {
-        PathBufs { path: Vec::with_capacity(n), lookup: Vec::with_capacity(n) }
+        PathBufs {
+            path: Vec::with_capacity(n),
+            lookup: Vec::with_capacity(n),
+            target: Vec::with_capacity(n),
+            headers: Vec::with_capacity(n),
+        }
     }
 }
 
@@ -95,53 +106,185 @@ pub fn respond<'s>(
         Persistence::KeepAlive11
     };
     let frame = Frame { date: site.date, persistence, head_only: req.method == Method::Head };
-    let allow = Extra { allow: true, ..Extra::default() };
+    // `--header`s go on every public response; `_headers` rules too once there is a path.
+    let global = match site.service {
+        Service::Files(snapshot) => snapshot.site().headers.global_lines(),
+        Service::Admin(_) => &[],
+    };
+    let plain = Extra { headers: global, ..Extra::default() };
+    let allow = Extra { allow: true, ..plain };
     match req.method {
         Method::Get | Method::Head => {}
         Method::Options => return generated(out, frame, Status::NoContent, allow),
         Method::NotAllowed => return generated(out, frame, Status::MethodNotAllowed, allow),
-        Method::Unknown => return generated(out, frame, Status::NotImplemented, Extra::default()),
+        Method::Unknown => return generated(out, frame, Status::NotImplemented, plain),
     }
     let normalized = match path::normalize(req.target, &mut bufs.path) {
         Ok(n) => n,
-        Err(_) => return reject(out, Status::BadRequest, frame),
+        Err(_) => return reject(out, Status::BadRequest, frame, global),
     };
     match site.service {
         Service::Admin(sources) => match admin::answer(&bufs.path, req.accept, site.draining, sources) {
             Some(answer) => admin_answer(out, frame, &answer),
             None => generated(out, frame, Status::NotFound, Extra::default()),
         },
-        Service::Files(snapshot) => match snapshot.resolve(&bufs.path, normalized.dir, &mut bufs.lookup) {
-            Lookup::File(entry) => Outcome { cache: CacheUse::Hit, ..file(out, frame, entry, req) },
-            Lookup::AddSlash => {
-                let location = &mut bufs.lookup;
-                location.clear();
-                path::encode_into(&bufs.path, location);
-                location.push(b'/');
-                location.extend_from_slice(path::query(req.target));
-                let extra = Extra {
-                    location: Some(location),
-                    cache_control: Some(snapshot.default_cache_control()),
-                    ..Extra::default()
-                };
-                generated(out, frame, Status::MovedPermanently, extra)
-            }
-            Lookup::NotFound => {
-                Outcome { cache: CacheUse::Miss, ..generated(out, frame, Status::NotFound, Extra::default()) }
-            }
+        Service::Files(snapshot) => files(req, frame, snapshot, normalized.dir, bufs, out),
+    }
+}
+
+/// Answers from the snapshot, in this order (docs/http.md, "Which rule answers"):
+/// 1. a forced `_redirects` rule (`!`), even where a file exists;
+/// 2. the file (or directory index) at the path, or the 301 that adds a directory's slash;
+/// 3. any other `_redirects` rule;
+/// 4. the SPA fallback (`/index.html` for a path with no extension and no dot segment);
+/// 5. `/404.html` with status 404, or a plain 404.
+#[inline]
+fn files<'s>(
+    req: &Request<'_>,
+    frame: Frame<'_>,
+    snapshot: &'s Snapshot,
+    dir: bool,
+    bufs: &mut PathBufs,
+    out: &mut Turn<'_, 's>,
+) -> Outcome {
+    let found = snapshot.find(&bufs.path, dir, &mut bufs.lookup);
+    let redirects = &snapshot.site().redirects;
+    if !redirects.is_empty() {
+        let mut caps = Captures::default();
+        let exists = !matches!(found, Lookup::NotFound);
+        if let Some(rule) = redirects.find(&bufs.path, exists, &mut caps) {
+            return redirect(req, frame, snapshot, rule, &caps, bufs, out);
+        }
+    }
+    match found {
+        Lookup::File(entry) => Outcome { cache: CacheUse::Hit, ..file(out, frame, entry, req) },
+        Lookup::AddSlash => {
+            let location = &mut bufs.lookup;
+            location.clear();
+            path::encode_into(&bufs.path, location);
+            location.push(b'/');
+            location.extend_from_slice(path::query(req.target));
+            let extra = Extra {
+                location: Some(location),
+                cache_control: Some(snapshot.default_cache_control()),
+                headers: matched(snapshot, &bufs.path, &mut bufs.headers),
+                ..Extra::default()
+            };
+            generated(out, frame, Status::MovedPermanently, extra)
+        }
+        Lookup::NotFound => not_found(req, frame, snapshot, bufs, out),
+    }
+}
+
+/// Nothing at the path: the SPA fallback, else `/404.html`, else a plain 404.
+#[cold]
+fn not_found<'s>(
+    req: &Request<'_>,
+    frame: Frame<'_>,
+    snapshot: &'s Snapshot,
+    bufs: &mut PathBufs,
+    out: &mut Turn<'_, 's>,
+) -> Outcome {
+    if let Some(app) = snapshot.fallback(&bufs.path) {
+        return Outcome { cache: CacheUse::Hit, ..file(out, frame, app, req) };
+    }
+    let headers = matched(snapshot, &bufs.path, &mut bufs.headers);
+    let answer = match snapshot.get(b"/404.html") {
+        Some(page) => page_with_status(out, frame, Status::NotFound, page, headers),
+        None => generated(out, frame, Status::NotFound, Extra { headers, ..Extra::default() }),
+    };
+    Outcome { cache: CacheUse::Miss, ..answer }
+}
+
+/// Applies a `_redirects` rule: a redirect, a rewrite (the target's file, status 200, with
+/// conditionals and ranges as for the file itself), or the target's content with status 404.
+#[cold]
+fn redirect<'s>(
+    req: &Request<'_>,
+    frame: Frame<'_>,
+    snapshot: &'s Snapshot,
+    rule: &Redirect,
+    caps: &Captures,
+    bufs: &mut PathBufs,
+    out: &mut Turn<'_, 's>,
+) -> Outcome {
+    rule.expand(&bufs.path, caps, path::query(req.target), &mut bufs.lookup);
+    let headers = matched(snapshot, &bufs.path, &mut bufs.headers);
+    if let Action::Redirect(code) = rule.action {
+        // A permanent redirect without a lifetime is kept by browsers for good.
+        let permanent = code == 301 || code == 308;
+        let extra = Extra {
+            location: Some(&bufs.lookup),
+            cache_control: permanent.then(|| snapshot.default_cache_control()),
+            headers,
+            ..Extra::default()
+        };
+        return generated(out, frame, Status::redirect(code), extra);
+    }
+    let target = match path::normalize(&bufs.lookup, &mut bufs.target) {
+        Ok(target) => snapshot.find(&bufs.target, target.dir, &mut bufs.lookup),
+        Err(_) => Lookup::NotFound,
+    };
+    match (target, rule.action) {
+        (Lookup::File(entry), Action::Rewrite) => {
+            Outcome { cache: CacheUse::Hit, ..file(out, frame, entry, req) }
+        }
+        (Lookup::File(entry), _) => Outcome {
+            cache: CacheUse::Miss,
+            ..page_with_status(out, frame, Status::NotFound, entry, headers)
+        },
+        _ => Outcome {
+            cache: CacheUse::Miss,
+            ..generated(out, frame, Status::NotFound, Extra { headers, ..Extra::default() })
         },
     }
+}
+
+/// The `_headers` fields for a response at `path` that is not a cached file, written into `buf`.
+fn matched<'b>(snapshot: &Snapshot, path: &[u8], buf: &'b mut Vec<u8>) -> &'b [u8] {
+    buf.clear();
+    snapshot.site().headers.write_matching(path, buf);
+    buf
+}
+
+/// Queues `entry`'s identity body with `status` (a 404 page): no validators, no ranges.
+fn page_with_status<'s>(
+    out: &mut Turn<'_, 's>,
+    frame: Frame<'_>,
+    status: Status,
+    entry: &'s Entry,
+    headers: &[u8],
+) -> Outcome {
+    let repr = &entry.identity;
+    let len = repr.len();
+    out.push_own(|buf| response::write_page_head(buf, status, &entry.content_type, len, headers, frame));
+    if frame.head_only {
+        return outcome(frame, status, 0);
+    }
+    match &repr.file {
+        Some(disk) => out.push_file(disk, 0, len),
+        None => out.push_shared(&repr.body),
+    }
+    outcome(frame, status, len)
 }
 
 /// Queues an error that ends the connection — a request that could not be parsed, or did not
 /// arrive in time: the framing of whatever follows is in doubt. `head_only`: the request was
 /// seen to be a `HEAD`, whose response never has a body.
-pub fn invalid(out: &mut OutQueue, status: Status, date: &[u8; date::LEN], head_only: bool) -> Outcome {
-    reject(out, status, Frame { date, persistence: Persistence::Close, head_only })
+/// `headers`: the `--header` lines (on the public listener).
+pub fn invalid(
+    out: &mut OutQueue,
+    status: Status,
+    date: &[u8; date::LEN],
+    head_only: bool,
+    headers: &[u8],
+) -> Outcome {
+    reject(out, status, Frame { date, persistence: Persistence::Close, head_only }, headers)
 }
 
-fn reject(out: &mut OutQueue, status: Status, frame: Frame<'_>) -> Outcome {
-    generated(out, Frame { persistence: Persistence::Close, ..frame }, status, Extra::default())
+fn reject(out: &mut OutQueue, status: Status, frame: Frame<'_>, headers: &[u8]) -> Outcome {
+    let extra = Extra { headers, ..Extra::default() };
+    generated(out, Frame { persistence: Persistence::Close, ..frame }, status, extra)
 }
 
 /// Queues a generated response (errors, redirects, `204`).
@@ -179,7 +322,8 @@ fn file<'s>(out: &mut Turn<'_, 's>, frame: Frame<'_>, entry: &'s Entry, req: &Re
             return outcome(frame, Status::NotModified, 0);
         }
         conditional::Outcome::PreconditionFailed => {
-            return generated(out, frame, Status::PreconditionFailed, Extra::default());
+            let extra = Extra { headers: &entry.headers, ..Extra::default() };
+            return generated(out, frame, Status::PreconditionFailed, extra);
         }
     }
     let len = repr.len();
@@ -236,13 +380,14 @@ fn file_meta<'a>(
     last_modified: &'a [u8; date::LEN],
 ) -> FileMeta<'a> {
     FileMeta {
-        content_type: entry.content_type,
+        content_type: &entry.content_type,
         encoding: coding.token(),
         vary: entry.varies(),
         len: repr.len(),
         etag: &repr.etag,
         last_modified,
         cache_control: &entry.cache_control,
+        headers: &entry.headers,
     }
 }
 
@@ -277,6 +422,7 @@ mod tests {
                 max_cached_file: u64::MAX,
                 cache_control: "no-cache".into(),
                 compress: true,
+                site: Default::default(),
             })
             .unwrap();
             std::fs::remove_dir_all(&root).unwrap();
@@ -295,7 +441,7 @@ mod tests {
         Sources {
             stats: Arc::new(Stats::new(1)),
             queue: Arc::new(NoQueue),
-            cache: Arc::new(SnapshotCell::new(Snapshot::new(false, "no-cache"), 1)),
+            cache: Arc::new(SnapshotCell::new(Snapshot::new(false, "no-cache", Default::default()), 1)),
             cpus: vec![None],
             started: std::time::SystemTime::now(),
         }
@@ -483,7 +629,7 @@ mod tests {
     #[test]
     fn an_invalid_request_gets_its_status_closes_and_head_has_no_body() {
         let mut out = OutQueue::default();
-        let o = invalid(&mut out, Status::HeaderFieldsTooLarge, DATE, true);
+        let o = invalid(&mut out, Status::HeaderFieldsTooLarge, DATE, true, b"");
         assert_eq!((o.status, o.close, o.body_bytes), (Status::HeaderFieldsTooLarge, true, 0));
         let r = String::from_utf8(out.contents().unwrap()).unwrap();
         assert!(r.starts_with("HTTP/1.1 431 ") && r.ends_with("\r\n\r\n"), "{r}");

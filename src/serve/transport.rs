@@ -214,7 +214,8 @@ impl Conn {
         if link.state == State::Open && out.is_empty() && (!inbuf.is_empty() || link.discard > 0) {
             inbuf.release();
             link.discard = 0;
-            let outcome = respond::invalid(out, Status::RequestTimeout, ctx.date.text(), false);
+            let headers = link.global_headers(ctx);
+            let outcome = respond::invalid(out, Status::RequestTimeout, ctx.date.text(), false, headers);
             link.finish(outcome, None, ctx);
             if let Ok(Flush::Done) = out.flush(link.fd.as_fd()) {
                 link.observe_batch(ctx);
@@ -313,6 +314,14 @@ impl Link {
             self.arm_read_timer(out, ctx);
         }
         Keep::Again
+    }
+
+    /// The `--header` lines every public response carries.
+    fn global_headers<'c>(&self, ctx: &Ctx<'c>) -> &'c [u8] {
+        match self.role {
+            Role::Public => ctx.snapshot.site().headers.global_lines(),
+            Role::Admin => &[],
+        }
     }
 
     /// Between requests on a keep-alive connection: closable at once when draining. A new
@@ -463,7 +472,8 @@ impl Link {
                     // A response to HEAD never has a body (RFC 9110 §9.3.2), even an error: the
                     // client would read the body as the start of the next response.
                     let head_only = data[pos..].starts_with(b"HEAD ");
-                    let outcome = respond::invalid(out, status, ctx.date.text(), head_only);
+                    let headers = self.global_headers(ctx);
+                    let outcome = respond::invalid(out, status, ctx.date.text(), head_only, headers);
                     self.finish(outcome, None, ctx);
                     pos = data.len();
                 }

@@ -99,7 +99,9 @@ pub fn open_beneath_by_steps(dir: BorrowedFd<'_>, relative: &Path) -> io::Result
     let open_at = |at: BorrowedFd<'_>, name: &std::ffi::OsStr, flags: libc::c_int| -> io::Result<OwnedFd> {
         let c = CString::new(name.as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
         // SAFETY: `c` is NUL-terminated and `at` is an open directory descriptor.
-        let fd = unsafe { syscall!(openat(at.as_raw_fd(), c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC))? };
+        let fd = unsafe {
+            syscall!(openat(at.as_raw_fd(), c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC))?
+        };
         // SAFETY: openat(2) succeeded; the fd is ours alone.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     };

@@ -1,4 +1,5 @@
-// The dashboard in a real browser (issue #6), and the bundled front end's second load (issue #5).
+// The dashboard in a real browser (issue #6), and the bundled front end's second load (issue #5),
+// under the strict Content-Security-Policy of frontend/public/_headers (issue #17).
 //
 // `make browser` runs this: Debian's chromium, driven by playwright-core over CDP, loads
 // frontend/dist from target/debug/atomserve and watches it report live figures from the admin
@@ -148,8 +149,17 @@ let dashboardState
 test('the dashboard shows live figures that follow the load', async () => {
   const page = await context.newPage()
   dashboardState = watch(page, 'dashboard')
+  // Every Content-Security-Policy violation the page reports (frontend/public/_headers sets a
+  // strict policy; chromium also logs each as a console error, which watch() catches).
+  await page.addInitScript(() => {
+    window.__cspViolations = []
+    document.addEventListener('securitypolicyviolation', (e) =>
+      window.__cspViolations.push(`${e.violatedDirective}: ${e.blockedURI}`))
+  })
   const url = `http://127.0.0.1:${server.main}/?admin=127.0.0.1:${server.admin}`
-  await page.goto(url)
+  const doc = await page.goto(url)
+  assert.match(doc.headers()['content-security-policy'] ?? '', /default-src 'self'/, 'the CSP from _headers is on')
+  assert.equal(doc.headers()['x-content-type-options'], 'nosniff')
   await page.locator('[data-state="live"]').waitFor({ timeout: 10_000 })
   for (const name of HEADLINE) {
     assert.equal(await page.locator(`[data-metric="${name}"]`).count(), 1, `data-metric="${name}" on the page`)
@@ -193,6 +203,7 @@ test('the dashboard shows live figures that follow the load', async () => {
   const p50 = await metric(page, 'duration_seconds_p50')
   assert.ok(p50 > 0 && p50 <= s.duration_seconds.bounds.at(-1), `p50 ${p50}`)
 
+  assert.deepEqual(await page.evaluate(() => window.__cspViolations), [], 'no CSP violation')
   await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true })
   dashboard = page
   assertNoProblems()
