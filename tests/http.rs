@@ -159,7 +159,9 @@ fn error_statuses() {
         b"GARBAGE\r\n\r\n".as_slice(),
         b"GET / HTTP/1.1\r\n\r\n",                       // no Host
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", // two Hosts
-        b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
         b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost : t\r\n\r\n", // space before colon
@@ -406,4 +408,51 @@ fn one_greedy_pipelining_client_does_not_starve_another() {
     let _ = greedy_conn.shutdown(std::net::Shutdown::Both); // ends the greedy reader and writer
     let _ = greedy.join();
     assert!(worst < Duration::from_millis(500), "a request waited {worst:?} behind a greedy client");
+}
+
+/// RFC 9112 §7.1: a server MUST be able to parse the chunked coding. A chunked body is skipped
+/// (never buffered past --max-body), its request answered as any other, and the connection goes
+/// on with the request after it; every framing doubt still gets its 400 (or 413, 501) and a close.
+#[test]
+fn chunked_request_bodies_are_skipped_then_answered() {
+    let root = fixture_root("chunked");
+    let s = Server::start(&root.path, &["--max-body", "256"]);
+    // A POST with a chunked body, then a GET on the same connection: 405, then 200.
+    let mut c = s.connect();
+    c.write_all(
+        b"POST /index.html HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nTrailer: yes\r\n\r\n\
+          GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut c, false).unwrap().status, 405);
+    let r = read_response(&mut c, false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, INDEX));
+    // The body in pieces, across reads: answered once its end arrives, not before.
+    c.write_all(b"GET /docs/ HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nab")
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(c.read(&mut byte).is_err(), "no answer before the body's end");
+    c.set_read_timeout(None).unwrap();
+    c.write_all(b"c\r\n0\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    c.write_all(b"\r\n").unwrap();
+    let r = read_response(&mut c, false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, DOCS_INDEX));
+    assert_eq!(r.header("connection"), None, "still keep-alive");
+    // Over --max-body: 413 and a close, before the rest is read.
+    let (r, mut c) = s.raw(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n200\r\n");
+    assert_eq!((r.status, r.header("connection")), (413, Some("close")));
+    assert!(is_closed(&mut c));
+    // A coding atomserve cannot undo: 501 and a close.
+    let (r, mut c) =
+        s.raw(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: zstd, chunked\r\n\r\n0\r\n\r\n");
+    assert_eq!((r.status, r.header("connection")), (501, Some("close")));
+    assert!(is_closed(&mut c));
+    // A bare LF inside the body: 400 and a close.
+    let (r, mut c) =
+        s.raw(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\r\n0\r\n\r\n");
+    assert_eq!((r.status, r.header("connection")), (400, Some("close")));
+    assert!(is_closed(&mut c));
 }

@@ -1,13 +1,19 @@
 //! Property tests (proptest) over the functions that see hostile input first: request parsing,
-//! path normalisation, Range and Accept-Encoding parsing, HTTP dates. Random inputs must never
+//! path normalisation, Range and Accept-Encoding parsing, HTTP dates, chunked request bodies. Random inputs must never
 //! panic, and the results must keep their invariants. (The `cargo fuzz` targets of the HTTP
 //! issue cover the same functions with coverage guidance, on nightly.)
 
 use std::mem::MaybeUninit;
 
+#[path = "common/chunked_model.rs"]
+mod chunked_model;
+
+use atomserve::http::chunked::{self, Scan};
 use atomserve::http::encoding::{AcceptEncoding, Coding};
 use atomserve::http::request::{parse, Limits, Parsed};
+use atomserve::http::response::Status;
 use atomserve::http::{date, path, range};
+use chunked_model::{encode, model, Model};
 use proptest::prelude::*;
 
 /// Path-ish strings built from the pieces traversal attempts are made of.
@@ -117,6 +123,80 @@ proptest! {
             Parsed::Complete(req) => prop_assert_eq!(req.head_len, head.len()),
             Parsed::Invalid(_) => {}
             Parsed::Partial => prop_assert!(false, "a complete head reported partial: {head:?}"),
+        }
+    }
+}
+
+/// The scanner against the reference model (`tests/common/chunked_model.rs`), with `max` as
+/// `--max-body`: where the model finds a body within the limit, the scanner finds the same end;
+/// where the model finds it malformed, the scanner refuses it (400, or 413 when a declared size
+/// passed the limit first); it says 413 only for what does not fit; and Partial only when the
+/// model has not seen the end either.
+fn agrees(buf: &[u8], max: u64) -> Result<(), String> {
+    let (real, reference) = (chunked::scan(buf, max), model(buf));
+    let ok = match (real, reference) {
+        (Scan::Complete(n), Model::Complete(m)) => n == m && n as u64 <= max,
+        (Scan::Invalid(Status::PayloadTooLarge), Model::Complete(m)) => m as u64 > max,
+        (Scan::Complete(_), _) => false,
+        (Scan::Invalid(Status::BadRequest), Model::Malformed) => true,
+        (Scan::Invalid(Status::PayloadTooLarge), Model::Malformed | Model::Partial) => true,
+        (Scan::Partial, Model::Partial) => buf.len() as u64 <= max,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("scan {real:?} vs model {reference:?} (max {max}) on {:?}", String::from_utf8_lossy(buf)))
+    }
+}
+
+fn chunk() -> impl Strategy<Value = (Vec<u8>, String)> {
+    (
+        prop::collection::vec(any::<u8>(), 0..40),
+        prop::sample::select(vec!["", ";a", ";a=b", " ; q=\"x y\"", ";x;y=1"]),
+    )
+        .prop_map(|(d, e)| (d, e.to_string()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn chunked_bodies_end_where_they_were_encoded(
+        chunks in prop::collection::vec(chunk(), 0..6),
+        trailers in prop::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,8}", "[ -~]{0,12}"), 0..3),
+        next in prop::collection::vec(any::<u8>(), 0..20),
+    ) {
+        let trailers: Vec<(String, String)> =
+            trailers.into_iter().map(|(n, v)| (n, v.trim().to_string())).collect();
+        let body = encode(&chunks, &trailers);
+        let mut stream = body.clone();
+        stream.extend_from_slice(&next);
+        prop_assert_eq!(chunked::scan(&stream, 1 << 20), Scan::Complete(body.len()));
+        for k in 0..body.len() {
+            prop_assert_eq!(chunked::scan(&body[..k], 1 << 20), Scan::Partial, "prefix {}", k);
+        }
+        prop_assert_eq!(chunked::scan(&body, body.len() as u64 - 1), Scan::Invalid(Status::PayloadTooLarge));
+    }
+
+    #[test]
+    fn chunked_scan_agrees_with_the_reference_model(
+        pieces in prop::collection::vec(prop::sample::select(vec![
+            "0", "1", "a", "F", "10", "ffffffffffffffff", "10000000000000000", ";", "=", " ", "\t",
+            "x", ":", "\r\n", "\r", "\n", "abc", "T: v", "\r\n\r\n", "0\r\n\r\n",
+        ]), 0..16),
+        max in prop::sample::select(vec![0u64, 5, 16, 64, 1 << 20]),
+    ) {
+        let buf = pieces.concat();
+        if let Err(e) = agrees(buf.as_bytes(), max) {
+            prop_assert!(false, "{}", e);
+        }
+    }
+
+    #[test]
+    fn chunked_scan_of_arbitrary_bytes_agrees_too(bytes in prop::collection::vec(any::<u8>(), 0..200), max in 0u64..300) {
+        if let Err(e) = agrees(&bytes, max) {
+            prop_assert!(false, "{}", e);
         }
     }
 }

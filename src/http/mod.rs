@@ -1,7 +1,8 @@
 //! HTTP/1.1 (RFC 9110, RFC 9112) as a static server needs it: request parsing on top of
 //! `httparse`, request-target normalisation, MIME types, the `Date` header, status lines,
-//! conditional requests and byte ranges.
+//! conditional requests, byte ranges, and the chunked coding of request bodies to skip.
 
+pub mod chunked;
 pub mod conditional;
 pub mod date;
 pub mod encoding;

@@ -76,8 +76,11 @@ pub struct Request<'b> {
     pub keep_alive: bool,
     /// Length of the head in bytes; the body (if any) follows.
     pub head_len: usize,
-    /// `Content-Length` of the body to discard (0 when absent).
+    /// `Content-Length` of the body to discard (0 when absent or chunked).
     pub body_len: u64,
+    /// The body is in the chunked coding (`Transfer-Encoding: …, chunked`): its end is found by
+    /// `http::chunked::scan`.
+    pub chunked: bool,
     /// `Expect: 100-continue`: the client may hold the body back until it hears from us.
     pub expect_continue: bool,
     /// `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`, `If-Range`.
@@ -166,6 +169,7 @@ pub fn parse<'b>(
     let mut keep_alive_token = false;
     let mut hosts = 0;
     let mut body_len: Option<u64> = None;
+    let mut codings = Codings::default();
     let mut expect_continue = false;
     let mut conditions = Conditions::default();
     let mut range = None;
@@ -233,14 +237,23 @@ pub fn parse<'b>(
         } else if name.eq_ignore_ascii_case(b"expect") {
             expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // A static server takes no request bodies, and a chunked one cannot be skipped
-            // without decoding it: refuse and close rather than guess at the framing.
-            return Parsed::Invalid(Status::BadRequest);
+            if let Err(status) = codings.add(h.value) {
+                return Parsed::Invalid(status);
+            }
         }
     }
     // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); HTTP/1.0 may omit it but not repeat it.
     if hosts > 1 || (minor_version == 1 && hosts == 0) {
         return Parsed::Invalid(Status::BadRequest);
+    }
+    let chunked = codings.seen;
+    if chunked {
+        // RFC 9112 §6.1 and §6.3: with both fields, or from an HTTP/1.0 client, or unless
+        // chunked is the final coding (and applied once), the framing cannot be trusted: 400,
+        // and the connection closes. The body's codings themselves do not matter: it is skipped.
+        if body_len.is_some() || minor_version == 0 || !codings.chunked_last || codings.chunked > 1 {
+            return Parsed::Invalid(Status::BadRequest);
+        }
     }
     let body_len = body_len.unwrap_or(0);
     if body_len > limits.max_body {
@@ -255,6 +268,7 @@ pub fn parse<'b>(
         keep_alive,
         head_len,
         body_len,
+        chunked,
         expect_continue,
         conditions,
         range,
@@ -266,6 +280,40 @@ pub fn parse<'b>(
         traceparent,
         tracestate,
     })
+}
+
+/// The transfer codings of a request, across all its `Transfer-Encoding` fields (one list).
+#[derive(Default)]
+struct Codings {
+    /// A `Transfer-Encoding` field was present.
+    seen: bool,
+    /// How many times `chunked` was listed.
+    chunked: usize,
+    /// The last coding listed so far is `chunked`.
+    chunked_last: bool,
+}
+
+impl Codings {
+    /// Adds one field's list. A coding atomserve does not know is `501` (RFC 9112 §6.1): it
+    /// cannot tell where such a body ends.
+    fn add(&mut self, value: &[u8]) -> Result<(), Status> {
+        self.seen = true;
+        for coding in value.split(|&c| c == b',') {
+            // A coding may carry parameters (`gzip;q=…` is not valid here, but `;` starts them).
+            let name = coding.split(|&c| c == b';').next().unwrap_or(b"").trim_ascii();
+            if name.is_empty() {
+                continue; // empty list elements are allowed (RFC 9110 §5.6.1)
+            }
+            let known = [&b"chunked"[..], b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress"];
+            if !known.iter().any(|k| name.eq_ignore_ascii_case(k)) {
+                return Err(Status::NotImplemented);
+            }
+            let is_chunked = name.eq_ignore_ascii_case(b"chunked");
+            self.chunked += usize::from(is_chunked);
+            self.chunked_last = is_chunked;
+        }
+        Ok(())
+    }
 }
 
 /// httparse only knows HTTP/1.0 and 1.1. A well-formed other version (`HTTP/2.0`, `HTTP/0.9`)
@@ -351,9 +399,20 @@ mod tests {
         assert_eq!(status(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Some(Status::VersionNotSupported));
         assert_eq!(status(b"GET / HTTP/1.x\r\nHost: a\r\n\r\n"), Some(Status::BadRequest));
         assert_eq!(status(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), Some(Status::BadRequest));
+        let te = |fields: &str| status(format!("POST / HTTP/1.1\r\nHost: a\r\n{fields}\r\n").as_bytes());
+        assert_eq!(te("Transfer-Encoding: chunked\r\n"), None, "chunked is parsed, not refused");
+        assert_eq!(te("Transfer-Encoding: gzip, chunked\r\n"), None);
+        assert_eq!(te("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"), None, "one list");
+        assert_eq!(te("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"), Some(Status::BadRequest));
+        assert_eq!(te("Transfer-Encoding: chunked, gzip\r\n"), Some(Status::BadRequest), "chunked not last");
+        assert_eq!(te("Transfer-Encoding: chunked, chunked\r\n"), Some(Status::BadRequest));
+        assert_eq!(te("Transfer-Encoding: gzip\r\n"), Some(Status::BadRequest), "no chunked: no end");
+        assert_eq!(te("Transfer-Encoding: br, chunked\r\n"), Some(Status::NotImplemented));
+        assert_eq!(te("Transfer-Encoding: identity\r\n"), Some(Status::NotImplemented));
         assert_eq!(
-            status(b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Some(Status::BadRequest)
+            status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Some(Status::BadRequest),
+            "HTTP/1.0 has no chunked coding"
         );
         assert_eq!(
             status(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),

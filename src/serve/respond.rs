@@ -97,7 +97,7 @@ pub fn respond<'s>(
     // A client that sent `Expect: 100-continue` may never send the body we would wait to
     // discard (we never say 100): answer and close instead of guessing where the next request
     // starts. The lingering close swallows a body that does come.
-    let body_in_doubt = req.expect_continue && req.body_len > 0;
+    let body_in_doubt = req.expect_continue && (req.body_len > 0 || req.chunked);
     let persistence = if !req.keep_alive || site.draining || body_in_doubt {
         Persistence::Close
     } else if req.minor_version == 0 {

@@ -24,8 +24,9 @@ use std::time::{Instant, SystemTime};
 
 use crate::cache::Snapshot;
 use crate::endpoint::{Endpoint, Role};
+use crate::http::chunked::{self, Scan};
 use crate::http::date::DateCache;
-use crate::http::request::{self, Limits, Parsed, Request, MAX_HEADERS};
+use crate::http::request::{self, Limits, Method, Parsed, Request, MAX_HEADERS};
 use crate::http::response::Status;
 use crate::observe::access::{AccessRecord, AccessSink};
 use crate::observe::scrape::Sources;
@@ -127,6 +128,9 @@ struct Link {
     state: State,
     /// `inbuf` may hold a complete request: parsing stopped at the output high-water mark.
     parse_pending: bool,
+    /// `inbuf` holds a complete head whose chunked body has not all arrived: it is answered
+    /// once the body's end is in (see `http::chunked`).
+    body_pending: bool,
     /// Request body bytes still to read and throw away.
     discard: u64,
     /// Edge-triggered state: no `EAGAIN` from recv since the last `EPOLLIN`.
@@ -162,6 +166,7 @@ impl Conn {
             role: accepted.role,
             state: State::Open,
             parse_pending: false,
+            body_pending: false,
             discard: 0,
             // A new socket may already hold a request (TCP_DEFER_ACCEPT makes it likely).
             readable: true,
@@ -359,7 +364,8 @@ impl Link {
         } else {
             // Append to what is buffered. Reading past the head limit would only be rejected:
             // the parser answers 431 once the buffer exceeds it.
-            let spare = inbuf.spare(4096);
+            // A chunked body being buffered may be up to `--max-body`: read it in large steps.
+            let spare = inbuf.spare(if self.body_pending { 64 * 1024 } else { 4096 });
             let asked = spare.len();
             let n = match socket::recv(self.fd.as_fd(), spare) {
                 Ok(n) => n,
@@ -427,6 +433,7 @@ impl Link {
         ctx: &Ctx<'s>,
     ) -> usize {
         self.parse_pending = false;
+        self.body_pending = false;
         let mut pos = 0;
         while self.state == State::Open {
             if self.discard > 0 {
@@ -455,7 +462,32 @@ impl Link {
                     break;
                 }
                 Parsed::Complete(req) => {
-                    pos += req.head_len;
+                    // A chunked body is skipped before its request is answered (unless the
+                    // client waits for a 100 Continue, see `respond`): where it ends decides
+                    // where the next request starts, and a malformed one gets its 400 or 413.
+                    let mut chunked_len = 0;
+                    if req.chunked && !req.expect_continue {
+                        match chunked::scan(&data[pos + req.head_len..], ctx.limits.max_body) {
+                            Scan::Complete(n) => chunked_len = n,
+                            Scan::Partial => {
+                                if self.head_started_ms.is_none() {
+                                    self.head_started_ms = Some(ctx.now_ms);
+                                }
+                                self.body_pending = true;
+                                break;
+                            }
+                            Scan::Invalid(status) => {
+                                let headers = self.global_headers(ctx);
+                                let head_only = req.method == Method::Head;
+                                let outcome =
+                                    respond::invalid(out, status, ctx.date.text(), head_only, headers);
+                                self.finish(outcome, Some(&req), ctx);
+                                pos = data.len();
+                                continue;
+                            }
+                        }
+                    }
+                    pos += req.head_len + chunked_len;
                     self.discard = req.body_len;
                     // A body to discard keeps the request's timer running from now, once.
                     self.head_started_ms = (req.body_len > 0).then_some(ctx.now_ms);

@@ -104,7 +104,10 @@ HEAD_REFUSED = {
     "nul-in-path": (b"HEAD /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     "path-above-root": (b"HEAD /../x HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     "no-host": (b"HEAD / HTTP/1.1\r\n\r\n", 400),
-    "transfer-encoding": (b"HEAD / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    "transfer-encoding-not-chunked-last": (
+        b"HEAD / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        400,
+    ),
     "body-over-1mib": (b"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", 413),
 }
 
@@ -387,9 +390,17 @@ BAD_REQUESTS = {
     ),
     # Host plus 100 more: 101 fields, one over the limit.
     "101-header-fields": (b"GET / HTTP/1.1\r\nHost: x\r\n" + _headers(100) + b"\r\n", 431),
-    "chunked-get": (
-        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "chunked-with-content-length": (
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
         400,
+    ),
+    "chunked-bad-size": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+    ),
+    "unknown-transfer-coding": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br, chunked\r\n\r\n0\r\n\r\n",
+        501,
     ),
     "http11-without-host": (b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400),
     "two-hosts": (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
