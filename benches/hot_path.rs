@@ -72,10 +72,10 @@ fn negotiation_and_ranges(c: &mut Criterion) {
     let mut g = c.benchmark_group("headers");
     g.throughput(Throughput::Elements(1));
     g.bench_function("accept_encoding_browser", |b| {
-        b.iter(|| AcceptEncoding::parse(black_box(Some(b"gzip, deflate, br, zstd"))).choose(true, true))
+        b.iter(|| AcceptEncoding::parse(black_box(Some(b"gzip, deflate, br, zstd"))).choose(|_| true))
     });
     g.bench_function("accept_encoding_qvalues", |b| {
-        b.iter(|| AcceptEncoding::parse(black_box(Some(b"br;q=0.5, gzip;q=0.9, *;q=0"))).choose(true, true))
+        b.iter(|| AcceptEncoding::parse(black_box(Some(b"br;q=0.5, gzip;q=0.9, *;q=0"))).choose(|_| true))
     });
     g.bench_function("range_first_last", |b| b.iter(|| range::parse(black_box(b"bytes=1000-1999"), 5 << 20)));
     g.bench_function("range_suffix", |b| b.iter(|| range::parse(black_box(b"bytes=-500"), 5 << 20)));
@@ -127,5 +127,60 @@ fn response_rendering(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, request_parse, path_and_lookup, negotiation_and_ranges, response_rendering);
+/// What each coding costs the *client*: decoding the bundled front end's JavaScript bundle as
+/// atomserve compresses it (gzip best, zstd 19, brotli 11). Behind the preference br > zstd >
+/// gzip at equal q (docs/http.md, "Compression"). Skipped when frontend/dist is not built.
+fn client_decode(c: &mut Criterion) {
+    use atomserve::cache::compress;
+    use std::io::Read;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("frontend/dist/assets");
+    let Some(js) = std::fs::read_dir(&dir)
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "js")))
+    else {
+        return;
+    };
+    let body = std::fs::read(&js).unwrap();
+    let gz = compress::gzip_variant(&body).unwrap();
+    let zst = compress::zstd_variant(&body).unwrap();
+    let br = compress::brotli_variant(&body).unwrap();
+    eprintln!(
+        "{}: {} bytes; gzip {} ({:.1}%), zstd {} ({:.1}%), br {} ({:.1}%)",
+        js.display(),
+        body.len(),
+        gz.len(),
+        100.0 * gz.len() as f64 / body.len() as f64,
+        zst.len(),
+        100.0 * zst.len() as f64 / body.len() as f64,
+        br.len(),
+        100.0 * br.len() as f64 / body.len() as f64
+    );
+    let mut g = c.benchmark_group("client_decode");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    let mut out = Vec::with_capacity(body.len());
+    g.bench_function("gzip", |b| {
+        b.iter(|| {
+            out.clear();
+            flate2::read::GzDecoder::new(black_box(gz.as_slice())).read_to_end(&mut out).unwrap()
+        })
+    });
+    g.bench_function("zstd", |b| {
+        b.iter(|| zstd::bulk::decompress(black_box(&zst), body.len()).unwrap().len())
+    });
+    g.bench_function("br", |b| {
+        b.iter(|| {
+            out.clear();
+            brotli::Decompressor::new(black_box(br.as_slice()), 64 * 1024).read_to_end(&mut out).unwrap()
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    request_parse,
+    path_and_lookup,
+    negotiation_and_ranges,
+    response_rendering,
+    client_decode
+);
 criterion_main!(benches);

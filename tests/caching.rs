@@ -144,6 +144,7 @@ fn compressed_variants_are_negotiated() {
     // A build that ships its own brotli file: used as is (a marker proves it).
     std::fs::write(root.path.join("assets/shipped.css"), "body { color: red; }\n".repeat(50)).unwrap();
     std::fs::write(root.path.join("assets/shipped.css.br"), b"SHIPPED-BROTLI").unwrap();
+    std::fs::write(root.path.join("assets/shipped.css.zst"), b"SHIPPED-ZSTD").unwrap();
     let s = Server::start(&root.path, &[]);
     let path = "/assets/bundle-AbCdEf12.js";
 
@@ -157,6 +158,14 @@ fn compressed_variants_are_negotiated() {
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert_eq!(decode(&gz), js.as_bytes());
 
+    // zstd: chosen when the client prefers it, or offers it without br; br wins a tie.
+    let zst = get_with(&s, path, "Accept-Encoding: gzip, zstd");
+    assert_eq!(zst.header("content-encoding"), Some("zstd"));
+    assert_eq!(zst.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(decode(&zst), js.as_bytes());
+    let zst_first = get_with(&s, path, "Accept-Encoding: br;q=0.9, zstd");
+    assert_eq!(zst_first.header("content-encoding"), Some("zstd"));
+
     let plain = get_with(&s, path, "Accept-Encoding: identity");
     assert_eq!(plain.header("content-encoding"), None);
     assert_eq!(plain.header("vary"), Some("Accept-Encoding"), "every representation says it varies");
@@ -165,8 +174,9 @@ fn compressed_variants_are_negotiated() {
     assert_eq!(get_with(&s, path, "Accept-Encoding: br;q=0, gzip;q=0").header("content-encoding"), None);
 
     // Each representation has its own validator; a 304 is only for the one the client holds.
-    let tags = [br.header("etag"), gz.header("etag"), plain.header("etag")];
-    assert!(tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2], "{tags:?}");
+    let tags = [br.header("etag"), gz.header("etag"), plain.header("etag"), zst.header("etag")];
+    let distinct: std::collections::HashSet<_> = tags.iter().collect();
+    assert_eq!(distinct.len(), 4, "{tags:?}");
     let field = format!("Accept-Encoding: br\r\nIf-None-Match: {}", tags[0].unwrap());
     let r = get_with(&s, path, &field);
     assert_eq!((r.status, r.header("vary")), (304, Some("Accept-Encoding")));
@@ -189,6 +199,11 @@ fn compressed_variants_are_negotiated() {
 
     let shipped = get_with(&s, "/assets/shipped.css", "Accept-Encoding: br");
     assert_eq!(shipped.body, b"SHIPPED-BROTLI");
+    let shipped = get_with(&s, "/assets/shipped.css", "Accept-Encoding: zstd");
+    assert_eq!(
+        (shipped.header("content-encoding"), shipped.body.as_slice()),
+        (Some("zstd"), &b"SHIPPED-ZSTD"[..])
+    );
 
     drop(s);
     let s = Server::start(&root.path, &["--no-compress"]);

@@ -89,7 +89,7 @@ proptest! {
 
     #[test]
     fn accept_encoding_never_picks_what_was_not_offered(header in "[a-z*;=0-9., ]{0,60}") {
-        let coding = AcceptEncoding::parse(Some(header.as_bytes())).choose(true, true);
+        let coding = AcceptEncoding::parse(Some(header.as_bytes())).choose(|_| true);
         if coding == Coding::Br {
             prop_assert!(header.contains("br") || header.contains('*'));
         }

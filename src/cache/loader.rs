@@ -327,8 +327,8 @@ enum Variant {
 /// What one entry will be made of.
 struct Plan {
     identity: Place,
-    gzip: Variant,
-    br: Variant,
+    /// gzip, zstd, br (`Coding::COMPRESSED` order).
+    variants: [Variant; 3],
     content_type: &'static str,
     vary: bool,
 }
@@ -391,9 +391,9 @@ fn build(
                 None => Variant::Pending,
             }
         };
-        let gzip = variant(Coding::Gzip, b".gz");
-        let br = variant(Coding::Br, b".br");
-        plans.push(Plan { identity, gzip, br, content_type, vary: candidate });
+        let variants =
+            [variant(Coding::Gzip, b".gz"), variant(Coding::Zstd, b".zst"), variant(Coding::Br, b".br")];
+        plans.push(Plan { identity, variants, content_type, vary: candidate });
     }
     let packed = pack::pack(&to_pack).unwrap_or_else(|e| {
         // No memfd: the large bodies stay on the heap and go out with sendmsg(2).
@@ -427,16 +427,14 @@ fn build(
         let mut variant = |v: Variant, coding: Coding| match v {
             Variant::Decided(done) => done.map(|(p, tag)| Repr::render(&fields, resolve(p), tag, coding)),
             Variant::Pending => {
-                match coding {
-                    Coding::Gzip => pending.gzip = true,
-                    _ => pending.br = true,
-                }
+                pending.set(coding, true);
                 None
             }
             Variant::NotWanted => None,
         };
-        let gzip = variant(plan.gzip, Coding::Gzip);
-        let br = variant(plan.br, Coding::Br);
+        let [gzip, zstd, br] = plan.variants;
+        let (gzip, zstd, br) =
+            (variant(gzip, Coding::Gzip), variant(zstd, Coding::Zstd), variant(br, Coding::Br));
         report.pending_files += usize::from(pending.any());
         let tag = match (&f.disk, f.content) {
             (Some(disk), _) => {
@@ -449,6 +447,7 @@ fn build(
         let entry = Entry {
             identity,
             gzip,
+            zstd,
             br,
             content_type: content_type.clone(),
             modified: f.modified,
@@ -645,7 +644,7 @@ mod tests {
         assert_eq!(snapshot.descriptors(), 2);
         let entry = snapshot.get(b"/b.txt").unwrap();
         assert_eq!(snapshot.pending(), 0);
-        let variants = entry.gzip.as_ref().map_or(0, Repr::len) + entry.br.as_ref().map_or(0, Repr::len);
+        let variants: u64 = entry.reprs().skip(1).map(Repr::len).sum();
         assert_eq!(snapshot.bytes(), (noise.len() + text.len() + 5) as u64 + variants);
     }
 
@@ -692,8 +691,7 @@ mod tests {
     }
 
     fn built_bytes(s: &Snapshot, key: &[u8]) -> u64 {
-        let e = s.get(key).unwrap();
-        e.gzip.as_ref().map_or(0, Repr::len) + e.br.as_ref().map_or(0, Repr::len)
+        s.get(key).unwrap().reprs().skip(1).map(Repr::len).sum()
     }
 
     /// Walks `root` as a load does, without opening anything yet.

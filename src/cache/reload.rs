@@ -258,7 +258,7 @@ impl<'c> Coordinator<'c> {
                     self.batch.push(done.unwrap_or_else(|e| {
                         // Give up on this content (identity only) rather than retry forever.
                         crate::log!("compressing a body of {} bytes failed: {e}", content.len);
-                        Done { content, gzip: Some(None), br: Some(None) }
+                        Done::nothing(content, super::snapshot::Codings { gzip: true, zstd: true, br: true })
                     }));
                 }
             }

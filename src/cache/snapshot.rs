@@ -144,22 +144,44 @@ impl Body {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Codings {
     pub gzip: bool,
+    pub zstd: bool,
     pub br: bool,
 }
 
 impl Codings {
-    pub const NONE: Codings = Codings { gzip: false, br: false };
+    pub const NONE: Codings = Codings { gzip: false, zstd: false, br: false };
 
     pub fn any(self) -> bool {
-        self.gzip || self.br
+        self.gzip || self.zstd || self.br
+    }
+
+    /// Whether `coding` is in the set (identity never is).
+    pub fn has(self, coding: Coding) -> bool {
+        match coding {
+            Coding::Gzip => self.gzip,
+            Coding::Zstd => self.zstd,
+            Coding::Br => self.br,
+            Coding::Identity => false,
+        }
+    }
+
+    /// Puts `coding` in the set or takes it out.
+    pub fn set(&mut self, coding: Coding, on: bool) {
+        match coding {
+            Coding::Gzip => self.gzip = on,
+            Coding::Zstd => self.zstd = on,
+            Coding::Br => self.br = on,
+            Coding::Identity => {}
+        }
     }
 }
 
-/// One cached file: identity, and gzip/brotli variants when they were worth building.
+/// One cached file: identity, and gzip/zstd/brotli variants when they were worth building.
 #[derive(Clone)]
 pub struct Entry {
     pub identity: Repr,
     pub gzip: Option<Repr>,
+    pub zstd: Option<Repr>,
     pub br: Option<Repr>,
     /// `Content-Type` value (by extension, or from `_headers`).
     pub content_type: Arc<str>,
@@ -194,12 +216,29 @@ impl Entry {
 
     /// The representation for a negotiated coding (identity if that variant does not exist).
     pub fn repr(&self, coding: Coding) -> (&Repr, Coding) {
+        match self.variant(coding) {
+            Some(repr) => (repr, coding),
+            None => (&self.identity, Coding::Identity),
+        }
+    }
+
+    /// The compressed variant in `coding`, if it exists.
+    pub fn variant(&self, coding: Coding) -> Option<&Repr> {
         match coding {
-            Coding::Br if self.br.is_some() => (self.br.as_ref().unwrap_or(&self.identity), Coding::Br),
-            Coding::Gzip if self.gzip.is_some() => {
-                (self.gzip.as_ref().unwrap_or(&self.identity), Coding::Gzip)
-            }
-            _ => (&self.identity, Coding::Identity),
+            Coding::Gzip => self.gzip.as_ref(),
+            Coding::Zstd => self.zstd.as_ref(),
+            Coding::Br => self.br.as_ref(),
+            Coding::Identity => None,
+        }
+    }
+
+    /// The slot of the compressed variant in `coding` (identity has none: `gzip` is returned
+    /// for it, which no caller asks).
+    pub fn variant_mut(&mut self, coding: Coding) -> &mut Option<Repr> {
+        match coding {
+            Coding::Zstd => &mut self.zstd,
+            Coding::Br => &mut self.br,
+            _ => &mut self.gzip,
         }
     }
 
@@ -210,13 +249,13 @@ impl Entry {
 
     /// Every representation.
     pub fn reprs(&self) -> impl Iterator<Item = &Repr> {
-        [Some(&self.identity), self.gzip.as_ref(), self.br.as_ref()].into_iter().flatten()
+        [Some(&self.identity), self.gzip.as_ref(), self.zstd.as_ref(), self.br.as_ref()].into_iter().flatten()
     }
 
     /// Descriptors this entry holds open of its own: a file sent from disk (the memfds of large
     /// bodies are shared, counted once each by [`Snapshot::freeze`]).
     pub fn descriptors(&self) -> u64 {
-        [Some(&self.identity), self.gzip.as_ref(), self.br.as_ref()]
+        [Some(&self.identity), self.gzip.as_ref(), self.zstd.as_ref(), self.br.as_ref()]
             .iter()
             .flatten()
             .filter(|r| r.file.as_ref().is_some_and(|f| !f.memory))
@@ -230,7 +269,10 @@ impl Entry {
             Some(_) => 0,
             None => r.body.len() as u64,
         };
-        held(&self.identity) + self.gzip.as_ref().map_or(0, held) + self.br.as_ref().map_or(0, held)
+        held(&self.identity)
+            + self.gzip.as_ref().map_or(0, held)
+            + self.zstd.as_ref().map_or(0, held)
+            + self.br.as_ref().map_or(0, held)
     }
 }
 
@@ -368,8 +410,11 @@ impl Snapshot {
             if entry.identity.file.as_ref().is_some_and(|f| !f.memory) {
                 c.disk_files += 1;
             }
-            let smallest =
-                [entry.gzip.as_ref(), entry.br.as_ref()].into_iter().flatten().map(Repr::len).min();
+            let smallest = [entry.gzip.as_ref(), entry.zstd.as_ref(), entry.br.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(Repr::len)
+                .min();
             if let Some(smallest) = smallest {
                 c.compressible_bytes += identity;
                 c.compressed_bytes += smallest;

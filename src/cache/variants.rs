@@ -45,25 +45,41 @@ impl Job {
                 &copy
             }
         };
-        Ok(Done {
-            content: self.content,
-            gzip: self.codings.gzip.then(|| compress::gzip_variant(bytes)),
-            br: self.codings.br.then(|| compress::brotli_variant(bytes)),
-        })
+        let made = Coding::COMPRESSED
+            .into_iter()
+            .filter(|&c| self.codings.has(c))
+            .map(|c| {
+                let variant = match c {
+                    Coding::Gzip => compress::gzip_variant(bytes),
+                    Coding::Zstd => compress::zstd_variant(bytes),
+                    _ => compress::brotli_variant(bytes),
+                };
+                (c, variant)
+            })
+            .collect();
+        Ok(Done { content: self.content, made })
     }
 }
 
 /// A finished job: per coding asked, the variant's bytes, or `None` when it was not worth it.
 pub struct Done {
     pub content: ContentId,
-    pub gzip: Option<Option<Vec<u8>>>,
-    pub br: Option<Option<Vec<u8>>>,
+    /// Each coding asked, with its variant (`None`: not worth keeping).
+    pub made: Vec<(Coding, Option<Vec<u8>>)>,
 }
 
 impl Done {
+    /// A job given up on: every coding of `codings` recorded as not worth it.
+    pub fn nothing(content: ContentId, codings: Codings) -> Done {
+        Done {
+            content,
+            made: Coding::COMPRESSED.into_iter().filter(|&c| codings.has(c)).map(|c| (c, None)).collect(),
+        }
+    }
+
     /// Bytes of the variants made.
     pub fn bytes(&self) -> u64 {
-        [&self.gzip, &self.br].into_iter().flatten().flatten().map(|v| v.len() as u64).sum()
+        self.made.iter().filter_map(|(_, v)| v.as_ref()).map(|v| v.len() as u64).sum()
     }
 }
 
@@ -77,8 +93,10 @@ pub fn jobs(snapshot: &Snapshot, skip: &HashSet<ContentId>) -> Vec<Job> {
             continue;
         }
         let job = by_content.entry(content).or_insert(Job { content, source, codings: Codings::NONE });
-        job.codings.gzip |= e.pending.gzip;
-        job.codings.br |= e.pending.br;
+        for coding in Coding::COMPRESSED {
+            let wanted = job.codings.has(coding) || e.pending.has(coding);
+            job.codings.set(coding, wanted);
+        }
     }
     let mut jobs: Vec<Job> = by_content.into_values().collect();
     jobs.sort_by_key(|j| std::cmp::Reverse(j.content.len));
@@ -105,10 +123,8 @@ impl Built {
     pub fn add(&mut self, done: Vec<Done>) -> u64 {
         let mut results = Vec::new();
         for d in done {
-            for (coding, variant) in [(Coding::Gzip, d.gzip), (Coding::Br, d.br)] {
-                if let Some(variant) = variant {
-                    results.push((d.content, coding, variant));
-                }
+            for (coding, variant) in d.made {
+                results.push((d.content, coding, variant));
             }
         }
         let large: Vec<&[u8]> = results
@@ -161,7 +177,7 @@ pub fn apply(snapshot: &Snapshot, built: &Built) -> Option<Snapshot> {
         .entries()
         .filter(|(_, e)| {
             let has = |c: Coding| e.content.is_some_and(|id| built.get(id, c).is_some());
-            (e.pending.gzip && has(Coding::Gzip)) || (e.pending.br && has(Coding::Br))
+            Coding::COMPRESSED.into_iter().any(|c| e.pending.has(c) && has(c))
         })
         .map(|(key, _)| key.to_vec())
         .collect();
@@ -172,18 +188,13 @@ pub fn apply(snapshot: &Snapshot, built: &Built) -> Option<Snapshot> {
     for key in ready {
         let Some(entry) = next.entry_mut(&key) else { continue };
         let Some(content) = entry.content else { continue };
-        for coding in [Coding::Gzip, Coding::Br] {
-            let pending = match coding {
-                Coding::Gzip => &mut entry.pending.gzip,
-                _ => &mut entry.pending.br,
+        for coding in Coding::COMPRESSED {
+            let Some(variant) = built.get(content, coding).filter(|_| entry.pending.has(coding)) else {
+                continue;
             };
-            let Some(variant) = built.get(content, coding).filter(|_| *pending) else { continue };
-            *pending = false;
+            entry.pending.set(coding, false);
             let repr = variant.clone().map(|(body, tag)| Repr::render(&entry.fields(), body, tag, coding));
-            match coding {
-                Coding::Gzip => entry.gzip = repr,
-                _ => entry.br = repr,
-            }
+            *entry.variant_mut(coding) = repr;
         }
     }
     next.freeze();

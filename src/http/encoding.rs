@@ -15,6 +15,7 @@
 pub enum Coding {
     Identity,
     Gzip,
+    Zstd,
     Br,
 }
 
@@ -24,15 +25,21 @@ impl Coding {
         match self {
             Coding::Identity => None,
             Coding::Gzip => Some("gzip"),
+            Coding::Zstd => Some("zstd"),
             Coding::Br => Some("br"),
         }
     }
+
+    /// The compressed codings, in the server's order of preference at equal q, last best:
+    /// gzip < zstd < br (docs/http.md, "Compression", says why).
+    pub const COMPRESSED: [Coding; 3] = [Coding::Gzip, Coding::Zstd, Coding::Br];
 }
 
 /// q-values (in thousandths) the client gave each coding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AcceptEncoding {
     br: u16,
+    zstd: u16,
     gzip: u16,
     identity: u16,
 }
@@ -40,8 +47,8 @@ pub struct AcceptEncoding {
 impl AcceptEncoding {
     /// Parses an `Accept-Encoding` value; `None` (no header) accepts identity only.
     pub fn parse(header: Option<&[u8]>) -> AcceptEncoding {
-        let Some(header) = header else { return AcceptEncoding { br: 0, gzip: 0, identity: 1000 } };
-        let (mut br, mut gzip, mut identity, mut star) = (None, None, None, None);
+        let Some(header) = header else { return AcceptEncoding { br: 0, zstd: 0, gzip: 0, identity: 1000 } };
+        let (mut br, mut zstd, mut gzip, mut identity, mut star) = (None, None, None, None, None);
         for item in header.split(|&c| c == b',') {
             let mut parts = item.split(|&c| c == b';');
             let token = parts.next().unwrap_or(b"").trim_ascii();
@@ -54,6 +61,8 @@ impl AcceptEncoding {
             }
             let slot = if token.eq_ignore_ascii_case(b"br") {
                 &mut br
+            } else if token.eq_ignore_ascii_case(b"zstd") {
+                &mut zstd
             } else if token.eq_ignore_ascii_case(b"gzip") || token.eq_ignore_ascii_case(b"x-gzip") {
                 &mut gzip
             } else if token.eq_ignore_ascii_case(b"identity") {
@@ -67,6 +76,7 @@ impl AcceptEncoding {
         }
         AcceptEncoding {
             br: br.or(star).unwrap_or(0),
+            zstd: zstd.or(star).unwrap_or(0),
             gzip: gzip.or(star).unwrap_or(0),
             // Not listed: acceptable, but after anything the client did list (q = 0.001).
             identity: identity.or(star).unwrap_or(1),
@@ -74,13 +84,18 @@ impl AcceptEncoding {
     }
 
     /// The coding to send, given which variants exist.
-    pub fn choose(self, has_br: bool, has_gzip: bool) -> Coding {
+    pub fn choose(self, has: impl Fn(Coding) -> bool) -> Coding {
         let mut best = (self.identity, Coding::Identity);
-        if has_gzip && self.gzip > 0 && self.gzip >= best.0 {
-            best = (self.gzip, Coding::Gzip);
-        }
-        if has_br && self.br > 0 && self.br >= best.0 {
-            best = (self.br, Coding::Br);
+        for coding in Coding::COMPRESSED {
+            let q = match coding {
+                Coding::Gzip => self.gzip,
+                Coding::Zstd => self.zstd,
+                _ => self.br,
+            };
+            // `>=`: at equal q the later, preferred coding wins.
+            if q > 0 && q >= best.0 && has(coding) {
+                best = (q, coding);
+            }
         }
         best.1
     }
@@ -112,15 +127,40 @@ mod tests {
     use super::*;
 
     fn pick(h: Option<&[u8]>) -> Coding {
-        AcceptEncoding::parse(h).choose(true, true)
+        AcceptEncoding::parse(h).choose(|_| true)
+    }
+
+    /// Which codings a file has: br, zstd, gzip.
+    fn has(br: bool, zstd: bool, gzip: bool) -> impl Fn(Coding) -> bool {
+        move |c| match c {
+            Coding::Br => br,
+            Coding::Zstd => zstd,
+            Coding::Gzip => gzip,
+            Coding::Identity => true,
+        }
+    }
+
+    #[test]
+    fn zstd_ranks_between_br_and_gzip_at_equal_q_and_q_decides_otherwise() {
+        let modern = AcceptEncoding::parse(Some(b"gzip, deflate, br, zstd"));
+        assert_eq!(modern.choose(has(true, true, true)), Coding::Br);
+        assert_eq!(modern.choose(has(false, true, true)), Coding::Zstd);
+        assert_eq!(modern.choose(has(false, false, true)), Coding::Gzip);
+        assert_eq!(pick(Some(b"zstd, gzip")), Coding::Zstd);
+        assert_eq!(pick(Some(b"br;q=0.8, zstd")), Coding::Zstd);
+        assert_eq!(pick(Some(b"zstd;q=0, *")), Coding::Br);
+        assert_eq!(pick(Some(b"ZSTD")), Coding::Zstd);
     }
 
     #[test]
     fn browsers_get_brotli() {
-        assert_eq!(pick(Some(b"gzip, deflate, br, zstd")), Coding::Br);
+        assert_eq!(pick(Some(b"gzip, deflate, br")), Coding::Br);
         assert_eq!(pick(Some(b"gzip, deflate")), Coding::Gzip);
-        assert_eq!(AcceptEncoding::parse(Some(b"gzip, deflate, br")).choose(false, true), Coding::Gzip);
-        assert_eq!(AcceptEncoding::parse(Some(b"br")).choose(false, false), Coding::Identity);
+        assert_eq!(
+            AcceptEncoding::parse(Some(b"gzip, deflate, br")).choose(has(false, false, true)),
+            Coding::Gzip
+        );
+        assert_eq!(AcceptEncoding::parse(Some(b"br")).choose(has(false, false, false)), Coding::Identity);
     }
 
     #[test]
@@ -144,6 +184,6 @@ mod tests {
         // Identity refused and nothing else acceptable: identity anyway (documented).
         assert_eq!(pick(Some(b"identity;q=0")), Coding::Identity);
         assert_eq!(pick(Some(b"*;q=0")), Coding::Identity);
-        assert_eq!(AcceptEncoding::parse(Some(b"identity;q=0, gzip")).choose(true, true), Coding::Gzip);
+        assert_eq!(AcceptEncoding::parse(Some(b"identity;q=0, gzip")).choose(|_| true), Coding::Gzip);
     }
 }

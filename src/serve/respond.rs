@@ -313,7 +313,7 @@ fn outcome(frame: Frame<'_>, status: Status, body_bytes: u64) -> Outcome {
 /// straight from the snapshot, borrowed for the turn.
 fn file<'s>(out: &mut Turn<'_, 's>, frame: Frame<'_>, entry: &'s Entry, req: &Request<'_>) -> Outcome {
     let wants = AcceptEncoding::parse(req.accept_encoding);
-    let (repr, coding) = entry.repr(wants.choose(entry.br.is_some(), entry.gzip.is_some()));
+    let (repr, coding) = entry.repr(wants.choose(|c| entry.variant(c).is_some()));
     match conditional::evaluate(&req.conditions, &repr.etag, entry.modified) {
         conditional::Outcome::Proceed => {}
         conditional::Outcome::NotModified => {

@@ -314,6 +314,7 @@ pub fn decode(r: &Response) -> Vec<u8> {
     match r.header("content-encoding") {
         Some("br") => brotli::Decompressor::new(r.body.as_slice(), 4096).read_to_end(&mut out).unwrap(),
         Some("gzip") => flate2::read::GzDecoder::new(r.body.as_slice()).read_to_end(&mut out).unwrap(),
+        Some("zstd") => return zstd::stream::decode_all(r.body.as_slice()).unwrap(),
         None => return r.body.clone(),
         Some(other) => panic!("unexpected coding {other}"),
     };
