@@ -47,6 +47,13 @@ FILES = {
     "style.css": STYLE_CSS,
     "docs/index.html": DOCS_INDEX_HTML,
     "logo.png": LOGO_PNG,
+    "404.html": b"<!doctype html>\n<html><head><title>not found</title></head><body>not here</body></html>\n",
+    # Every response carries these; /assets/* gets its Cache-Control from here (the same value
+    # atomserve gives a fingerprinted asset, now by rule).
+    "_headers": (b"/*\n  Content-Security-Policy: default-src 'self'\n  X-Frame-Options: DENY\n"
+                 b"  Referrer-Policy: no-referrer\n/assets/*\n  Cache-Control: max-age=31536000, immutable\n"),
+    "_redirects": (b"/old /docs/ 301\n/moved/* /docs/:splat 308\n/go /docs/?from=go 302\n"
+                   b"/app/* /index.html 200\n/private/* /404.html 404!\n"),
 }
 
 
@@ -63,7 +70,7 @@ def lint_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def lint_server(lint_root):
     # A 1 s header timeout makes the 408 case quick; every other request is sent at once.
-    srv = start_server(lint_root, "--header-timeout", "1s")
+    srv = start_server(lint_root, "--header-timeout", "1s", "--header", "X-Content-Type-Options: nosniff")
     yield srv
     stop_server(srv)
 
@@ -249,7 +256,12 @@ CASES = [
     Case("412 If-Match", 412, get("/style.css", 'If-Match: "no-such-tag"')),
     Case("416 range past the end", 416, get("/style.css", "Range: bytes=100000-")),
     Case("301 directory without slash", 301, get("/docs?x=1")),
-    Case("404 missing asset", 404, get("/assets/missing-0123abcd.js")),
+    Case("404 missing asset (the root's 404.html)", 404, get("/assets/missing-0123abcd.js")),
+    Case("301 _redirects", 301, get("/old")),
+    Case("308 _redirects splat", 308, get("/moved/a/b")),
+    Case("302 _redirects with its own query", 302, get("/go?x=1")),
+    Case("200 _redirects rewrite", 200, get("/app/settings"), file="index.html"),
+    Case("404 forced _redirects rule", 404, get("/private/key")),
     Case("404 HEAD", 404, get("/assets/missing-0123abcd.js", method="HEAD")),
     Case("405 POST", 405, get("/", "Content-Length: 0", method="POST")),
     Case("204 OPTIONS", 204, get("/", method="OPTIONS")),
