@@ -13,7 +13,7 @@ use atomserve::http::encoding::{AcceptEncoding, Coding};
 use atomserve::http::request::{parse, Limits, Parsed};
 use atomserve::http::response::Status;
 use atomserve::http::{date, path, range};
-use chunked_model::{encode, model, Model};
+use chunked_model::{agrees, encode};
 use proptest::prelude::*;
 
 /// Path-ish strings built from the pieces traversal attempts are made of.
@@ -124,29 +124,6 @@ proptest! {
             Parsed::Invalid(_) => {}
             Parsed::Partial => prop_assert!(false, "a complete head reported partial: {head:?}"),
         }
-    }
-}
-
-/// The scanner against the reference model (`tests/common/chunked_model.rs`), with `max` as
-/// `--max-body`: where the model finds a body within the limit, the scanner finds the same end;
-/// where the model finds it malformed, the scanner refuses it (400, or 413 when a declared size
-/// passed the limit first); it says 413 only for what does not fit; and Partial only when the
-/// model has not seen the end either.
-fn agrees(buf: &[u8], max: u64) -> Result<(), String> {
-    let (real, reference) = (chunked::scan(buf, max), model(buf));
-    let ok = match (real, reference) {
-        (Scan::Complete(n), Model::Complete(m)) => n == m && n as u64 <= max,
-        (Scan::Invalid(Status::PayloadTooLarge), Model::Complete(m)) => m as u64 > max,
-        (Scan::Complete(_), _) => false,
-        (Scan::Invalid(Status::BadRequest), Model::Malformed) => true,
-        (Scan::Invalid(Status::PayloadTooLarge), Model::Malformed | Model::Partial) => true,
-        (Scan::Partial, Model::Partial) => buf.len() as u64 <= max,
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("scan {real:?} vs model {reference:?} (max {max}) on {:?}", String::from_utf8_lossy(buf)))
     }
 }
 

@@ -2,7 +2,10 @@
 //! written another way — whole lines first, then each line checked against the grammar of
 //! RFC 9112 §7.1 — for the property test (`tests/properties.rs`) and the fuzz target
 //! (`fuzz/fuzz_targets/chunked.rs`) to compare against. It knows no limit but the line length:
-//! the comparison applies `--max-body` itself.
+//! [`agrees`] applies `--max-body` itself.
+
+use atomserve::http::chunked::{scan, Scan};
+use atomserve::http::response::Status;
 
 /// What the model says of a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,4 +139,26 @@ pub fn encode(chunks: &[(Vec<u8>, String)], trailers: &[(String, String)]) -> Ve
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// The scanner against the model, with `max` as `--max-body`: where the model finds a body
+/// within the limit, the scanner finds the same end; where the model finds it malformed, the
+/// scanner refuses it (400, or 413 when a declared size passed the limit first); it says 413 only
+/// for what does not fit; and Partial only when the model has not seen the end either.
+pub fn agrees(buf: &[u8], max: u64) -> Result<(), String> {
+    let (real, reference) = (scan(buf, max), model(buf));
+    let ok = match (real, reference) {
+        (Scan::Complete(n), Model::Complete(m)) => n == m && n as u64 <= max,
+        (Scan::Invalid(Status::PayloadTooLarge), Model::Complete(m)) => m as u64 > max,
+        (Scan::Complete(_), _) => false,
+        (Scan::Invalid(Status::BadRequest), Model::Malformed) => true,
+        (Scan::Invalid(Status::PayloadTooLarge), Model::Malformed | Model::Partial) => true,
+        (Scan::Partial, Model::Partial) => buf.len() as u64 <= max,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("scan {real:?} vs model {reference:?} (max {max}) on {:?}", String::from_utf8_lossy(buf)))
+    }
 }
