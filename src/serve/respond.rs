@@ -222,7 +222,12 @@ fn redirect<'s>(
         return generated(out, frame, Status::redirect(code), extra);
     }
     let target = match path::normalize(&bufs.lookup, &mut bufs.target) {
-        Ok(target) => snapshot.find(&bufs.target, target.dir, &mut bufs.lookup),
+        // A rewrite to a directory named without its slash serves its index: the address bar
+        // shows the rule's path, so there is no relative link to fix with a 301.
+        Ok(target) => match snapshot.find(&bufs.target, target.dir, &mut bufs.lookup) {
+            Lookup::AddSlash => snapshot.find(&bufs.target, true, &mut bufs.lookup),
+            found => found,
+        },
         Err(_) => Lookup::NotFound,
     };
     match (target, rule.action) {
@@ -415,6 +420,10 @@ mod tests {
             std::fs::write(root.join("index.html"), "<!doctype html><title>app</title>\n").unwrap();
             std::fs::write(root.join("docs/index.html"), "docs\n").unwrap();
             std::fs::write(root.join("assets/app-Bx81kQz2.js"), APP_JS.repeat(20)).unwrap();
+            let rules =
+                "/docs-again /docs 200\n/old/:page /docs/?p=:page 302\n/hidden/* /docs/index.html 404!\n";
+            std::fs::write(root.join("_redirects"), rules).unwrap();
+            std::fs::write(root.join("_headers"), "/docs/*\n  X-Docs: 1\n").unwrap();
             let snapshot = load(&LoadOptions {
                 root: root.clone(),
                 spa_fallback: true,
@@ -568,6 +577,24 @@ mod tests {
             Status::NotFound,
             "dotfiles never fall back"
         );
+    }
+
+    /// `_redirects` and `_headers` as the responder applies them (the loader compiled them from
+    /// the fixture root): a rewrite to a directory without its slash, a redirect with a
+    /// placeholder, a forced 404 with the target's content, and the fields matched per path.
+    #[test]
+    fn site_rules_rewrite_redirect_and_answer_404_with_their_fields() {
+        let (o, r) = get("GET /docs-again HTTP/1.1\r\n\r\n");
+        assert_eq!((o.status, o.cache, body(&r)), (Status::Ok, CacheUse::Hit, "docs\n"));
+        assert_eq!(field(&r, "X-Docs"), Some("1"), "the rewritten file's own fields");
+        let (o, r) = get("GET /old/intro HTTP/1.1\r\n\r\n");
+        assert_eq!((o.status, field(&r, "Location")), (Status::Found, Some("/docs/?p=intro")));
+        assert_eq!(field(&r, "X-Docs"), None, "a redirect gets the fields of its own path");
+        let (o, r) = get("GET /hidden/x HTTP/1.1\r\n\r\n");
+        assert_eq!((o.status, o.cache, body(&r)), (Status::NotFound, CacheUse::Miss, "docs\n"));
+        assert_eq!(field(&r, "ETag"), None);
+        let (_, r) = get("GET /docs/missing.txt HTTP/1.1\r\n\r\n");
+        assert_eq!(field(&r, "X-Docs"), Some("1"), "a 404 matches the rules at request time");
     }
 
     #[test]
