@@ -30,55 +30,91 @@ pub const MAX_LINE: usize = 4096;
 
 /// Finds the end of the chunked body at the start of `buf`, allowing at most `max` bytes.
 pub fn scan(buf: &[u8], max: u64) -> Scan {
-    let mut pos = 0usize;
-    loop {
-        // chunk-size [ chunk-ext ] CRLF
-        let line = match line(buf, pos) {
-            Ok(Some(end)) => end,
-            Ok(None) => return partial_within(buf.len(), max),
-            Err(s) => return Scan::Invalid(s),
-        };
-        let size = match chunk_size(&buf[pos..line]) {
-            Some(size) => size,
-            None => return Scan::Invalid(Status::BadRequest),
-        };
-        pos = line + 2;
-        if size == 0 {
-            break;
+    Scanner::default().resume(buf, max)
+}
+
+/// A scan that can stop where the bytes end and go on when more arrive: a body trickling in
+/// is read once, not again from its start at every read (which a client sending one byte at a
+/// time would turn into a quadratic amount of work).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scanner {
+    /// Where the next element starts, from the start of the body.
+    at: usize,
+    phase: Phase,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Phase {
+    /// `chunk-size [ chunk-ext ] CRLF` (or the last chunk's `0`).
+    #[default]
+    Size,
+    /// Chunk data ending at `end`, then CRLF.
+    Data { end: usize },
+    /// `trailer-section CRLF`.
+    Trailers,
+}
+
+impl Scanner {
+    /// Goes on scanning `buf` — the body from its start, the same bytes as at the last call plus
+    /// any that arrived since — where the last call stopped.
+    pub fn resume(&mut self, buf: &[u8], max: u64) -> Scan {
+        loop {
+            match self.phase {
+                Phase::Size => {
+                    let line = match line(buf, self.at) {
+                        Ok(Some(end)) => end,
+                        Ok(None) => return partial_within(buf.len(), max),
+                        Err(s) => return Scan::Invalid(s),
+                    };
+                    let Some(size) = chunk_size(&buf[self.at..line]) else {
+                        return Scan::Invalid(Status::BadRequest);
+                    };
+                    self.at = line + 2;
+                    if size == 0 {
+                        self.phase = Phase::Trailers;
+                        continue;
+                    }
+                    let Some(end) = (self.at as u64).checked_add(size).filter(|&e| e <= max) else {
+                        return Scan::Invalid(Status::PayloadTooLarge);
+                    };
+                    self.phase = Phase::Data { end: end as usize };
+                }
+                Phase::Data { end } => {
+                    if buf.len() < end + 2 {
+                        return if end as u64 + 2 > max {
+                            Scan::Invalid(Status::PayloadTooLarge)
+                        } else {
+                            Scan::Partial
+                        };
+                    }
+                    if &buf[end..end + 2] != b"\r\n" {
+                        return Scan::Invalid(Status::BadRequest);
+                    }
+                    self.at = end + 2;
+                    if self.at as u64 > max {
+                        return Scan::Invalid(Status::PayloadTooLarge);
+                    }
+                    self.phase = Phase::Size;
+                }
+                Phase::Trailers => {
+                    let line = match line(buf, self.at) {
+                        Ok(Some(end)) => end,
+                        Ok(None) => return partial_within(buf.len(), max),
+                        Err(s) => return Scan::Invalid(s),
+                    };
+                    if line as u64 + 2 > max {
+                        return Scan::Invalid(Status::PayloadTooLarge);
+                    }
+                    if line == self.at {
+                        return Scan::Complete(line + 2);
+                    }
+                    if !trailer_field(&buf[self.at..line]) {
+                        return Scan::Invalid(Status::BadRequest);
+                    }
+                    self.at = line + 2;
+                }
+            }
         }
-        // chunk-data CRLF
-        let Some(end) = (pos as u64).checked_add(size).filter(|&e| e <= max) else {
-            return Scan::Invalid(Status::PayloadTooLarge);
-        };
-        let end = end as usize;
-        if buf.len() < end + 2 {
-            return if end as u64 + 2 > max { Scan::Invalid(Status::PayloadTooLarge) } else { Scan::Partial };
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Scan::Invalid(Status::BadRequest);
-        }
-        pos = end + 2;
-        if pos as u64 > max {
-            return Scan::Invalid(Status::PayloadTooLarge);
-        }
-    }
-    // trailer-section CRLF
-    loop {
-        let line = match line(buf, pos) {
-            Ok(Some(end)) => end,
-            Ok(None) => return partial_within(buf.len(), max),
-            Err(s) => return Scan::Invalid(s),
-        };
-        if pos as u64 + (line - pos) as u64 + 2 > max {
-            return Scan::Invalid(Status::PayloadTooLarge);
-        }
-        if line == pos {
-            return Scan::Complete(pos + 2);
-        }
-        if !trailer_field(&buf[pos..line]) {
-            return Scan::Invalid(Status::BadRequest);
-        }
-        pos = line + 2;
     }
 }
 
@@ -156,6 +192,25 @@ mod tests {
         for n in 0..body.len() {
             assert_eq!(scan(&body[..n], MAX), Scan::Partial, "{:?}", String::from_utf8_lossy(&body[..n]));
         }
+    }
+
+    /// Fed a byte at a time, the resumable scan gives the answer the one-shot scan gives, and
+    /// looks at each byte a bounded number of times (not the whole body at every byte).
+    #[test]
+    fn a_body_arriving_a_byte_at_a_time_is_scanned_once() {
+        let body = b"4;a=b\r\nWiki\r\n10\r\n0123456789abcdef\r\n0\r\nT: v\r\n\r\nnext";
+        let mut s = Scanner::default();
+        for n in 0..body.len() - 4 {
+            assert_eq!(s.resume(&body[..n], MAX), Scan::Partial, "at {n}");
+        }
+        assert_eq!(s.resume(&body[..body.len() - 4], MAX), Scan::Complete(body.len() - 4));
+        assert_eq!(scan(body, MAX), Scan::Complete(body.len() - 4));
+        // The data of a large chunk is skipped, not walked: resuming inside it is O(1).
+        let mut big = b"100000\r\n".to_vec();
+        big.resize(8 + 0x10_0000, b'x');
+        let mut s = Scanner::default();
+        assert_eq!(s.resume(&big[..100], 2 << 20), Scan::Partial);
+        assert_eq!(s.phase, Phase::Data { end: 8 + 0x10_0000 });
     }
 
     #[test]

@@ -131,6 +131,8 @@ struct Link {
     /// `inbuf` holds a complete head whose chunked body has not all arrived: it is answered
     /// once the body's end is in (see `http::chunked`).
     body_pending: bool,
+    /// How far that body has been scanned, so that each read scans only what it brought.
+    body_scan: chunked::Scanner,
     /// Request body bytes still to read and throw away.
     discard: u64,
     /// Edge-triggered state: no `EAGAIN` from recv since the last `EPOLLIN`.
@@ -167,6 +169,7 @@ impl Conn {
             state: State::Open,
             parse_pending: false,
             body_pending: false,
+            body_scan: chunked::Scanner::default(),
             discard: 0,
             // A new socket may already hold a request (TCP_DEFER_ACCEPT makes it likely).
             readable: true,
@@ -219,6 +222,7 @@ impl Conn {
         if link.state == State::Open && out.is_empty() && (!inbuf.is_empty() || link.discard > 0) {
             inbuf.release();
             link.discard = 0;
+            link.body_scan = chunked::Scanner::default();
             let headers = link.global_headers(ctx);
             let outcome = respond::invalid(out, Status::RequestTimeout, ctx.date.text(), false, headers);
             link.finish(outcome, None, ctx);
@@ -467,7 +471,14 @@ impl Link {
                     // where the next request starts, and a malformed one gets its 400 or 413.
                     let mut chunked_len = 0;
                     if req.chunked && !req.expect_continue {
-                        match chunked::scan(&data[pos + req.head_len..], ctx.limits.max_body) {
+                        // A body still arriving is always the first request of `data` (its head
+                        // stays at the front of the input buffer): its scan goes on from there.
+                        debug_assert!(pos == 0 || self.body_scan == chunked::Scanner::default());
+                        let scan = self.body_scan.resume(&data[pos + req.head_len..], ctx.limits.max_body);
+                        if scan != Scan::Partial {
+                            self.body_scan = chunked::Scanner::default();
+                        }
+                        match scan {
                             Scan::Complete(n) => chunked_len = n,
                             Scan::Partial => {
                                 if self.head_started_ms.is_none() {
