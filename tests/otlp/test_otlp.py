@@ -375,9 +375,15 @@ def test_no_endpoint_means_no_exporter_threads(root: Path) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         assert get(conn, "GET", "/") == 200
         conn.close()
-        names = server.threads()
         # main, reload, its compression threads and two workers: nothing of OpenTelemetry, no HTTP
-        # client runtime.
+        # client runtime. The reload thread starts its compression threads once the server
+        # serves (phase 2 of the load): wait for them rather than race them (this failed on a
+        # fresh clone whose first request was answered before they existed).
+        deadline = time.monotonic() + 10
+        names = server.threads()
+        while not any(n.startswith("atomserve-zip") for n in names) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            names = server.threads()
         zip_threads = [n for n in names if n.startswith("atomserve-zip")]
         assert 1 <= len(zip_threads) <= 4, names
         assert sorted(set(names) - set(zip_threads)) == sorted(["atomserve", "atomserve-reloa", "atomserve-w0", "atomserve-w1"]), names
