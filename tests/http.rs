@@ -456,36 +456,3 @@ fn chunked_request_bodies_are_skipped_then_answered() {
     assert_eq!((r.status, r.header("connection")), (400, Some("close")));
     assert!(is_closed(&mut c));
 }
-
-/// CPU seconds (user + system) the process `pid` has used, from /proc/PID/stat.
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
-/// Regression: a chunked body was scanned again from its start at every read, so a body of
-/// many small chunks sent in small pieces cost work quadratic in its size (a 1 MiB upload of
-/// 6-byte chunks in 512-byte writes took half a second of a worker's CPU, more with smaller writes).
-/// The scan now resumes where the last read ended.
-#[test]
-fn a_trickled_chunked_body_is_scanned_once() {
-    let root = fixture_root("chunked-trickle");
-    let s = Server::start(&root.path, &[]);
-    let chunks = 170_000; // 6 bytes each: just under --max-body's 1 MiB
-    let body: Vec<u8> = b"1\r\nx\r\n".repeat(chunks).into_iter().chain(*b"0\r\n\r\n").collect();
-    let mut c = s.connect();
-    c.set_nodelay(true).unwrap();
-    c.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
-    let before = cpu_seconds(s.pid());
-    for piece in body.chunks(512) {
-        c.write_all(piece).unwrap();
-        std::thread::sleep(Duration::from_micros(100));
-    }
-    let r = read_response(&mut c, false).unwrap();
-    let spent = cpu_seconds(s.pid()) - before;
-    assert_eq!(r.status, 405);
-    assert!(spent < 0.15, "{spent:.2} s of CPU for a {} KiB chunked body", body.len() / 1024);
-}

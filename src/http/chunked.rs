@@ -55,6 +55,12 @@ enum Phase {
 }
 
 impl Scanner {
+    /// How far the body has been scanned: where the next element (size line, data, trailer)
+    /// starts, from the start of the body.
+    pub fn scanned(&self) -> usize {
+        self.at
+    }
+
     /// Goes on scanning `buf` — the body from its start, the same bytes as at the last call plus
     /// any that arrived since — where the last call stopped.
     pub fn resume(&mut self, buf: &[u8], max: u64) -> Scan {

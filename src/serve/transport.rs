@@ -622,3 +622,88 @@ impl Link {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The transport driven by hand over a socket pair, where what it keeps between reads can
+    //! be looked at.
+    use super::*;
+    use crate::cache::{load, LoadOptions, SnapshotCell};
+    use crate::observe::scrape::QueueDepth;
+    use crate::stats::Stats;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+
+    struct NoQueue;
+    impl QueueDepth for NoQueue {
+        fn queued(&self) -> usize {
+            0
+        }
+    }
+
+    /// Regression: while a chunked body arrived, every read scanned it again from its start
+    /// (a body of many small chunks sent in small pieces cost work quadratic in its size).
+    /// Between reads the connection now keeps how far the body has been scanned.
+    #[test]
+    fn a_chunked_body_arriving_in_pieces_is_scanned_once() {
+        let root = std::env::temp_dir().join(format!("atomserve-transport-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("index.html"), "<!doctype html>\n").unwrap();
+        let opts = LoadOptions {
+            root: root.clone(),
+            spa_fallback: true,
+            budget: u64::MAX,
+            max_cached_file: u64::MAX,
+            cache_control: "no-cache".into(),
+            compress: false,
+            site: Default::default(),
+        };
+        let snapshot = load(&opts).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        let stats = Arc::new(Stats::new(1));
+        let sources = Sources {
+            stats: stats.clone(),
+            queue: Arc::new(NoQueue),
+            cache: Arc::new(SnapshotCell::new(Snapshot::new(false, "", Default::default()), 1)),
+            cpus: vec![None],
+            started: SystemTime::now(),
+        };
+        let (date, limits, timeouts) = (DateCache::new(), Limits::default(), Timeouts::default());
+        let access = AccessSink { text: None, otlp: None };
+        let ctx = Ctx {
+            snapshot: &snapshot,
+            sources: &sources,
+            date: &date,
+            limits: &limits,
+            timeouts: &timeouts,
+            now_ms: 0,
+            draining: false,
+            stats: &stats.workers[0],
+            access: &access,
+        };
+        let mut bufs = Bufs { scratch: vec![0; 64 * 1024], paths: PathBufs::default() };
+        let (server, mut client) = UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut conn = Conn::new(Endpoint { fd: server.into(), role: Role::Public }, 0, &timeouts);
+
+        let head = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let body: Vec<u8> = b"1\r\nx\r\n".repeat(2000).into_iter().chain(*b"0\r\n\r\n").collect();
+        client.write_all(head).unwrap();
+        let mut sent = 0;
+        for piece in body.chunks(600) {
+            client.write_all(piece).unwrap();
+            sent += piece.len();
+            assert_ne!(conn.on_event(true, true, false, &ctx, &mut bufs), Keep::No);
+            if sent < body.len() {
+                // Still waiting for the end, with the scan kept at the last complete element.
+                let at = conn.link.body_scan.scanned();
+                assert!(conn.link.body_pending && at + 6 > sent && at <= sent, "scanned to {at} of {sent}");
+            }
+        }
+        assert_eq!(conn.link.body_scan, chunked::Scanner::default(), "dropped once the body ended");
+        let mut answer = [0u8; 64];
+        let n = client.read(&mut answer).unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 405 "), "{:?}", String::from_utf8_lossy(&answer[..n]));
+    }
+}
