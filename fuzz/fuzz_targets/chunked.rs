@@ -6,6 +6,7 @@
 #![no_main]
 
 #[path = "../../tests/common/chunked_model.rs"]
+#[allow(dead_code)] // `encode` is the property test's
 mod chunked_model;
 
 use libfuzzer_sys::fuzz_target;
