@@ -32,6 +32,16 @@ pub enum Service<'s> {
     Admin(&'s Sources),
 }
 
+impl<'s> Service<'s> {
+    /// The `--header` lines every response of this listener carries (none on the admin one).
+    fn global_lines(self) -> &'s [u8] {
+        match self {
+            Service::Files(snapshot) => snapshot.site().headers.global_lines(),
+            Service::Admin(_) => &[],
+        }
+    }
+}
+
 /// Everything besides the request that decides an answer, fixed for one worker turn.
 #[derive(Clone, Copy)]
 pub struct Site<'s> {
@@ -107,10 +117,7 @@ pub fn respond<'s>(
     };
     let frame = Frame { date: site.date, persistence, head_only: req.method == Method::Head };
     // `--header`s go on every public response; `_headers` rules too once there is a path.
-    let global = match site.service {
-        Service::Files(snapshot) => snapshot.site().headers.global_lines(),
-        Service::Admin(_) => &[],
-    };
+    let global = site.service.global_lines();
     let plain = Extra { headers: global, ..Extra::default() };
     let allow = Extra { allow: true, ..plain };
     match req.method {
@@ -276,15 +283,9 @@ fn page_with_status<'s>(
 /// Queues an error that ends the connection — a request that could not be parsed, or did not
 /// arrive in time: the framing of whatever follows is in doubt. `head_only`: the request was
 /// seen to be a `HEAD`, whose response never has a body.
-/// `headers`: the `--header` lines (on the public listener).
-pub fn invalid(
-    out: &mut OutQueue,
-    status: Status,
-    date: &[u8; date::LEN],
-    head_only: bool,
-    headers: &[u8],
-) -> Outcome {
-    reject(out, status, Frame { date, persistence: Persistence::Close, head_only }, headers)
+pub fn invalid(out: &mut OutQueue, status: Status, site: Site<'_>, head_only: bool) -> Outcome {
+    let frame = Frame { date: site.date, persistence: Persistence::Close, head_only };
+    reject(out, status, frame, site.service.global_lines())
 }
 
 fn reject(out: &mut OutQueue, status: Status, frame: Frame<'_>, headers: &[u8]) -> Outcome {
@@ -401,12 +402,10 @@ mod tests {
     //! The responder on its own: requests parsed from text, a snapshot loaded from a temporary
     //! directory, the answer read back from the output queue. No socket anywhere.
     use super::*;
-    use crate::cache::{load, LoadOptions, SnapshotCell};
+    use crate::cache::{load, LoadOptions};
     use crate::http::request::{self, Limits, Parsed, MAX_HEADERS};
-    use crate::observe::scrape::QueueDepth;
-    use crate::stats::Stats;
     use std::mem::MaybeUninit;
-    use std::sync::{Arc, OnceLock};
+    use std::sync::OnceLock;
 
     const APP_JS: &str = "export function app() { return 'hello, world'; }\n";
 
@@ -437,23 +436,6 @@ mod tests {
             std::fs::remove_dir_all(&root).unwrap();
             snapshot
         })
-    }
-
-    struct NoQueue;
-    impl QueueDepth for NoQueue {
-        fn queued(&self) -> usize {
-            0
-        }
-    }
-
-    fn sources() -> Sources {
-        Sources {
-            stats: Arc::new(Stats::new(1)),
-            queue: Arc::new(NoQueue),
-            cache: Arc::new(SnapshotCell::new(Snapshot::new(false, "no-cache", Default::default()), 1)),
-            cpus: vec![None],
-            started: std::time::SystemTime::now(),
-        }
     }
 
     const DATE: &[u8; date::LEN] = b"Sun, 06 Nov 1994 08:49:37 GMT";
@@ -633,7 +615,7 @@ mod tests {
 
     #[test]
     fn the_admin_listener_answers_health_metrics_and_stats_and_nothing_else() {
-        let sources = sources();
+        let sources = Sources::for_tests();
         let admin = |raw: &str, draining| ask(raw, Service::Admin(&sources), draining);
         let (o, r) = admin("GET /healthz HTTP/1.1\r\n\r\n", false);
         assert_eq!((o.status, o.cache), (Status::Ok, CacheUse::None));
@@ -656,7 +638,8 @@ mod tests {
     #[test]
     fn an_invalid_request_gets_its_status_closes_and_head_has_no_body() {
         let mut out = OutQueue::default();
-        let o = invalid(&mut out, Status::HeaderFieldsTooLarge, DATE, true, b"");
+        let site = Site { service: Service::Files(snapshot()), date: DATE, draining: false };
+        let o = invalid(&mut out, Status::HeaderFieldsTooLarge, site, true);
         assert_eq!((o.status, o.close, o.body_bytes), (Status::HeaderFieldsTooLarge, true, 0));
         let r = String::from_utf8(out.contents().unwrap()).unwrap();
         assert!(r.starts_with("HTTP/1.1 431 ") && r.ends_with("\r\n\r\n"), "{r}");

@@ -223,8 +223,7 @@ impl Conn {
             inbuf.release();
             link.discard = 0;
             link.body_scan = chunked::Scanner::default();
-            let headers = link.global_headers(ctx);
-            let outcome = respond::invalid(out, Status::RequestTimeout, ctx.date.text(), false, headers);
+            let outcome = respond::invalid(out, Status::RequestTimeout, link.site(ctx), false);
             link.finish(outcome, None, ctx);
             if let Ok(Flush::Done) = out.flush(link.fd.as_fd()) {
                 link.observe_batch(ctx);
@@ -325,12 +324,13 @@ impl Link {
         Keep::Again
     }
 
-    /// The `--header` lines every public response carries.
-    fn global_headers<'c>(&self, ctx: &Ctx<'c>) -> &'c [u8] {
-        match self.role {
-            Role::Public => ctx.snapshot.site().headers.global_lines(),
-            Role::Admin => &[],
-        }
+    /// What this connection's listener serves, as the responder sees it this turn.
+    fn site<'c>(&self, ctx: &Ctx<'c>) -> Site<'c> {
+        let service = match self.role {
+            Role::Public => Service::Files(ctx.snapshot),
+            Role::Admin => Service::Admin(ctx.sources),
+        };
+        Site { service, date: ctx.date.text(), draining: ctx.draining }
     }
 
     /// Between requests on a keep-alive connection: closable at once when draining. A new
@@ -488,10 +488,8 @@ impl Link {
                                 break;
                             }
                             Scan::Invalid(status) => {
-                                let headers = self.global_headers(ctx);
                                 let head_only = req.method == Method::Head;
-                                let outcome =
-                                    respond::invalid(out, status, ctx.date.text(), head_only, headers);
+                                let outcome = respond::invalid(out, status, self.site(ctx), head_only);
                                 self.finish(outcome, Some(&req), ctx);
                                 pos = data.len();
                                 continue;
@@ -503,20 +501,14 @@ impl Link {
                     // A body to discard keeps the request's timer running from now, once.
                     self.head_started_ms = (req.body_len > 0).then_some(ctx.now_ms);
                     self.requests = self.requests.saturating_add(1);
-                    let service = match self.role {
-                        Role::Public => Service::Files(ctx.snapshot),
-                        Role::Admin => Service::Admin(ctx.sources),
-                    };
-                    let site = Site { service, date: ctx.date.text(), draining: ctx.draining };
-                    let outcome = respond::respond(&req, site, paths, out);
+                    let outcome = respond::respond(&req, self.site(ctx), paths, out);
                     self.finish(outcome, Some(&req), ctx);
                 }
                 Parsed::Invalid(status) => {
                     // A response to HEAD never has a body (RFC 9110 §9.3.2), even an error: the
                     // client would read the body as the start of the next response.
                     let head_only = data[pos..].starts_with(b"HEAD ");
-                    let headers = self.global_headers(ctx);
-                    let outcome = respond::invalid(out, status, ctx.date.text(), head_only, headers);
+                    let outcome = respond::invalid(out, status, self.site(ctx), head_only);
                     self.finish(outcome, None, ctx);
                     pos = data.len();
                 }
@@ -628,19 +620,9 @@ mod tests {
     //! The transport driven by hand over a socket pair, where what it keeps between reads can
     //! be looked at.
     use super::*;
-    use crate::cache::{load, LoadOptions, SnapshotCell};
-    use crate::observe::scrape::QueueDepth;
-    use crate::stats::Stats;
+    use crate::cache::{load, LoadOptions};
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
-    use std::sync::Arc;
-
-    struct NoQueue;
-    impl QueueDepth for NoQueue {
-        fn queued(&self) -> usize {
-            0
-        }
-    }
 
     /// Regression: while a chunked body arrived, every read scanned it again from its start
     /// (a body of many small chunks sent in small pieces cost work quadratic in its size).
@@ -661,14 +643,8 @@ mod tests {
         };
         let snapshot = load(&opts).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
-        let stats = Arc::new(Stats::new(1));
-        let sources = Sources {
-            stats: stats.clone(),
-            queue: Arc::new(NoQueue),
-            cache: Arc::new(SnapshotCell::new(Snapshot::new(false, "", Default::default()), 1)),
-            cpus: vec![None],
-            started: SystemTime::now(),
-        };
+        let sources = Sources::for_tests();
+        let stats = sources.stats.clone();
         let (date, limits, timeouts) = (DateCache::new(), Limits::default(), Timeouts::default());
         let access = AccessSink { text: None, otlp: None };
         let ctx = Ctx {

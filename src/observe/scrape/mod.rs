@@ -28,3 +28,24 @@ pub struct Sources {
 pub trait QueueDepth {
     fn queued(&self) -> usize;
 }
+
+#[cfg(test)]
+impl Sources {
+    /// The sources of a one-worker server with an empty queue and an empty snapshot cell, for
+    /// unit tests that drive the responder or a connection by hand.
+    pub(crate) fn for_tests() -> Sources {
+        struct NoQueue;
+        impl QueueDepth for NoQueue {
+            fn queued(&self) -> usize {
+                0
+            }
+        }
+        Sources {
+            stats: Arc::new(Stats::new(1)),
+            queue: Arc::new(NoQueue),
+            cache: Arc::new(SnapshotCell::new(Snapshot::new(false, "no-cache", Default::default()), 1)),
+            cpus: vec![None],
+            started: SystemTime::now(),
+        }
+    }
+}
