@@ -9,7 +9,7 @@ use clap::Parser;
 
 use crate::http::request::Limits;
 use crate::http::request::MAX_HEADERS;
-use crate::serve::transport::Timeouts;
+use crate::serve::link::Timeouts;
 
 /// atomserve: a static-file HTTP/1.1 server for single-page apps, on raw Linux syscalls and
 /// lock-free atomics. It loads the whole document root into memory at start-up and serves it

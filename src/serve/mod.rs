@@ -17,6 +17,8 @@ pub mod acceptor;
 #[cfg(not(atomserve_loom))]
 pub mod inbuf;
 #[cfg(not(atomserve_loom))]
+pub mod link;
+#[cfg(not(atomserve_loom))]
 pub mod out_queue;
 #[cfg(not(atomserve_loom))]
 pub mod respond;

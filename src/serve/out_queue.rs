@@ -25,7 +25,7 @@ use crate::cache::DiskFile;
 use crate::sys::{file, socket};
 
 /// The most buffers one `sendmsg` takes; more wait for the next call. (Linux allows 1024.)
-const MAX_IOV: usize = 64;
+pub const MAX_IOV: usize = 64;
 
 enum Chunk {
     /// Bytes `start..end` of an `Arc<[u8]>` inside the snapshot the worker is reading this turn,
@@ -191,46 +191,25 @@ impl OutQueue {
     fn flush_with_share(&mut self, fd: BorrowedFd<'_>, file_share: u64) -> io::Result<Flush> {
         let mut progress = false;
         let mut file_budget = file_share;
-        while let Some(front) = self.chunks.front() {
-            if let Chunk::File(disk, start, end) = front {
+        while !self.chunks.is_empty() {
+            if self.front_is_file() {
                 if file_budget == 0 {
                     return Ok(Flush::Yield);
                 }
-                let at = start + self.sent as u64;
-                let count = (end - at).min(file_budget) as usize;
-                let mut offset = disk.offset + at;
-                match file::sendfile(fd, disk.fd.as_fd(), &mut offset, count) {
-                    // The file is shorter than when it was opened: the promised Content-Length
-                    // cannot be kept, and only closing tells the client the body is truncated.
-                    Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
-                    Ok(sent) => {
+                match self.send_front_file(fd, file_budget)? {
+                    Some(sent) => {
                         progress = true;
                         file_budget -= sent as u64;
-                        self.advance(sent);
                     }
-                    Err(e) if e.raw_os_error() == Some(crate::sys::EAGAIN) => {
-                        return Ok(Flush::Blocked { progress })
-                    }
-                    Err(e) if e.raw_os_error() == Some(crate::sys::EINTR) => continue,
-                    Err(e) => return Err(e),
+                    None => return Ok(Flush::Blocked { progress }),
                 }
                 continue;
             }
             // Left uninitialised: filling all 64 entries first cost more than the rest of the
             // flush for a two-chunk response (callgrind).
             let mut iov = [const { MaybeUninit::<IoSlice<'_>>::uninit() }; MAX_IOV];
-            let mut n = 0;
-            let mut file_follows = false;
-            for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
-                if matches!(chunk, Chunk::File(..)) {
-                    file_follows = true;
-                    break; // sent with sendfile once the bytes before it are out
-                }
-                let bytes = self.bytes(chunk);
-                iov[i].write(IoSlice::new(if i == 0 { &bytes[self.sent..] } else { bytes }));
-                n += 1;
-            }
-            // SAFETY: the loop initialised `iov[..n]`, and `MaybeUninit<T>` has `T`'s layout.
+            let (n, file_follows) = self.gather(&mut iov);
+            // SAFETY: `gather` initialised `iov[..n]`, and `MaybeUninit<T>` has `T`'s layout.
             let iov = unsafe { std::slice::from_raw_parts(iov.as_ptr().cast::<IoSlice<'_>>(), n) };
             match socket::send_vectored(fd, iov, file_follows) {
                 Ok(sent) => {
@@ -245,6 +224,53 @@ impl OutQueue {
             }
         }
         Ok(Flush::Done)
+    }
+
+    /// Whether the next bytes to send are a file's (sent with `sendfile(2)`, not `sendmsg`).
+    pub fn front_is_file(&self) -> bool {
+        matches!(self.chunks.front(), Some(Chunk::File(..)))
+    }
+
+    /// Sends up to `budget` bytes of the file chunk at the front with `sendfile(2)`; `None`: the
+    /// socket is full (`EAGAIN`). The queue advances by what was sent.
+    pub fn send_front_file(&mut self, fd: BorrowedFd<'_>, budget: u64) -> io::Result<Option<usize>> {
+        let Some(Chunk::File(disk, start, end)) = self.chunks.front() else {
+            return Ok(Some(0));
+        };
+        let at = start + self.sent as u64;
+        let count = (end - at).min(budget) as usize;
+        let mut offset = disk.offset + at;
+        loop {
+            return match file::sendfile(fd, disk.fd.as_fd(), &mut offset, count) {
+                // The file is shorter than when it was opened: the promised Content-Length
+                // cannot be kept, and only closing tells the client the body is truncated.
+                Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank")),
+                Ok(sent) => {
+                    self.advance(sent);
+                    Ok(Some(sent))
+                }
+                Err(e) if e.raw_os_error() == Some(crate::sys::EAGAIN) => Ok(None),
+                Err(e) if e.raw_os_error() == Some(crate::sys::EINTR) => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// Points `iov` at the queued bytes up to the first file chunk (at most [`MAX_IOV`] chunks)
+    /// and returns how many entries it filled, and whether a file chunk follows them (the
+    /// send should carry `MSG_MORE`). Nothing is consumed: [`OutQueue::advance`] does that once
+    /// the kernel says how much it took.
+    pub fn gather<'a>(&'a self, iov: &mut [MaybeUninit<IoSlice<'a>>; MAX_IOV]) -> (usize, bool) {
+        let mut n = 0;
+        for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
+            if matches!(chunk, Chunk::File(..)) {
+                return (n, true); // sent with sendfile once the bytes before it are out
+            }
+            let bytes = self.bytes(chunk);
+            iov[i].write(IoSlice::new(if i == 0 { &bytes[self.sent..] } else { bytes }));
+            n += 1;
+        }
+        (n, false)
     }
 
     /// A copy of every byte queued and not yet sent, files read with `pread(2)`: what the
@@ -304,7 +330,8 @@ impl OutQueue {
         }
     }
 
-    fn advance(&mut self, mut n: usize) {
+    /// Drops the first `n` bytes queued: the kernel sent them.
+    pub fn advance(&mut self, mut n: usize) {
         if n == self.pending {
             // Everything went (the usual case): drop the chunks at once, not one by one.
             self.clear();

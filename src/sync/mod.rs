@@ -40,10 +40,11 @@ pub mod thread {
     pub use loom::thread::{spawn, yield_now, JoinHandle};
 }
 
-/// Atomics that stay std's even under loom: the `static`s shared with signal handlers. A signal
-/// handler is not a thread loom can schedule, so there is nothing for loom to model there.
+/// Atomics that stay std's even under loom: the `static`s shared with signal handlers, and the
+/// memory shared with the kernel (io_uring's buffer-ring tail, `sys/uring.rs`). A signal handler
+/// or the kernel is not a thread loom can schedule, so there is nothing for loom to model there.
 pub mod os_atomic {
-    pub use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+    pub use std::sync::atomic::{AtomicI32, AtomicU16, AtomicU32, Ordering};
 }
 
 /// Pads and aligns a value to the cache-line size so that two cores writing neighbouring values

@@ -9,6 +9,7 @@
 //! | [`socket`] | socket, setsockopt, getsockopt, bind, listen, accept4, getpeername, recv, sendmsg (writev with flags), shutdown |
 //! | [`poll`] | poll |
 //! | [`epoll`] | epoll_create1, epoll_ctl, epoll_wait |
+//! | [`uring`] | io_uring_setup, io_uring_enter, io_uring_register (through the `io-uring` crate), mmap, munmap |
 //! | [`eventfd`] | eventfd, read, write |
 //! | [`file`] | write, open(O_PATH), openat2(RESOLVE_BENEATH), fstat, sendfile, memfd_create, ftruncate, mmap, madvise, munmap, pwrite, pread, fcntl(F_ADD_SEALS), fallocate(PUNCH_HOLE) |
 //! | [`inotify`] | inotify_init1, inotify_add_watch, read |
@@ -51,5 +52,6 @@ pub mod sched;
 pub mod seccomp;
 pub mod signal;
 pub mod socket;
+pub mod uring;
 
 pub use libc::{EAGAIN, ECONNABORTED, EINTR, ELOOP, EMFILE, ENFILE, ENOBUFS, ENOMEM};

@@ -1,0 +1,336 @@
+//! `io_uring(7)`: a pair of rings shared with the kernel — submissions in, completions out —
+//! through which a worker asks for socket reads and writes without one syscall each.
+//!
+//! The worker fills *submission queue entries* (SQEs: "receive on fd 7", "send these iovecs on
+//! fd 9", each tagged with a 64-bit token) in memory it shares with the kernel, then makes one
+//! `io_uring_enter(2)` per loop turn that submits them all and waits for *completion queue
+//! entries* (CQEs: the token, a result like a syscall's return value, flags). Built on the
+//! `io-uring` crate (tokio-rs), which maps the rings and encodes the SQEs; this module is the
+//! only user of it, as the rest of `sys` is of `libc`.
+//!
+//! What the serving code uses, and why:
+//! - `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`: one thread (the worker) owns the
+//!   ring, and the kernel finishes its operations' work only when that thread enters the ring to
+//!   wait — no interrupting the worker mid-turn, completions arrive in batches.
+//! - Multishot receive (`IORING_RECV_MULTISHOT`) into a *provided-buffer ring*
+//!   ([`Ring::buffer`], [`Ring::give_back`]): one SQE per connection, armed once, produces a CQE
+//!   for every arrival with `IORING_CQE_F_MORE` set while it stays armed. The kernel picks the
+//!   buffer at arrival time from a ring the worker refills, so an idle connection holds no
+//!   buffer. When the ring runs dry the receive ends with `ENOBUFS` and is armed again.
+//! - `IORING_OP_SENDMSG` from a [`SendMsg`] (a `msghdr` and its iovecs, kept by the caller until
+//!   the CQE arrives): the kernel may read the headers and the iovecs as late as the send runs.
+//! - `IORING_OP_READ` on the worker's eventfd: the bell, completed when the acceptor rings.
+//! - `IORING_OP_POLL_ADD` (`POLLOUT`): readiness for the one thing done with a plain syscall, a
+//!   `sendfile(2)` of a large body that filled the socket buffer.
+//! - `IORING_OP_ASYNC_CANCEL` by fd: ends a closing connection's armed receive. A socket stays
+//!   open while an operation holds it, even after `close(2)` — cancel first, then close.
+//! - `IORING_FEAT_NODROP`: when the completion ring is full the kernel keeps the overflow and
+//!   hands it over at the next enter, instead of dropping completions (required at start).
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+
+use crate::sync::os_atomic::{AtomicU16, Ordering};
+
+/// The operations the serving code submits: a kernel without one of them gets epoll.
+const NEEDED: &[(u8, &str)] = &[
+    (opcode::RecvMulti::CODE, "RECV"),
+    (opcode::SendMsg::CODE, "SENDMSG"),
+    (opcode::Read::CODE, "READ"),
+    (opcode::PollAdd::CODE, "POLL_ADD"),
+    (opcode::AsyncCancel2::CODE, "ASYNC_CANCEL"),
+];
+
+/// The most iovecs one [`SendMsg`] carries.
+pub const MAX_IOV: usize = 64;
+
+/// One completion: the token its submission carried, its result (bytes, or `-errno`), flags.
+#[derive(Clone, Copy, Debug)]
+pub struct Completion {
+    pub token: u64,
+    pub result: i32,
+    flags: u32,
+}
+
+impl Completion {
+    /// The provided buffer the kernel filled, if any; give it back once read.
+    pub fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+
+    /// A multishot operation is still armed and will complete again.
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+}
+
+/// A `msghdr` and its iovecs, at a stable address (boxed) for as long as a send is in flight.
+pub struct SendMsg {
+    hdr: libc::msghdr,
+    iov: [libc::iovec; MAX_IOV],
+}
+
+impl SendMsg {
+    pub fn new() -> Box<SendMsg> {
+        // SAFETY: msghdr and iovec are plain C structs for which all-zero bytes are valid.
+        Box::new(unsafe { std::mem::zeroed() })
+    }
+
+    /// Points the message at `bufs` (at most [`MAX_IOV`]; more are left for the next send).
+    pub fn set(&mut self, bufs: &[IoSlice<'_>]) {
+        let n = bufs.len().min(MAX_IOV);
+        for (slot, buf) in self.iov.iter_mut().zip(&bufs[..n]) {
+            *slot = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+        }
+        self.hdr.msg_iov = self.iov.as_mut_ptr();
+        self.hdr.msg_iovlen = n;
+    }
+}
+
+/// A worker's ring, with its provided-buffer group for receives.
+pub struct Ring {
+    // Field order is drop order: the ring (and with it the buffer registration) goes before the
+    // buffer memory it points into.
+    ring: IoUring,
+    bufs: BufRing,
+}
+
+/// The buffer group id of a ring's provided buffers (one group per ring).
+const GROUP: u16 = 0;
+
+impl Ring {
+    /// A ring of `entries` submissions (completions: four times as many), with `buffers`
+    /// provided buffers of `buffer_size` bytes each (`buffers` a power of two).
+    pub fn new(entries: u32, buffers: u16, buffer_size: u32) -> io::Result<Ring> {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_submit_all()
+            .setup_cqsize(entries * 4)
+            .build(entries)?;
+        if !ring.params().is_feature_nodrop() || !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "kernel lacks IORING_FEAT_NODROP or EXT_ARG"));
+        }
+        let mut probe = Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if let Some((_, name)) = NEEDED.iter().find(|(code, _)| !probe.is_supported(*code)) {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, format!("kernel lacks IORING_OP_{name}")));
+        }
+        let bufs = BufRing::new(buffers, buffer_size)?;
+        // SAFETY: the entries live in `bufs`, which outlives the registration: `Ring` drops the
+        // ring (ending the registration) before `bufs` (field order).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(bufs.entries as u64, buffers, GROUP, 0)?;
+        }
+        Ok(Ring { ring, bufs })
+    }
+
+    /// Whether this kernel and its policy let a process use io_uring with everything atomserve
+    /// needs: a small ring is set up and dropped. The error says why not (`EPERM`: disabled by
+    /// `kernel.io_uring_disabled` or a seccomp profile; `ENOSYS`: no io_uring; `Unsupported`: an
+    /// operation or feature is missing).
+    pub fn probe() -> io::Result<()> {
+        Ring::new(8, 8, 4096).map(drop)
+    }
+
+    /// Arms a multishot receive on `fd` into the ring's provided buffers.
+    pub fn recv_multishot(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let sqe = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), GROUP).build().user_data(token);
+        // SAFETY: a receive into provided buffers passes no memory of ours to the kernel.
+        unsafe { self.push(&sqe) }
+    }
+
+    /// Sends `msg` on `fd` (`MSG_MORE` if `more`: another part of the response follows).
+    ///
+    /// # Safety
+    /// `msg` and every byte its iovecs point at must stay valid and unchanged until this send's
+    /// completion arrives.
+    pub unsafe fn send_msg(&mut self, fd: BorrowedFd<'_>, msg: &SendMsg, more: bool, token: u64) -> io::Result<()> {
+        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+        let sqe = opcode::SendMsg::new(types::Fd(fd.as_raw_fd()), &msg.hdr)
+            .flags(flags as u32)
+            .build()
+            .user_data(token);
+        // SAFETY: the caller keeps `msg` and its buffers alive until the completion.
+        unsafe { self.push(&sqe) }
+    }
+
+    /// Reads 8 bytes from `fd` (an eventfd) into `*into`.
+    ///
+    /// # Safety
+    /// `into` must stay valid until this read's completion arrives.
+    pub unsafe fn read_u64(&mut self, fd: BorrowedFd<'_>, into: *mut u64, token: u64) -> io::Result<()> {
+        let sqe = opcode::Read::new(types::Fd(fd.as_raw_fd()), into.cast(), 8).build().user_data(token);
+        // SAFETY: the caller keeps `into` valid until the completion.
+        unsafe { self.push(&sqe) }
+    }
+
+    /// Completes once `fd` is writable (one shot).
+    pub fn poll_writable(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let sqe = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLOUT as u32).build().user_data(token);
+        // SAFETY: a poll passes no memory to the kernel.
+        unsafe { self.push(&sqe) }
+    }
+
+    /// Cancels every operation in flight on `fd`; each completes with `-ECANCELED` (or its own
+    /// result if it finished first).
+    pub fn cancel_fd(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let sqe = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all())
+            .build()
+            .user_data(token);
+        // SAFETY: a cancel passes no memory to the kernel.
+        unsafe { self.push(&sqe) }
+    }
+
+    /// # Safety
+    /// Whatever memory `sqe` points at stays valid until its completion.
+    unsafe fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
+        // SAFETY: passed on from the caller.
+        if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+            return Ok(());
+        }
+        // The submission ring is full: hand it to the kernel now and try again.
+        self.ring.submit()?;
+        // SAFETY: as above.
+        unsafe { self.ring.submission().push(sqe) }
+            .map_err(|_| io::Error::new(io::ErrorKind::Other, "io_uring submission queue full"))
+    }
+
+    /// Submits everything queued and waits until at least one completion is ready, or
+    /// `timeout` passes (`None`: no limit; zero: do not wait) — one `io_uring_enter(2)`.
+    pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let res = match timeout {
+            None => self.ring.submit_and_wait(1),
+            Some(t) if t.is_zero() => self.ring.submit_and_wait(0),
+            Some(t) => {
+                let ts = types::Timespec::from(t);
+                self.ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
+            }
+        };
+        match res {
+            Ok(_) => Ok(()),
+            // ETIME: the wait timed out; EINTR: a signal; EBUSY: completions overflowed and must
+            // be reaped first — all mean "look at the completion ring, then come back".
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves every completion ready into `into` (which keeps its capacity between turns).
+    pub fn completions(&mut self, into: &mut Vec<Completion>) {
+        into.extend(
+            self.ring
+                .completion()
+                .map(|cqe| Completion { token: cqe.user_data(), result: cqe.result(), flags: cqe.flags() }),
+        );
+    }
+
+    /// The first `len` bytes of provided buffer `id`, as a completion reported them.
+    pub fn buffer(&self, id: u16, len: usize) -> &[u8] {
+        self.bufs.get(id, len)
+    }
+
+    /// Returns provided buffer `id` to the kernel, for a later receive.
+    pub fn give_back(&mut self, id: u16) {
+        self.bufs.give_back(id);
+    }
+}
+
+/// A provided-buffer ring: `count` entries the kernel takes from its head (one per receive
+/// completion), and the buffers they point to. The worker writes entries at the tail and
+/// publishes them with a release store of the tail index, which the kernel reads with an acquire
+/// load (`io_uring_buf_ring`'s protocol, like `io_uring_buf_ring_advance` in liburing).
+struct BufRing {
+    /// `count` `io_uring_buf` entries; the tail index lives in the first entry's `resv` field.
+    entries: *mut types::BufRingEntry,
+    entries_len: usize,
+    memory: *mut u8,
+    memory_len: usize,
+    count: u16,
+    size: u32,
+    /// The next tail to publish (wrapping; the kernel masks it).
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(count: u16, size: u32) -> io::Result<BufRing> {
+        assert!(count.is_power_of_two(), "the kernel requires a power-of-two ring");
+        let entries_len = usize::from(count) * std::mem::size_of::<types::BufRingEntry>();
+        let memory_len = usize::from(count) * size as usize;
+        let entries = map(entries_len)?.cast::<types::BufRingEntry>();
+        let memory = match map(memory_len) {
+            Ok(m) => m,
+            Err(e) => {
+                unmap(entries.cast(), entries_len);
+                return Err(e);
+            }
+        };
+        let mut ring = BufRing { entries, entries_len, memory, memory_len, count, size, tail: 0 };
+        for id in 0..count {
+            ring.give_back(id);
+        }
+        Ok(ring)
+    }
+
+    fn get(&self, id: u16, len: usize) -> &[u8] {
+        assert!(id < self.count && len <= self.size as usize, "buffer {id} len {len}");
+        // SAFETY: buffer `id` is `size` bytes at `memory + id * size`, inside the mapping; the
+        // kernel wrote `len` of them before posting the completion, and does not touch the
+        // buffer again until it is given back.
+        unsafe { std::slice::from_raw_parts(self.memory.add(usize::from(id) * self.size as usize), len) }
+    }
+
+    fn give_back(&mut self, id: u16) {
+        let slot = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `slot < count`, inside the entries mapping. The kernel only reads entries between
+        // its head and the published tail, and this one is past the tail until the store below.
+        let entry = unsafe { &mut *self.entries.add(slot) };
+        // SAFETY: `id < count` (callers pass ids the kernel reported or `0..count`), so the address
+        // is inside the buffer mapping.
+        entry.set_addr(unsafe { self.memory.add(usize::from(id) * self.size as usize) } as u64);
+        entry.set_len(self.size);
+        entry.set_bid(id);
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail is a naturally aligned u16 inside the mapping, and this thread is its
+        // only writer; the kernel only reads it.
+        let tail = unsafe { &*types::BufRingEntry::tail(self.entries).cast::<AtomicU16>() };
+        // Release: the entry written above must be visible to the kernel before the tail that
+        // covers it (it reads the tail with smp_load_acquire). Not modelled by loom: the other
+        // side is the kernel (docs/io_uring.md).
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        unmap(self.memory, self.memory_len);
+        unmap(self.entries.cast(), self.entries_len);
+    }
+}
+
+/// Anonymous private memory, page-aligned (the kernel requires it of a buffer ring).
+fn map(len: usize) -> io::Result<*mut u8> {
+    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p.cast())
+}
+
+fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: `p..p + len` is a mapping made by `map` and not used after this.
+    unsafe { libc::munmap(p.cast(), len) };
+}
