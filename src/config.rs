@@ -41,6 +41,12 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_WORKERS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: Option<u32>,
 
+    /// How workers move their connections' bytes: `epoll` (readiness, then recv/sendmsg),
+    /// `uring` (io_uring completions: no syscall per request), or `auto` (io_uring where the
+    /// kernel and its policy allow it, else epoll with a log line saying why).
+    #[arg(long = "io", env = "ATOMSERVE_IO", value_enum, default_value_t = IoBackend::Epoll)]
+    pub io: IoBackend,
+
     /// Do not pin workers to CPUs.
     #[arg(long, env = "ATOMSERVE_NO_PIN")]
     pub no_pin: bool,
@@ -168,6 +174,14 @@ Examples:
   atomserve --root dist
   atomserve --root dist --listen 0.0.0.0:8080 --listen [::]:8080 --workers 4
   ATOMSERVE_ROOT=dist ATOMSERVE_ADMIN_LISTEN=none atomserve";
+
+/// `--io`: the workers' I/O backend.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoBackend {
+    Epoll,
+    Uring,
+    Auto,
+}
 
 /// The admin listener's address, or none.
 #[derive(Clone, Copy, Debug)]

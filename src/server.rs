@@ -11,14 +11,16 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::cache::reload::{self, Trigger};
 use crate::cache::watch::Watcher;
 use crate::cache::{self, LoadError, LoadOptions, Reuse, SiteFiles, SnapshotCell};
-use crate::config::{AdminListen, Config};
+use crate::config::{AdminListen, Config, IoBackend};
 use crate::endpoint::{Endpoint, Role};
 use crate::observe::access::{AccessSink, LogWriter, TextLog};
 use crate::observe::scrape::Sources;
 use crate::observe::telemetry::Telemetry;
 use crate::serve::acceptor::Acceptor;
 use crate::serve::handoff::Handoff;
+use crate::serve::ring_worker;
 use crate::serve::worker::{self, WorkerSetup};
+use crate::sys::uring::Ring;
 use crate::serve::FdHandoff;
 use crate::stats::Stats;
 use crate::sync::{thread, Arc};
@@ -160,7 +162,8 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         text: log_writer.as_ref().map(|w| std::cell::RefCell::new(TextLog::new(w.sender()))),
         otlp: telemetry.as_ref().and_then(|t| t.queue.clone()),
     };
-    let handles = spawn_workers(config, &cpus, &handoff, &sources, access)?;
+    let io = choose_io(config.io)?;
+    let handles = spawn_workers(config, io, &cpus, &handoff, &sources, access)?;
 
     if bound.reuse_port {
         // Serving from here on: listen, and take every new connection of the address from the
@@ -176,14 +179,11 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     // are open): a connection refused with 503 beats an accept4 that fails.
     let reserve = 64 + 4 * workers as u64 + 2 * loaded.descriptors;
     let max_connections = config.max_connections.unwrap_or_else(|| nofile.saturating_sub(reserve).max(1));
-    banner(config, &loaded, &bound, &cpus, nofile, max_connections, telemetry.as_ref());
+    banner(config, io, &loaded, &bound, &cpus, nofile, max_connections, telemetry.as_ref());
     if config.seccomp {
         // Start-up is done: every thread runs, the listeners are bound, root is dropped.
-        crate::sys::seccomp::install().map_err(os("--seccomp"))?;
-        crate::log!(
-            "seccomp: {} syscalls allowed, any other kills the process",
-            crate::sys::seccomp::ALLOWED.len()
-        );
+        let allowed = crate::sys::seccomp::install(io == IoBackend::Uring).map_err(os("--seccomp"))?;
+        crate::log!("seccomp: {allowed} syscalls allowed, any other kills the process");
     }
     let mut acceptor = Acceptor::new(bound.listeners, signals, handoff.clone(), stats);
     acceptor.max_connections = max_connections;
@@ -275,6 +275,7 @@ fn bind(config: &Config, passed: Option<Vec<Endpoint>>) -> Result<Bound, StartEr
 /// Starts one worker thread per entry of `cpus` (pinned to it, if `Some`).
 fn spawn_workers(
     config: &Config,
+    io: IoBackend,
     cpus: &[Option<usize>],
     handoff: &Arc<FdHandoff>,
     sources: &Arc<Sources>,
@@ -295,7 +296,11 @@ fn spawn_workers(
         let handle = thread::Builder::new()
             .name(format!("atomserve-w{id}"))
             .spawn(move || {
-                if let Err(e) = worker::run(setup) {
+                let served = match io {
+                    IoBackend::Uring => ring_worker::run(setup),
+                    IoBackend::Epoll | IoBackend::Auto => worker::run(setup),
+                };
+                if let Err(e) = served {
                     // A worker that is gone serves nothing, and the acceptor may already have
                     // claimed its idle bit and rung it for a queued connection: carrying on would
                     // mean lost wake-ups, or 503s forever if every worker failed. End the process
@@ -312,9 +317,28 @@ fn spawn_workers(
     Ok(handles)
 }
 
+/// Resolves `--io`: `uring` must work (or start-up fails), `auto` falls back to epoll with one
+/// log line saying why — `io_uring_setup` refused (`EPERM`: `kernel.io_uring_disabled`, or a
+/// container's seccomp profile), absent (`ENOSYS`), or an operation missing from the probe.
+fn choose_io(asked: IoBackend) -> Result<IoBackend, StartError> {
+    match asked {
+        IoBackend::Epoll => Ok(IoBackend::Epoll),
+        IoBackend::Uring => Ring::probe().map(|()| IoBackend::Uring).map_err(os("--io uring: io_uring")),
+        IoBackend::Auto => Ok(match Ring::probe() {
+            Ok(()) => IoBackend::Uring,
+            Err(e) => {
+                crate::log!("--io auto: io_uring is not available ({e}); serving with epoll");
+                IoBackend::Epoll
+            }
+        }),
+    }
+}
+
 /// Logs what was started: the version, the root, the addresses, the workers and limits.
+#[allow(clippy::too_many_arguments)]
 fn banner(
     config: &Config,
+    io: IoBackend,
     loaded: &Loaded,
     bound: &Bound,
     cpus: &[Option<usize>],
@@ -344,7 +368,8 @@ fn banner(
         format!("pinned to CPUs {cpus:?}").replace("Some(", "").replace(')', "")
     };
     let workers = cpus.len();
-    crate::log!("{workers} workers, {pinning}; open-file limit {nofile}, max connections {max_connections}");
+    let io = if io == IoBackend::Uring { "io_uring" } else { "epoll" };
+    crate::log!("{workers} workers, {pinning}, {io}; open-file limit {nofile}, max connections {max_connections}");
     if let Some(t) = telemetry {
         let on = [("metrics", t.enabled.metrics), ("traces", t.enabled.traces), ("logs", t.enabled.logs)];
         let names: Vec<&str> = on.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();

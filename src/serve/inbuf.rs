@@ -19,6 +19,11 @@ impl InBuf {
         self.start == self.buf.len()
     }
 
+    /// Bytes kept and not yet consumed.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
     pub fn pending(&self) -> &[u8] {
         &self.buf[self.start..]
     }

@@ -23,6 +23,10 @@ pub mod out_queue;
 #[cfg(not(atomserve_loom))]
 pub mod respond;
 #[cfg(not(atomserve_loom))]
+pub mod ring_conn;
+#[cfg(not(atomserve_loom))]
+pub mod ring_worker;
+#[cfg(not(atomserve_loom))]
 pub mod slab;
 #[cfg(not(atomserve_loom))]
 pub mod transport;

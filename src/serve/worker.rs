@@ -60,11 +60,7 @@ const SCRATCH: usize = 64 * 1024;
 
 /// Runs the worker until the hand-off stops it and its connections are done.
 pub fn run(setup: WorkerSetup) -> io::Result<()> {
-    if let Some(cpu) = setup.cpu {
-        if let Err(e) = affinity::pin_current_thread(cpu) {
-            crate::log!("worker {} could not be pinned to CPU {cpu}: {e} (running unpinned)", setup.id);
-        }
-    }
+    pin(&setup);
     let handoff = &*setup.handoff;
     let bell = handoff.bell(setup.id);
     let epoll = Epoll::new()?;
@@ -202,6 +198,15 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 setup.access.flush(stats);
                 return Ok(()); // grace is over: dropping `conns` closes whatever is left
             }
+        }
+    }
+}
+
+/// Pins the calling thread to the worker's CPU, if it has one (a failure is logged, not fatal).
+pub fn pin(setup: &WorkerSetup) {
+    if let Some(cpu) = setup.cpu {
+        if let Err(e) = affinity::pin_current_thread(cpu) {
+            crate::log!("worker {} could not be pinned to CPU {cpu}: {e} (running unpinned)", setup.id);
         }
     }
 }

@@ -54,4 +54,4 @@ pub mod signal;
 pub mod socket;
 pub mod uring;
 
-pub use libc::{EAGAIN, ECONNABORTED, EINTR, ELOOP, EMFILE, ENFILE, ENOBUFS, ENOMEM};
+pub use libc::{EAGAIN, ECANCELED, ECONNABORTED, EINTR, ELOOP, EMFILE, ENFILE, ENOBUFS, ENOMEM};

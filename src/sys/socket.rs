@@ -207,6 +207,14 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// `shutdown(SHUT_RDWR)`: ends both directions at once; pending receives and sends on the
+/// socket (io_uring's among them) complete.
+pub fn shutdown_both(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: no pointers.
+    unsafe { syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_RDWR))? };
+    Ok(())
+}
+
 fn set_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: passes a valid c_int and its exact size.
     unsafe {

@@ -13,7 +13,7 @@
 //!   ring, and the kernel finishes its operations' work only when that thread enters the ring to
 //!   wait — no interrupting the worker mid-turn, completions arrive in batches.
 //! - Multishot receive (`IORING_RECV_MULTISHOT`) into a *provided-buffer ring*
-//!   ([`Ring::buffer`], [`Ring::give_back`]): one SQE per connection, armed once, produces a CQE
+//!   ([`Buffers`]): one SQE per connection, armed once, produces a CQE
 //!   for every arrival with `IORING_CQE_F_MORE` set while it stays armed. The kernel picks the
 //!   buffer at arrival time from a ring the worker refills, so an idle connection holds no
 //!   buffer. When the ring runs dry the receive ends with `ENOBUFS` and is armed again.
@@ -27,6 +27,7 @@
 //! - `IORING_FEAT_NODROP`: when the completion ring is full the kernel keeps the overflow and
 //!   hands it over at the next enter, instead of dropping completions (required at start).
 
+use std::cell::Cell;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
@@ -95,7 +96,7 @@ pub struct Ring {
     // Field order is drop order: the ring (and with it the buffer registration) goes before the
     // buffer memory it points into.
     ring: IoUring,
-    bufs: BufRing,
+    bufs: Buffers,
 }
 
 /// The buffer group id of a ring's provided buffers (one group per ring).
@@ -119,7 +120,7 @@ impl Ring {
         if let Some((_, name)) = NEEDED.iter().find(|(code, _)| !probe.is_supported(*code)) {
             return Err(io::Error::new(io::ErrorKind::Unsupported, format!("kernel lacks IORING_OP_{name}")));
         }
-        let bufs = BufRing::new(buffers, buffer_size)?;
+        let bufs = Buffers::new(buffers, buffer_size)?;
         // SAFETY: the entries live in `bufs`, which outlives the registration: `Ring` drops the
         // ring (ending the registration) before `bufs` (field order).
         unsafe {
@@ -136,6 +137,49 @@ impl Ring {
         Ring::new(8, 8, 4096).map(drop)
     }
 
+    /// The submission side and the buffers, borrowed apart: a connection reads a completion's
+    /// buffer while it queues its answer.
+    pub fn parts(&mut self) -> (Submissions<'_>, &Buffers) {
+        (Submissions { ring: &mut self.ring }, &self.bufs)
+    }
+
+    /// Submits everything queued and waits until at least one completion is ready, or
+    /// `timeout` passes (`None`: no limit; zero: do not wait) — one `io_uring_enter(2)`.
+    pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let res = match timeout {
+            None => self.ring.submit_and_wait(1),
+            Some(t) if t.is_zero() => self.ring.submit_and_wait(0),
+            Some(t) => {
+                let ts = types::Timespec::from(t);
+                self.ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
+            }
+        };
+        match res {
+            Ok(_) => Ok(()),
+            // ETIME: the wait timed out; EINTR: a signal; EBUSY: completions overflowed and must
+            // be reaped first — all mean "look at the completion ring, then come back".
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves every completion ready into `into` (which keeps its capacity between turns).
+    pub fn completions(&mut self, into: &mut Vec<Completion>) {
+        into.extend(
+            self.ring
+                .completion()
+                .map(|cqe| Completion { token: cqe.user_data(), result: cqe.result(), flags: cqe.flags() }),
+        );
+    }
+}
+
+/// Where a worker queues submissions during a turn; they go to the kernel at the next
+/// [`Ring::submit_and_wait`].
+pub struct Submissions<'r> {
+    ring: &'r mut IoUring,
+}
+
+impl Submissions<'_> {
     /// Arms a multishot receive on `fd` into the ring's provided buffers.
     pub fn recv_multishot(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         let sqe = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), GROUP).build().user_data(token);
@@ -185,6 +229,14 @@ impl Ring {
         unsafe { self.push(&sqe) }
     }
 
+    /// Cancels the operation submitted with token `target` (a multishot receive, to stop
+    /// reading for a while).
+    pub fn cancel(&mut self, target: u64, token: u64) -> io::Result<()> {
+        let sqe = opcode::AsyncCancel::new(target).build().user_data(token);
+        // SAFETY: a cancel passes no memory to the kernel.
+        unsafe { self.push(&sqe) }
+    }
+
     /// # Safety
     /// Whatever memory `sqe` points at stays valid until its completion.
     unsafe fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
@@ -198,52 +250,13 @@ impl Ring {
         unsafe { self.ring.submission().push(sqe) }
             .map_err(|_| io::Error::new(io::ErrorKind::Other, "io_uring submission queue full"))
     }
-
-    /// Submits everything queued and waits until at least one completion is ready, or
-    /// `timeout` passes (`None`: no limit; zero: do not wait) — one `io_uring_enter(2)`.
-    pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let res = match timeout {
-            None => self.ring.submit_and_wait(1),
-            Some(t) if t.is_zero() => self.ring.submit_and_wait(0),
-            Some(t) => {
-                let ts = types::Timespec::from(t);
-                self.ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
-            }
-        };
-        match res {
-            Ok(_) => Ok(()),
-            // ETIME: the wait timed out; EINTR: a signal; EBUSY: completions overflowed and must
-            // be reaped first — all mean "look at the completion ring, then come back".
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Moves every completion ready into `into` (which keeps its capacity between turns).
-    pub fn completions(&mut self, into: &mut Vec<Completion>) {
-        into.extend(
-            self.ring
-                .completion()
-                .map(|cqe| Completion { token: cqe.user_data(), result: cqe.result(), flags: cqe.flags() }),
-        );
-    }
-
-    /// The first `len` bytes of provided buffer `id`, as a completion reported them.
-    pub fn buffer(&self, id: u16, len: usize) -> &[u8] {
-        self.bufs.get(id, len)
-    }
-
-    /// Returns provided buffer `id` to the kernel, for a later receive.
-    pub fn give_back(&mut self, id: u16) {
-        self.bufs.give_back(id);
-    }
 }
 
 /// A provided-buffer ring: `count` entries the kernel takes from its head (one per receive
-/// completion), and the buffers they point to. The worker writes entries at the tail and
+/// completion that carries data), and the buffers they point to. The worker writes entries at the tail and
 /// publishes them with a release store of the tail index, which the kernel reads with an acquire
 /// load (`io_uring_buf_ring`'s protocol, like `io_uring_buf_ring_advance` in liburing).
-struct BufRing {
+pub struct Buffers {
     /// `count` `io_uring_buf` entries; the tail index lives in the first entry's `resv` field.
     entries: *mut types::BufRingEntry,
     entries_len: usize,
@@ -252,30 +265,33 @@ struct BufRing {
     count: u16,
     size: u32,
     /// The next tail to publish (wrapping; the kernel masks it).
-    tail: u16,
+    tail: Cell<u16>,
 }
 
-impl BufRing {
-    fn new(count: u16, size: u32) -> io::Result<BufRing> {
+impl Buffers {
+    fn new(count: u16, size: u32) -> io::Result<Buffers> {
         assert!(count.is_power_of_two(), "the kernel requires a power-of-two ring");
         let entries_len = usize::from(count) * std::mem::size_of::<types::BufRingEntry>();
         let memory_len = usize::from(count) * size as usize;
-        let entries = map(entries_len)?.cast::<types::BufRingEntry>();
-        let memory = match map(memory_len) {
+        let entries = map(entries_len, 0)?.cast::<types::BufRingEntry>();
+        // Populated at once: the kernel takes buffers round-robin, so within seconds of load every
+        // one has been written; faulting them in up front makes that cost fixed and visible.
+        let memory = match map(memory_len, libc::MAP_POPULATE) {
             Ok(m) => m,
             Err(e) => {
                 unmap(entries.cast(), entries_len);
                 return Err(e);
             }
         };
-        let mut ring = BufRing { entries, entries_len, memory, memory_len, count, size, tail: 0 };
+        let ring = Buffers { entries, entries_len, memory, memory_len, count, size, tail: Cell::new(0) };
         for id in 0..count {
             ring.give_back(id);
         }
         Ok(ring)
     }
 
-    fn get(&self, id: u16, len: usize) -> &[u8] {
+    /// The first `len` bytes of buffer `id`, as a completion reported them.
+    pub fn get(&self, id: u16, len: usize) -> &[u8] {
         assert!(id < self.count && len <= self.size as usize, "buffer {id} len {len}");
         // SAFETY: buffer `id` is `size` bytes at `memory + id * size`, inside the mapping; the
         // kernel wrote `len` of them before posting the completion, and does not touch the
@@ -283,8 +299,10 @@ impl BufRing {
         unsafe { std::slice::from_raw_parts(self.memory.add(usize::from(id) * self.size as usize), len) }
     }
 
-    fn give_back(&mut self, id: u16) {
-        let slot = usize::from(self.tail & (self.count - 1));
+    /// Returns buffer `id` to the kernel, for a later receive.
+    pub fn give_back(&self, id: u16) {
+        let tail = self.tail.get();
+        let slot = usize::from(tail & (self.count - 1));
         // SAFETY: `slot < count`, inside the entries mapping. The kernel only reads entries between
         // its head and the published tail, and this one is past the tail until the store below.
         let entry = unsafe { &mut *self.entries.add(slot) };
@@ -293,18 +311,18 @@ impl BufRing {
         entry.set_addr(unsafe { self.memory.add(usize::from(id) * self.size as usize) } as u64);
         entry.set_len(self.size);
         entry.set_bid(id);
-        self.tail = self.tail.wrapping_add(1);
+        self.tail.set(tail.wrapping_add(1));
         // SAFETY: the tail is a naturally aligned u16 inside the mapping, and this thread is its
         // only writer; the kernel only reads it.
-        let tail = unsafe { &*types::BufRingEntry::tail(self.entries).cast::<AtomicU16>() };
+        let shared = unsafe { &*types::BufRingEntry::tail(self.entries).cast::<AtomicU16>() };
         // Release: the entry written above must be visible to the kernel before the tail that
         // covers it (it reads the tail with smp_load_acquire). Not modelled by loom: the other
         // side is the kernel (docs/io_uring.md).
-        tail.store(self.tail, Ordering::Release);
+        shared.store(tail.wrapping_add(1), Ordering::Release);
     }
 }
 
-impl Drop for BufRing {
+impl Drop for Buffers {
     fn drop(&mut self) {
         unmap(self.memory, self.memory_len);
         unmap(self.entries.cast(), self.entries_len);
@@ -312,14 +330,14 @@ impl Drop for BufRing {
 }
 
 /// Anonymous private memory, page-aligned (the kernel requires it of a buffer ring).
-fn map(len: usize) -> io::Result<*mut u8> {
+fn map(len: usize, flags: libc::c_int) -> io::Result<*mut u8> {
     // SAFETY: a fresh anonymous mapping; no existing memory is touched.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
             -1,
             0,
         )

@@ -1,0 +1,235 @@
+//! A worker on io_uring (`--io uring`): the same thread, pinning, hand-off, reclamation and
+//! drain as the epoll worker ([`crate::serve::worker`]), with one ring instead of an epoll set.
+//!
+//! The loop: queue what the last turn decided (sends, receives to arm, cancels), then one
+//! `io_uring_enter(2)` that submits it all and waits for at least one completion — announcing
+//! itself idle and going offline first, exactly where the epoll worker does before
+//! `epoll_wait`. Then, on the snapshot current for this turn, hand every completion to its
+//! connection ([`RingConn`]), take new connections from the hand-off queue (each costs one
+//! multishot-receive SQE, no syscall), and once a second expire timers.
+//!
+//! The bell is an `IORING_OP_READ` of the worker's eventfd, kept armed: the acceptor's write
+//! completes it, so the idle-worker protocol of [`crate::serve::handoff`] is unchanged — a
+//! worker blocked in `io_uring_enter` with that read armed is woken as one blocked in
+//! `epoll_wait` on the eventfd is, and is offline for snapshot reclamation as that one is.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use crate::http::date::DateCache;
+use crate::serve::link::{Ctx, Keep};
+use crate::serve::respond::PathBufs;
+use crate::serve::ring_conn::{self, Io, Op, RingConn};
+use crate::serve::slab::{self, Slab};
+use crate::serve::worker::{self, WorkerSetup};
+use crate::sys::uring::{Completion, Ring, SendMsg};
+
+/// The token of the bell's read.
+const BELL: u64 = slab::RESERVED;
+/// New connections taken from the queue per loop turn, so that a burst is shared among workers.
+const ADOPT_BATCH: usize = 64;
+/// How often timers are checked.
+const SWEEP_MS: u64 = 1000;
+/// Submission ring size (the completion ring is four times larger, and overflow is kept by the
+/// kernel: `IORING_FEAT_NODROP`).
+const RING_ENTRIES: u32 = 1024;
+/// Provided receive buffers per worker, and their size: what an idle connection does *not* hold.
+/// 256 × 4 KiB = 1 MiB per worker, resident from the start (the kernel cycles through all of
+/// them). More receives than that between two turns end with `ENOBUFS` and are armed again.
+const BUFFERS: u16 = 256;
+const BUFFER_SIZE: u32 = 4096;
+
+/// Runs the worker until the hand-off stops it and its connections are done.
+pub fn run(setup: WorkerSetup) -> io::Result<()> {
+    worker::pin(&setup);
+    let handoff = &*setup.handoff;
+    let bell = handoff.bell(setup.id);
+
+    let mut reader = setup.sources.cache.reader(setup.id);
+    let clock = Instant::now();
+    let now_ms = || clock.elapsed().as_millis() as u64;
+    // Declared before the ring, so dropped after it: the ring goes first (cancelling what is in
+    // flight), then the memory its operations pointed into.
+    let mut conns: Slab<RingConn> = Slab::default();
+    let mut pool: Vec<Box<SendMsg>> = Vec::new();
+    let mut bell_value: Box<u64> = Box::new(0);
+    let mut ring = Ring::new(RING_ENTRIES, BUFFERS, BUFFER_SIZE)?;
+    let mut completions: Vec<Completion> = Vec::with_capacity(RING_ENTRIES as usize * 4);
+    let mut paths = PathBufs::with_capacity(256);
+    let mut date = DateCache::new();
+    let mut drain_deadline: Option<u64> = None;
+    let mut ready: Vec<u64> = Vec::new();
+    let mut next_sweep = now_ms() + SWEEP_MS;
+    {
+        let (mut sq, _) = ring.parts();
+        // SAFETY: `bell_value` is boxed and outlives the ring (declared before it).
+        unsafe { sq.read_u64(bell.as_fd(), &mut *bell_value, BELL)? };
+    }
+    reader.online();
+
+    loop {
+        let now = now_ms();
+        if conns.is_empty() {
+            setup.access.flush(&setup.sources.stats.workers[setup.id]);
+        }
+        let timeout = match (conns.is_empty(), drain_deadline) {
+            _ if !ready.is_empty() => Some(Duration::ZERO),
+            (true, None) => None,
+            (_, Some(deadline)) => Some(Duration::from_millis(next_sweep.min(deadline).saturating_sub(now))),
+            (false, None) => Some(Duration::from_millis(next_sweep.saturating_sub(now))),
+        };
+        let may_sleep = timeout != Some(Duration::ZERO) && handoff.prepare_sleep(setup.id);
+        if may_sleep {
+            reader.offline();
+        }
+        let waited = ring.submit_and_wait(if may_sleep { timeout } else { Some(Duration::ZERO) });
+        if may_sleep {
+            handoff.woke(setup.id);
+            reader.online();
+        } else {
+            // A quiescent point: no connection holds a borrowed chunk (each call ends its turn
+            // by holding pending output), and the last turn's snapshot guard is gone.
+            reader.quiescent();
+        }
+        waited?;
+        completions.clear();
+        ring.completions(&mut completions);
+
+        let snapshot = reader.current();
+        let now = now_ms();
+        date.refresh();
+        let stop_seen_now = drain_deadline.is_none() && handoff.is_stopping();
+        if stop_seen_now {
+            drain_deadline = Some(now + setup.grace.as_millis() as u64);
+        }
+        let stats = &setup.sources.stats.workers[setup.id];
+        let ctx = Ctx {
+            snapshot: &snapshot,
+            sources: &setup.sources,
+            date: &date,
+            limits: &setup.limits,
+            timeouts: &setup.timeouts,
+            now_ms: now,
+            draining: drain_deadline.is_some(),
+            stats,
+            access: &setup.access,
+        };
+        let closed = |conn: RingConn| {
+            if conn.is_public() {
+                stats.connections_closed.incr_release();
+            }
+        };
+        let (mut sq, buffers) = ring.parts();
+        let mut io = Io { sq: &mut sq, pool: &mut pool, paths: &mut paths };
+        for done in &completions {
+            if done.token == BELL {
+                // SAFETY: as at start-up; the read that filled it has completed.
+                unsafe { io.sq.read_u64(bell.as_fd(), &mut *bell_value, BELL)? };
+                continue;
+            }
+            let (token, op) = ring_conn::split(done.token);
+            let data = match (done.buffer(), op) {
+                (Some(id), Op::Recv) if done.result > 0 => buffers.get(id, done.result as usize),
+                _ => &[],
+            };
+            if let Some(conn) = conns.get_mut(token) {
+                let verdict = conn.on_completion(token, op, done, data, &ctx, &mut io);
+                settle(&mut conns, token, verdict, &mut ready, &mut io, closed);
+            }
+            if let Some(id) = done.buffer() {
+                buffers.give_back(id);
+            }
+        }
+        for token in std::mem::take(&mut ready) {
+            if let Some(conn) = conns.get_mut(token) {
+                let verdict = conn.drive(token, &ctx, &mut io);
+                settle(&mut conns, token, verdict, &mut ready, &mut io, closed);
+            }
+        }
+        if stop_seen_now {
+            // Every connection once: idle ones close now, busy ones finish with a close.
+            conns.retain(
+                |token, conn| {
+                    let verdict = conn.drive(token, &ctx, &mut io);
+                    keeps(conn, token, verdict, &mut ready, &mut io)
+                },
+                closed,
+            );
+        }
+        for _ in 0..ADOPT_BATCH {
+            if conns.len() as u64 >= ring_conn::MAX_SLOTS - 1 {
+                break;
+            }
+            let Some(accepted) = handoff.pop() else { break };
+            let mut conn = RingConn::new(accepted, now, &setup.timeouts);
+            if conn.is_public() {
+                stats.connections_accepted.incr();
+            }
+            let token = conns.vacant_token();
+            match conn.start(token, &mut io) {
+                Keep::No => closed(conn),
+                _ => {
+                    conns.insert(conn);
+                }
+            }
+        }
+        if now >= next_sweep {
+            next_sweep = now + SWEEP_MS;
+            setup.access.flush(stats);
+            conns.retain(
+                |token, conn| {
+                    conn.deadline_ms() > now || {
+                        let verdict = conn.on_timeout(&ctx);
+                        keeps(conn, token, verdict, &mut ready, &mut io)
+                    }
+                },
+                closed,
+            );
+        }
+        if let Some(deadline) = drain_deadline {
+            if conns.is_empty() && handoff.queued() == 0 {
+                setup.access.flush(stats);
+                return Ok(());
+            }
+            if now >= deadline {
+                setup.access.flush(stats);
+                // Grace is over. The ring is dropped first (its operations cancelled), then the
+                // connections (their sockets closed) — see the declarations above.
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Applies a connection's verdict: `Again` queues it on `ready`; `No` closes it — at once when
+/// nothing of it is in flight, otherwise its operations are cancelled and the slot is freed at
+/// their last completion (a later `settle` of the same token).
+fn settle(
+    conns: &mut Slab<RingConn>,
+    token: u64,
+    verdict: Keep,
+    ready: &mut Vec<u64>,
+    io: &mut Io<'_, '_>,
+    closed: impl FnOnce(RingConn),
+) {
+    let Some(conn) = conns.get_mut(token) else { return };
+    if !keeps(conn, token, verdict, ready, io) {
+        conns.remove(token).map(closed);
+    }
+}
+
+/// Whether the slab keeps the connection after `verdict` (see [`settle`]).
+fn keeps(conn: &mut RingConn, token: u64, verdict: Keep, ready: &mut Vec<u64>, io: &mut Io<'_, '_>) -> bool {
+    match verdict {
+        Keep::Yes => true,
+        Keep::Again => {
+            ready.push(token);
+            true
+        }
+        Keep::No => {
+            conn.kill(token, io);
+            conn.in_flight()
+        }
+    }
+}
