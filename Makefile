@@ -22,7 +22,8 @@ export CARGO_TERM_COLOR := never
 run: frontend release
 	./target/release/atomserve --root frontend/dist --listen 127.0.0.1:8080 $(ARGS)
 
-## make test: every test — unit, end-to-end over loopback, the h11 conformance suite, loom models.
+## make test: every test — unit, end-to-end over loopback (on epoll, under --seccomp, on io_uring),
+## the h11 conformance suite, loom models.
 test: imports-check docs-check frontend frontend-test browser deps-test deps-prometheus deps-systemd deps-slowhttptest
 	$(CARGO) build --bins
 	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 ATOMSERVE_REQUIRE_SYSTEMD=1 \
@@ -35,6 +36,11 @@ test: imports-check docs-check frontend frontend-test browser deps-test deps-pro
 	ATOMSERVE_SECCOMP=true ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 \
 	  ATOMSERVE_REQUIRE_SYSTEMD=1 ATOMSERVE_REQUIRE_SLOWHTTPTEST=1 $(CARGO) test -p atomserve --tests
 	ATOMSERVE_SECCOMP=true ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/otlp
+	# Once more on the io_uring backend (--io uring): every behaviour of the epoll one must hold.
+	ATOMSERVE_IO=uring ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 \
+	  ATOMSERVE_REQUIRE_SYSTEMD=1 ATOMSERVE_REQUIRE_SLOWHTTPTEST=1 $(CARGO) test -p atomserve --tests
+	ATOMSERVE_IO=uring ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/h11 tests/otlp
+	ATOMSERVE_IO=uring node --test tests/browser/dashboard.test.mjs
 	$(MAKE) deploy-check
 	$(MAKE) loom
 

@@ -45,6 +45,8 @@ async function startServer() {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ATOMSERVE_')))
   const child = spawn(BIN, [
     '--root', DIST, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--shutdown-grace', '1s',
+    // `make test` runs this file once per backend: ATOMSERVE_IO=uring asks for io_uring.
+    '--io', process.env.ATOMSERVE_IO ?? 'epoll',
   ], { env, stdio: ['ignore', 'ignore', 'pipe'] })
   const srv = { child, main: 0, admin: 0, log: '' }
   server = srv // from here on, after() stops it whatever happens

@@ -1,0 +1,172 @@
+//! `--io epoll|uring|auto`: which backend serves, and what happens where io_uring is refused.
+//!
+//! Container runtimes refuse `io_uring_setup(2)` with `EPERM` through their seccomp profile
+//! (Docker's default since 2023), as does `kernel.io_uring_disabled = 2` machine-wide. The test
+//! does what a runtime does: it installs a seccomp filter in the child before `exec` that fails
+//! `io_uring_setup` with `EPERM` and allows everything else — never a sysctl, which would change
+//! the whole machine. The rest of the suite runs on both backends (`make test` runs it again
+//! with `ATOMSERVE_IO=uring`); this file pins the choice itself and the ring's resources.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{fixture_root, Server};
+
+/// Makes `io_uring_setup` fail with `EPERM` in the child, as a container's seccomp profile does.
+#[cfg(target_arch = "x86_64")]
+fn refuse_io_uring(cmd: &mut Command) {
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let filter = [
+        // Not x86-64: allow (the server is x86-64; this only keeps the filter well-formed).
+        libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 4 }, // ld arch
+        libc::sock_filter { code: 0x15, jt: 0, jf: 3, k: AUDIT_ARCH_X86_64 },
+        libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 0 }, // ld nr
+        libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: libc::SYS_io_uring_setup as u32 },
+        libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x0005_0000 | libc::EPERM as u32 }, // ERRNO
+        libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }, // ALLOW
+    ];
+    // SAFETY: between fork and exec the closure makes only two syscalls (prctl, seccomp) on
+    // memory it owns (`filter`, moved in); no allocation, no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::syscall(libc::SYS_seccomp, 1, 0, &prog as *const libc::sock_fprog) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn auto_falls_back_to_epoll_with_one_line_saying_why() {
+    let root = fixture_root("io-fallback");
+    let s = Server::start_with(&root.path, &["--io", "auto"], |cmd| {
+        cmd.env_remove("ATOMSERVE_IO");
+        refuse_io_uring(cmd);
+    });
+    let log = s.log();
+    let why: Vec<&str> = log.lines().filter(|l| l.contains("io_uring is not available")).collect();
+    assert_eq!(why.len(), 1, "{log}");
+    assert!(why[0].contains("Operation not permitted") && why[0].contains("serving with epoll"), "{log}");
+    assert!(log.contains(", epoll; open-file limit"), "{log}");
+    assert_eq!(s.get("/").status, 200);
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn uring_asked_for_and_refused_fails_start_up_with_the_reason() {
+    let root = fixture_root("io-refused");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atomserve"));
+    cmd.args(["--root"]).arg(&root.path);
+    cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "none", "--io", "uring"]);
+    cmd.env_remove("ATOMSERVE_IO").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    refuse_io_uring(&mut cmd);
+    let out = cmd.output().expect("run atomserve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--io uring") && err.contains("Operation not permitted"), "{err}");
+}
+
+#[test]
+fn auto_picks_io_uring_where_the_kernel_allows_it() {
+    let root = fixture_root("io-auto");
+    let s = Server::start_with(&root.path, &["--io", "auto"], |cmd| {
+        cmd.env_remove("ATOMSERVE_IO");
+    });
+    assert!(s.log().contains(", io_uring; open-file limit"), "{}", s.log());
+    assert!(!s.log().contains("not available"), "{}", s.log());
+    assert_eq!(s.get("/").status, 200);
+}
+
+/// On the ring, a connection that ends in any state — timed out idle, mid-head or mid-body,
+/// lingering after a 400, reset while a large response is in flight — leaves nothing behind:
+/// the fd count is back to its baseline while the clients still hold their ends (so the server
+/// closed each socket itself, which takes cancelling the receive armed on it: io_uring keeps a
+/// socket open while an operation holds it), and the server still answers on every worker (a
+/// worker whose provided buffers leaked would stall its receives).
+#[test]
+fn uring_connections_leave_no_descriptor_behind_whatever_state_they_close_in() {
+    let root = fixture_root("io-leaks");
+    let args = ["--io", "uring", "--workers", "2", "--keepalive-timeout", "300ms", "--header-timeout", "300ms"];
+    let s = Server::start_with(&root.path, &args, |cmd| {
+        cmd.env_remove("ATOMSERVE_IO");
+    });
+    assert_eq!(s.get("/").status, 200);
+    // That connection closes once the server reads our FIN: wait for the count to settle.
+    let mut baseline = s.open_fds();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = s.open_fds();
+        if now == baseline {
+            break;
+        }
+        baseline = now;
+    }
+    for round in 0..2 {
+        let mut held = Vec::new();
+        for i in 0..300 {
+            let mut c = s.connect();
+            match i % 5 {
+                0 => {} // idle: the header timer (no byte yet) closes it
+                1 => c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap(), // mid-head
+                2 => c.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\nxx").unwrap(),
+                3 => {
+                    // A large response in flight, then a reset (SO_LINGER 0).
+                    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                    let mut first = [0u8; 1];
+                    c.read_exact(&mut first).unwrap();
+                    socket_reset(&c);
+                    drop(c);
+                    continue;
+                }
+                _ => c.write_all(b"\x16\x03\x01garbage\r\n\r\n").unwrap(), // a TLS hello: 400
+            }
+            held.push(c);
+        }
+        // Timers: 300 ms for heads and bodies, 2 s of lingering after the 400s.
+        let left = s.wait_fds(baseline, Duration::from_secs(10));
+        assert_eq!(left, baseline, "round {round}: {left} fds open, baseline {baseline}");
+        drop(held);
+    }
+    // 600 fresh requests, spread over both workers: every one answered.
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = s.addr;
+            std::thread::spawn(move || {
+                for _ in 0..150 {
+                    let mut c = common::connect(addr);
+                    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+                    assert_eq!(common::read_response(&mut c, false).expect("answered").status, 200);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert!(!s.log().contains("failed"), "{}", s.log());
+}
+
+/// Closes `c` with a reset instead of a FIN (`SO_LINGER` with a zero timeout).
+fn socket_reset(c: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on a socket we own with a correctly sized `linger`.
+    unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+    }
+}
