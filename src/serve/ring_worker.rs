@@ -31,6 +31,10 @@ const BELL: u64 = slab::RESERVED;
 const ADOPT_BATCH: usize = 64;
 /// How often timers are checked.
 const SWEEP_MS: u64 = 1000;
+/// Inputs per turn from which the wait collects a batch (fewer: it wakes at the first
+/// completion). Measured: 8 starves the client at 16 connections (half the throughput), 16 keeps
+/// every case from 1 to 64 connections at or below epoll's CPU per request.
+const BATCH_FROM: usize = 16;
 /// Submission ring size (the completion ring is four times larger, and overflow is kept by the
 /// kernel: `IORING_FEAT_NODROP`).
 const RING_ENTRIES: u32 = 1024;
@@ -60,6 +64,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let mut date = DateCache::new();
     let mut drain_deadline: Option<u64> = None;
     let mut ready: Vec<u64> = Vec::new();
+    let mut last_inputs = 0usize;
     let mut next_sweep = now_ms() + SWEEP_MS;
     {
         let (mut sq, _) = ring.parts();
@@ -83,7 +88,9 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         if may_sleep {
             reader.offline();
         }
-        let waited = ring.submit_and_wait(if may_sleep { timeout } else { Some(Duration::ZERO) });
+        // A busy worker waits for a batch as large as its last one (see `Ring::submit_and_wait`).
+        let batch = if last_inputs >= BATCH_FROM { last_inputs.min(RING_ENTRIES as usize) } else { 0 };
+        let waited = ring.submit_and_wait(if may_sleep { timeout } else { Some(Duration::ZERO) }, batch);
         if may_sleep {
             handoff.woke(setup.id);
             reader.online();
@@ -95,6 +102,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         waited?;
         completions.clear();
         ring.completions(&mut completions);
+        last_inputs = completions.iter().filter(|c| c.buffer().is_some()).count();
 
         let snapshot = reader.current();
         let now = now_ms();
