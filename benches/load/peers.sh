@@ -9,14 +9,17 @@
 #      strace, python3, and linux-perf when the archive has it.
 #   2. Generates a Vite-shaped root (vite_root.py: 460 B index.html, 190 KiB JS and 1.4 KiB CSS
 #      under assets/ with hashed names, 1.5 KiB SVG, 5 MiB media file), or serves $ROOT.
-#   3. Starts, each pinned to SERVER_CPU with one worker: atomserve (--workers 1); nginx, lighttpd
+#   3. Starts, each pinned to SERVER_CPU with one worker: atomserve (--workers 1) on epoll and as
+#      `atomserve-uring` on io_uring (--io uring); nginx, lighttpd
 #      and h2o tuned for static files (sendfile, tcp_nopush, open_file_cache, no access log,
 #      unlimited keep-alive), plus a second instance of each in its usual compressing setup for
 #      the browser-Accept-Encoding case (nginx `gzip on`, lighttpd mod_deflate with a cache dir,
 #      h2o `compress: ON`); and the floor (gcc -O2), answering with the exact bytes atomserve
 #      sends: index.html (copying send), the JS (copying send; sendfile from a memfd; and
 #      `split`, the head with send + MSG_MORE then the body with sendfile, which is what a server
-#      whose head carries a per-response Date must do at the least).
+#      whose head carries a per-response Date must do at the least); and floor_uring.c (gcc -O2
+#      -luring), the io_uring floor for the index cases: multishot accept and receive into a
+#      provided-buffer ring, one send per receive completion, one submit-and-wait per loop turn.
 #   4. Per case: a warm-up of every server, then ROUNDS interleaved rounds (A B C D …, A B C D …)
 #      of `wrk -t1 --latency` pinned to CLIENT_CPU, recording req/s, p99, errors (non-2xx and
 #      socket errors) and server CPU µs per request (utime+stime of the server's process tree
@@ -26,7 +29,8 @@
 #      `perf stat -e instructions` where the CPU exposes the counter.
 #   6. RSS per idle keep-alive connection: a fresh instance's RSS (process tree) before and after
 #      C10K idle connections that each made one request.
-#   7. Prints the tables (summarize.py: medians, and atomserve's ratios taken round by round).
+#   7. Prints the tables (summarize.py: medians, and atomserve's ratios taken round by round;
+#      atomserve-uring's against atomserve on epoll and against floor-uring).
 #
 # Environment: ROUNDS (3), DURATION (5s per wrk run), WARMUP (1s), CASES (default all of:
 # index-c64 index-c1000 index-pipe16 js-c64 js-br-c64 big-c16 c10k; empty: none), C10K (10000),
@@ -64,6 +68,7 @@ missing=()
 for tool in wrk:wrk nginx:nginx-light lighttpd:lighttpd h2o:h2o gcc:gcc strace:strace python3:python3 curl:curl; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
+[ -e /usr/include/liburing.h ] || missing+=(liburing-dev)
 [ -e /usr/lib/lighttpd/mod_deflate.so ] || missing+=(lighttpd-mod-deflate)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
@@ -122,6 +127,7 @@ PORT[lighttpd]=$(port_of 4) PORT[lighttpd-deflate]=$(port_of 5)
 PORT[h2o]=$(port_of 6) PORT[h2o-compress]=$(port_of 7)
 PORT[floor]=$(port_of 8) PORT[floor-copy]=$(port_of 9) PORT[floor-zerocopy]=$(port_of 10)
 PORT[floor-split]=$(port_of 15)
+PORT[atomserve-uring]=$(port_of 16) PORT[floor-uring]=$(port_of 17)
 
 nginx_conf() { # name port extra-http-directives
   cat <<CONF
@@ -207,6 +213,8 @@ wait_port() { # name
 }
 
 spawn atomserve "$ATOMSERVE" --root "$ROOT" --listen "127.0.0.1:${PORT[atomserve]}" --admin-listen none --workers 1
+spawn atomserve-uring "$ATOMSERVE" --root "$ROOT" --listen "127.0.0.1:${PORT[atomserve-uring]}" --admin-listen none \
+  --workers 1 --io uring
 nginx_conf nginx "${PORT[nginx]}" "" >"$tmp/nginx.conf"
 nginx_conf nginx-gzip "${PORT[nginx-gzip]}" \
   "gzip on; gzip_types text/css application/javascript text/javascript image/svg+xml;" >"$tmp/nginx-gzip.conf"
@@ -221,17 +229,19 @@ for n in lighttpd lighttpd-deflate; do spawn $n lighttpd -D -f "$tmp/$n.conf"; d
 h2o_conf h2o "${PORT[h2o]}" "" >"$tmp/h2o.conf"
 h2o_conf h2o-compress "${PORT[h2o-compress]}" "compress: ON" >"$tmp/h2o-compress.conf"
 for n in h2o h2o-compress; do spawn $n h2o -c "$tmp/$n.conf"; done
-for n in atomserve nginx nginx-gzip lighttpd lighttpd-deflate h2o h2o-compress; do wait_port $n; done
+for n in atomserve atomserve-uring nginx nginx-gzip lighttpd lighttpd-deflate h2o h2o-compress; do wait_port $n; done
 
 # The floor answers with atomserve's own bytes: fetched once, as wrk asks (no Accept-Encoding).
 gcc -O2 -Wall -o "$tmp/floor" "$HERE/floor.c"
+gcc -O2 -Wall -o "$tmp/floor-uring" "$HERE/floor_uring.c" -luring
 curl -s -i --raw -o "$tmp/index.resp" "http://127.0.0.1:${PORT[atomserve]}$INDEX"
 curl -s -i --raw -o "$tmp/js.resp" "http://127.0.0.1:${PORT[atomserve]}$JS"
 spawn floor "$tmp/floor" "${PORT[floor]}" "$tmp/index.resp" copy
 spawn floor-copy "$tmp/floor" "${PORT[floor-copy]}" "$tmp/js.resp" copy
 spawn floor-zerocopy "$tmp/floor" "${PORT[floor-zerocopy]}" "$tmp/js.resp" sendfile
 spawn floor-split "$tmp/floor" "${PORT[floor-split]}" "$tmp/js.resp" split
-for n in floor floor-copy floor-zerocopy floor-split; do wait_port $n; done
+spawn floor-uring "$tmp/floor-uring" "${PORT[floor-uring]}" "$tmp/index.resp"
+for n in floor floor-copy floor-zerocopy floor-split floor-uring; do wait_port $n; done
 
 {
   echo "atomserve: $("$ATOMSERVE" --version) ($ATOMSERVE, built $(date -u -r "$ATOMSERVE" '+%F %T') UTC;" \
@@ -247,13 +257,13 @@ for n in floor floor-copy floor-zerocopy floor-split; do wait_port $n; done
 # reported under = the instance that serves it).
 case_spec() {
   case $1 in
-    index-c64) echo "$INDEX|64||atomserve nginx lighttpd h2o floor" ;;
-    index-c1000) echo "$INDEX|1000||atomserve nginx lighttpd h2o floor" ;;
-    index-pipe16) echo "$INDEX|64|-s $HERE/pipeline.lua|atomserve nginx lighttpd h2o floor" ;;
-    js-c64) echo "$JS|64||atomserve nginx lighttpd h2o floor-copy floor-zerocopy floor-split" ;;
-    js-br-c64) echo "$JS|64|-H Accept-Encoding:_${BROWSER_AE// /_}|atomserve nginx=nginx-gzip lighttpd=lighttpd-deflate h2o=h2o-compress" ;;
-    big-c16) [ -n "$BIG" ] && echo "$BIG|16||atomserve nginx lighttpd h2o" ;;
-    c10k) echo "$INDEX|$C10K||atomserve nginx lighttpd h2o" ;;
+    index-c64) echo "$INDEX|64||atomserve atomserve-uring nginx lighttpd h2o floor floor-uring" ;;
+    index-c1000) echo "$INDEX|1000||atomserve atomserve-uring nginx lighttpd h2o floor floor-uring" ;;
+    index-pipe16) echo "$INDEX|64|-s $HERE/pipeline.lua|atomserve atomserve-uring nginx lighttpd h2o floor floor-uring" ;;
+    js-c64) echo "$JS|64||atomserve atomserve-uring nginx lighttpd h2o floor-copy floor-zerocopy floor-split" ;;
+    js-br-c64) echo "$JS|64|-H Accept-Encoding:_${BROWSER_AE// /_}|atomserve atomserve-uring nginx=nginx-gzip lighttpd=lighttpd-deflate h2o=h2o-compress" ;;
+    big-c16) [ -n "$BIG" ] && echo "$BIG|16||atomserve atomserve-uring nginx lighttpd h2o" ;;
+    c10k) echo "$INDEX|$C10K||atomserve atomserve-uring nginx lighttpd h2o" ;;
     *) echo "unknown case $1" >&2; exit 1 ;;
   esac
 }
@@ -325,7 +335,7 @@ worker_pid() { # name → the process that serves requests (nginx: its one worke
 }
 [ "${STRACE:-1}" = 1 ] && { echo; echo "== syscalls per request: strace -c -f over $SYSCALL_REQUESTS keep-alive GET $INDEX (8 connections)"
 for depth in 1 16; do
-  for s in atomserve nginx lighttpd h2o floor; do
+  for s in atomserve atomserve-uring nginx lighttpd h2o floor floor-uring; do
     f=$OUT/strace/$s.depth$depth.txt
     strace -c -f -U name,calls -o "$f" -p "$(worker_pid $s)" 2>/dev/null &
     spid=$!
@@ -363,12 +373,15 @@ fi | tee "$OUT/instructions.txt"
 # grew then, and would show no growth at all.
 echo; echo "== RSS per idle keep-alive connection: fresh instances, $C10K connections, one GET $INDEX each, then idle"
 PORT[atomserve-rss]=$(port_of 11) PORT[nginx-rss]=$(port_of 12) PORT[lighttpd-rss]=$(port_of 13) PORT[h2o-rss]=$(port_of 14)
+PORT[atomserve-uring-rss]=$(port_of 18)
 nginx_conf nginx-rss "${PORT[nginx-rss]}" "" >"$tmp/nginx-rss.conf"
 lighttpd_conf lighttpd-rss "${PORT[lighttpd-rss]}" "" >"$tmp/lighttpd-rss.conf"
 h2o_conf h2o-rss "${PORT[h2o-rss]}" "" >"$tmp/h2o-rss.conf"
-for s in atomserve nginx lighttpd h2o; do
+for s in atomserve atomserve-uring nginx lighttpd h2o; do
   case $s in
     atomserve) spawn atomserve-rss "$ATOMSERVE" --root "$ROOT" --listen "127.0.0.1:${PORT[atomserve-rss]}" --admin-listen none --workers 1 ;;
+    atomserve-uring) spawn atomserve-uring-rss "$ATOMSERVE" --root "$ROOT" --listen "127.0.0.1:${PORT[atomserve-uring-rss]}" \
+      --admin-listen none --workers 1 --io uring ;;
     nginx) spawn nginx-rss nginx -c "$tmp/nginx-rss.conf" -e "$tmp/nginx-rss.error.log" ;;
     lighttpd) spawn lighttpd-rss lighttpd -D -f "$tmp/lighttpd-rss.conf" ;;
     h2o) spawn h2o-rss h2o -c "$tmp/h2o-rss.conf" ;;

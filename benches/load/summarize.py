@@ -8,6 +8,7 @@ Per case: the median of each figure over the rounds, the errors summed, then ato
 taken round by round (each round's atomserve figure over that round's best peer, or over the
 floor) and their median — ratios of runs seconds apart cancel most of a shared machine's drift.
 Peers are nginx, lighttpd and h2o; a server whose name starts with `floor` is a syscall floor.
+`atomserve-uring` (the io_uring backend) is read against `atomserve` (epoll) and `floor-uring`.
 """
 import statistics
 import sys
@@ -70,6 +71,21 @@ def main() -> None:
         parts = [f"{name} **{med(v):.2f}** ({', '.join(f'{x:.2f}' for x in v)})"
                  for name, v in ratios.items()]
         print("\natomserve, median of per-round ratios (rounds): " + "; ".join(parts))
+        if "atomserve-uring" in by:
+            uring = defaultdict(list)
+            for rnd, u in by["atomserve-uring"].items():
+                for base in ("atomserve", "floor-uring"):
+                    b = by.get(base, {}).get(rnd)
+                    if not b:
+                        continue
+                    if u["cpu"] and b["cpu"]:
+                        uring[f"CPU/req ÷ {base}'s"].append(u["cpu"] / b["cpu"])
+                    uring[f"req/s ÷ {base}'s"].append(u["rps"] / b["rps"])
+                    if base == "atomserve" and u["p99"] and b["p99"]:
+                        uring["p99 ÷ atomserve's"].append(u["p99"] / b["p99"])
+            parts = [f"{name} **{med(v):.2f}** ({', '.join(f'{x:.2f}' for x in v)})"
+                     for name, v in uring.items()]
+            print("\natomserve --io uring, median of per-round ratios (rounds): " + "; ".join(parts))
 
 
 if __name__ == "__main__":

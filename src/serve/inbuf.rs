@@ -1,6 +1,29 @@
 //! A connection's input kept between reads: an incomplete request head, or pipelined requests
 //! not yet answered because the output high-water mark was reached.
 
+/// Emptied input buffers a worker keeps for its connections' next incomplete request, so that
+/// a request split across two reads costs no allocation (the io_uring transport splits them
+/// often: its receives share large buffers, and one ends where the buffer does). A new spare is
+/// allocated only when more connections hold a split request at once than ever before.
+#[derive(Default)]
+pub struct Spares(Vec<Vec<u8>>);
+
+impl Spares {
+    /// A pool with room for [`SPARES`] and `ready` buffers made up front (start-up, not the first
+    /// split requests, pays for them).
+    pub fn with_ready(ready: usize) -> Spares {
+        let mut pool = Vec::with_capacity(SPARES);
+        pool.extend((0..ready.min(SPARES)).map(|_| Vec::with_capacity(SPARE_MIN_CAPACITY)));
+        Spares(pool)
+    }
+}
+
+/// The most spares a worker keeps, and the largest one it keeps (a 64 KiB chunked body's
+/// buffer goes back to the allocator).
+const SPARES: usize = 256;
+const SPARE_MAX_CAPACITY: usize = 16 * 1024;
+const SPARE_MIN_CAPACITY: usize = 4096;
+
 /// Input kept between reads: an incomplete request, or pipelined requests not yet answered
 /// because the output high-water mark was reached. Consumed from the front by moving `start`,
 /// so answering a long pipeline in batches does not copy the rest of it each time; compacted
@@ -37,6 +60,36 @@ impl InBuf {
 
     pub fn release(&mut self) {
         *self = InBuf::default();
+    }
+
+    /// As [`InBuf::consume`], but storage that empties goes to `pool` for another connection
+    /// instead of back to the allocator.
+    pub fn consume_into(&mut self, n: usize, pool: &mut Spares) {
+        self.start += n;
+        if self.is_empty() {
+            self.release_into(pool);
+        }
+    }
+
+    /// As [`InBuf::release`], giving the storage to `pool`.
+    pub fn release_into(&mut self, pool: &mut Spares) {
+        let mut buf = std::mem::take(&mut self.buf);
+        *self = InBuf::default();
+        if buf.capacity() > 0 && buf.capacity() <= SPARE_MAX_CAPACITY && pool.0.len() < SPARES {
+            buf.clear();
+            pool.0.push(buf);
+        }
+    }
+
+    /// As [`InBuf::keep`], taking storage from `pool` when this buffer has none.
+    pub fn keep_from(&mut self, bytes: &[u8], pool: &mut Spares) {
+        if !bytes.is_empty() && self.buf.capacity() == 0 {
+            // A fresh one is made at a size most request heads fit in, so that a spare taken
+            // later does not have to grow (which would be an allocation after all).
+            self.buf = pool.0.pop().unwrap_or_else(|| Vec::with_capacity(SPARE_MIN_CAPACITY));
+            self.start = 0;
+        }
+        self.keep(bytes);
     }
 
     fn compact(&mut self) {
@@ -113,5 +166,26 @@ mod tests {
         assert_eq!(b.pending(), b"GET /");
         b.release();
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn storage_emptied_into_the_spares_is_reused_by_the_next_split_request() {
+        let mut spares = Spares::default();
+        let mut a = InBuf::default();
+        a.keep_from(b"GET / HT", &mut spares);
+        let storage = a.pending().as_ptr();
+        a.consume_into(8, &mut spares);
+        assert!(a.is_empty() && a.buf.capacity() == 0, "an emptied buffer holds nothing");
+        assert_eq!(spares.0.len(), 1);
+        let mut b = InBuf::default();
+        b.keep_from(b"GET /a", &mut spares);
+        assert_eq!(b.pending().as_ptr(), storage, "the spare's storage, not a new allocation");
+        assert!(spares.0.is_empty());
+        b.release_into(&mut spares);
+        assert_eq!(spares.0.len(), 1);
+        let mut big = InBuf::default();
+        big.keep(&vec![b'x'; SPARE_MAX_CAPACITY + 1]);
+        big.release_into(&mut spares);
+        assert_eq!(spares.0.len(), 1, "a large buffer goes back to the allocator");
     }
 }

@@ -29,7 +29,7 @@ use std::os::fd::AsFd;
 use std::time::Instant;
 
 use crate::endpoint::{Endpoint, Role};
-use crate::serve::inbuf::InBuf;
+use crate::serve::inbuf::{InBuf, Spares};
 use crate::serve::link::{Ctx, Keep, Link, State, Timeouts};
 use crate::serve::out_queue::{OutQueue, Turn, MAX_IOV};
 use crate::serve::respond::PathBufs;
@@ -80,6 +80,8 @@ pub struct Io<'a, 'r> {
     /// allocate nothing once the pool has grown to the worker's most concurrent sends.
     pub pool: &'a mut Vec<Box<SendMsg>>,
     pub paths: &'a mut PathBufs,
+    /// Emptied input buffers, for the next request split across two receives.
+    pub spares: &'a mut Spares,
 }
 
 /// One client connection on the ring.
@@ -193,7 +195,7 @@ impl RingConn {
         out.turn(|out| {
             match op {
                 Op::Recv => match done.result {
-                    n if n > 0 => on_input(link, ops, inbuf, out, data, ctx, io.paths),
+                    n if n > 0 => on_input(link, ops, inbuf, out, data, ctx, io),
                     0 => ops.eof = true,
                     e if -e == crate::sys::ENOBUFS => {} // the buffer ring ran dry: armed again below
                     e if -e == crate::sys::ECANCELED && ops.paused => {}
@@ -263,7 +265,7 @@ fn on_input<'s>(
     out: &mut Turn<'_, 's>,
     data: &[u8],
     ctx: &Ctx<'s>,
-    paths: &mut PathBufs,
+    io: &mut Io<'_, '_>,
 ) {
     if link.state != State::Open {
         return; // closing or lingering: input is discarded
@@ -272,21 +274,21 @@ fn on_input<'s>(
     let busy = ops.send.is_some() || ops.poll || !out.is_empty() || link.parse_pending;
     if busy {
         // A send in flight reads the queue: nothing may be added until it completes.
-        inbuf.keep(data);
+        inbuf.keep_from(data, io.spares);
         link.parse_pending = true;
         return;
     }
     if inbuf.is_empty() {
         // The common case: answer straight from the kernel's buffer; copy only an incomplete
         // tail into the connection's own.
-        let used = link.process(data, out, paths, ctx);
+        let used = link.process(data, out, io.paths, ctx);
         if link.state == State::Open {
-            inbuf.keep(&data[used..]);
+            inbuf.keep_from(&data[used..], io.spares);
         }
     } else {
         inbuf.keep(data);
-        let used = link.process(inbuf.pending(), out, paths, ctx);
-        inbuf.consume(used);
+        let used = link.process(inbuf.pending(), out, io.paths, ctx);
+        inbuf.consume_into(used, io.spares);
     }
     link.after_process(inbuf);
     if link.batch_requests == 0 && inbuf.is_empty() && !link.parse_pending {
@@ -369,7 +371,7 @@ fn pump<'s>(
                     return Keep::No;
                 }
                 link.state = State::Lingering;
-                inbuf.release();
+                inbuf.release_into(io.spares);
                 link.deadline_ms = ctx.now_ms + ctx.timeouts.linger_ms;
                 if ops.eof {
                     return Keep::No;
@@ -380,7 +382,7 @@ fn pump<'s>(
         }
         if link.parse_pending {
             let used = link.process(inbuf.pending(), out, io.paths, ctx);
-            inbuf.consume(used);
+            inbuf.consume_into(used, io.spares);
             link.after_process(inbuf);
             continue;
         }

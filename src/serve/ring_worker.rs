@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use crate::http::date::DateCache;
 use crate::serve::link::{Ctx, Keep};
+use crate::serve::inbuf::Spares;
 use crate::serve::respond::PathBufs;
-use crate::serve::ring_conn::{self, Io, Op, RingConn};
+use crate::serve::ring_conn::{self, Io, RingConn};
 use crate::serve::slab::{self, Slab};
 use crate::serve::worker::{self, WorkerSetup};
 use crate::sys::uring::{Completion, Ring, SendMsg};
@@ -35,14 +36,18 @@ const SWEEP_MS: u64 = 1000;
 /// completion). Measured: 8 starves the client at 16 connections (half the throughput), 16 keeps
 /// every case from 1 to 64 connections at or below epoll's CPU per request.
 const BATCH_FROM: usize = 16;
+/// Input buffers made at start for requests split across two receives (`inbuf::Spares`):
+/// 16 × 4 KiB.
+const SPARES_READY: usize = 16;
 /// Submission ring size (the completion ring is four times larger, and overflow is kept by the
 /// kernel: `IORING_FEAT_NODROP`).
 const RING_ENTRIES: u32 = 1024;
-/// Provided receive buffers per worker, and their size: what an idle connection does *not* hold.
-/// 256 × 4 KiB = 1 MiB per worker, resident from the start (the kernel cycles through all of
-/// them). More receives than that between two turns end with `ENOBUFS` and are armed again.
-const BUFFERS: u16 = 256;
-const BUFFER_SIZE: u32 = 4096;
+/// Memory for provided receive buffers per worker — what an idle connection does *not* hold:
+/// 1 MiB, resident from the start (the kernel cycles through all of it). Cut into 32 × 32 KiB
+/// consumed a receive at a time, or on kernels before 6.12 into 256 × 4 KiB, one per receive
+/// (`sys::uring::Buffers`). Receives beyond that between two turns end with `ENOBUFS` and are
+/// armed again.
+const BUFFER_MEMORY: usize = 1024 * 1024;
 
 /// Runs the worker until the hand-off stops it and its connections are done.
 pub fn run(setup: WorkerSetup) -> io::Result<()> {
@@ -58,9 +63,10 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let mut conns: Slab<RingConn> = Slab::default();
     let mut pool: Vec<Box<SendMsg>> = Vec::new();
     let mut bell_value: Box<u64> = Box::new(0);
-    let mut ring = Ring::new(RING_ENTRIES, BUFFERS, BUFFER_SIZE)?;
+    let mut ring = Ring::new(RING_ENTRIES, BUFFER_MEMORY)?;
     let mut completions: Vec<Completion> = Vec::with_capacity(RING_ENTRIES as usize * 4);
     let mut paths = PathBufs::with_capacity(256);
+    let mut spares = Spares::with_ready(SPARES_READY);
     let mut date = DateCache::new();
     let mut drain_deadline: Option<u64> = None;
     let mut ready: Vec<u64> = Vec::new();
@@ -129,7 +135,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             }
         };
         let (mut sq, buffers) = ring.parts();
-        let mut io = Io { sq: &mut sq, pool: &mut pool, paths: &mut paths };
+        let mut io = Io { sq: &mut sq, pool: &mut pool, paths: &mut paths, spares: &mut spares };
         for done in &completions {
             if done.token == BELL {
                 // SAFETY: as at start-up; the read that filled it has completed.
@@ -137,17 +143,13 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 continue;
             }
             let (token, op) = ring_conn::split(done.token);
-            let data = match (done.buffer(), op) {
-                (Some(id), Op::Recv) if done.result > 0 => buffers.get(id, done.result as usize),
-                _ => &[],
-            };
+            // Taken for every completion, of a live connection or not: it moves the buffer on.
+            let data = buffers.data(done);
             if let Some(conn) = conns.get_mut(token) {
                 let verdict = conn.on_completion(token, op, done, data, &ctx, &mut io);
                 settle(&mut conns, token, verdict, &mut ready, &mut io, closed);
             }
-            if let Some(id) = done.buffer() {
-                buffers.give_back(id);
-            }
+            buffers.release(done);
         }
         for token in std::mem::take(&mut ready) {
             if let Some(conn) = conns.get_mut(token) {
