@@ -160,3 +160,24 @@ fn watch_reloads_once_a_burst_of_changes_settles() {
     wait_reloads(&s, before + 1);
     assert_eq!(s.get("/later/a.txt").text(), "b\n");
 }
+
+/// Regression: `--seccomp` with a relative `--root` (what `make run` passes) killed the server
+/// with SIGSYS at its first reload — resolving the relative root again calls `getcwd(2)`, which
+/// was not on the allow-list. Both backends: the ring's syscalls are on the list only with
+/// `--io uring`.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn seccomp_with_a_relative_root_survives_reloads() {
+    let root = fixture_root("reload-relative");
+    let (parent, name) = (root.path.parent().unwrap().to_path_buf(), root.path.file_name().unwrap().to_owned());
+    for io in ["epoll", "uring"] {
+        let s = Server::start_with(std::path::Path::new(&name), &["--seccomp", "--io", io], |cmd| {
+            cmd.current_dir(&parent).env_remove("ATOMSERVE_IO").env_remove("ATOMSERVE_SECCOMP");
+        });
+        for n in 1..=2 {
+            s.signal(libc::SIGHUP);
+            wait_reloads(&s, n);
+            assert_eq!(s.get("/").status, 200, "{io}: after reload {n}:\n{}", s.log());
+        }
+    }
+}

@@ -57,6 +57,7 @@ pub const ALLOWED: &[(libc::c_long, &str)] = &[
     (libc::SYS_statx, "std's metadata"),
     (libc::SYS_fstat, "loader: size, mtime, type"),
     (libc::SYS_readlink, "canonicalize (realpath)"),
+    (libc::SYS_getcwd, "canonicalize of a relative --root at each reload (regression: SIGSYS)"),
     (libc::SYS_getdents64, "read_dir"),
     (libc::SYS_fcntl, "F_ADD_SEALS on memfds"),
     (libc::SYS_memfd_create, "large bodies"),
