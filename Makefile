@@ -36,9 +36,11 @@ test: imports-check docs-check frontend frontend-test browser deps-test deps-pro
 	ATOMSERVE_SECCOMP=true ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 \
 	  ATOMSERVE_REQUIRE_SYSTEMD=1 ATOMSERVE_REQUIRE_SLOWHTTPTEST=1 $(CARGO) test -p atomserve --tests
 	ATOMSERVE_SECCOMP=true ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/otlp
-	# Once more on the io_uring backend (--io uring): every behaviour of the epoll one must hold.
-	ATOMSERVE_IO=uring ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 \
-	  ATOMSERVE_REQUIRE_SYSTEMD=1 ATOMSERVE_REQUIRE_SLOWHTTPTEST=1 $(CARGO) test -p atomserve --tests
+	# Once more on the io_uring backend (--io uring): every behaviour of the epoll one must hold,
+	# under --seccomp too, so that the ring's syscalls on the allow-list are checked as well.
+	ATOMSERVE_IO=uring ATOMSERVE_SECCOMP=true ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist \
+	  ATOMSERVE_REQUIRE_PROMETHEUS=1 ATOMSERVE_REQUIRE_SYSTEMD=1 ATOMSERVE_REQUIRE_SLOWHTTPTEST=1 \
+	  $(CARGO) test -p atomserve --tests
 	ATOMSERVE_IO=uring ATOMSERVE_BIN=$(CURDIR)/target/debug/atomserve $(VENV)/bin/pytest -q tests/h11 tests/otlp
 	ATOMSERVE_IO=uring node --test tests/browser/dashboard.test.mjs
 	$(MAKE) deploy-check

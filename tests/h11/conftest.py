@@ -110,12 +110,15 @@ def start_server(root: Path, *extra_args: str) -> Server:
     # Flags win over ATOMSERVE_* variables, but a stray ATOMSERVE_NO_SPA_FALLBACK (a boolean
     # flag) from the caller's environment would still change behaviour: drop them all.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATOMSERVE_")}
+    # The one variable kept, as a flag: `make test` runs this suite once per I/O backend.
+    io = os.environ.get("ATOMSERVE_IO", "epoll")
     args = [
         str(_server_binary()),
         "--root", str(root),
         "--listen", "127.0.0.1:0",
         "--admin-listen", "127.0.0.1:0",
         "--workers", "2",
+        "--io", io,
         *extra_args,
     ]
     proc = subprocess.Popen(
@@ -164,6 +167,9 @@ def start_server(root: Path, *extra_args: str) -> Server:
                 break
         if port is None or admin_port is None:
             raise RuntimeError("banner lacked the 'listening on' or 'admin on' line")
+        backend = {"uring": "io_uring"}.get(io, io)
+        if io != "auto" and not any(f", {backend}; " in l for l in lines):
+            raise RuntimeError(f"the server does not say it runs on {backend}")
     except RuntimeError as e:
         if proc.poll() is None:
             proc.kill()
