@@ -20,7 +20,6 @@ use crate::serve::acceptor::Acceptor;
 use crate::serve::handoff::Handoff;
 use crate::serve::ring_worker;
 use crate::serve::worker::{self, WorkerSetup};
-use crate::sys::uring::Ring;
 use crate::serve::FdHandoff;
 use crate::stats::Stats;
 use crate::sync::{thread, Arc};
@@ -28,6 +27,7 @@ use crate::sys::eventfd::EventFd;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::signal::{self, Signal};
 use crate::sys::socket::{self, ListenOptions};
+use crate::sys::uring::Ring;
 use crate::sys::{affinity, creds, limits};
 use crate::systemd;
 
@@ -369,7 +369,9 @@ fn banner(
     };
     let workers = cpus.len();
     let io = if io == IoBackend::Uring { "io_uring" } else { "epoll" };
-    crate::log!("{workers} workers, {pinning}, {io}; open-file limit {nofile}, max connections {max_connections}");
+    crate::log!(
+        "{workers} workers, {pinning}, {io}; open-file limit {nofile}, max connections {max_connections}"
+    );
     if let Some(t) = telemetry {
         let on = [("metrics", t.enabled.metrics), ("traces", t.enabled.traces), ("logs", t.enabled.logs)];
         let names: Vec<&str> = on.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();

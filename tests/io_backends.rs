@@ -27,7 +27,7 @@ fn refuse_io_uring(cmd: &mut Command) {
         libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 0 }, // ld nr
         libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: libc::SYS_io_uring_setup as u32 },
         libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x0005_0000 | libc::EPERM as u32 }, // ERRNO
-        libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }, // ALLOW
+        libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 },                      // ALLOW
     ];
     // SAFETY: between fork and exec the closure makes only two syscalls (prctl, seccomp) on
     // memory it owns (`filter`, moved in); no allocation, no lock.
@@ -95,7 +95,8 @@ fn auto_picks_io_uring_where_the_kernel_allows_it() {
 #[test]
 fn uring_connections_leave_no_descriptor_behind_whatever_state_they_close_in() {
     let root = fixture_root("io-leaks");
-    let args = ["--io", "uring", "--workers", "2", "--keepalive-timeout", "300ms", "--header-timeout", "300ms"];
+    let args =
+        ["--io", "uring", "--workers", "2", "--keepalive-timeout", "300ms", "--header-timeout", "300ms"];
     let s = Server::start_with(&root.path, &args, |cmd| {
         cmd.env_remove("ATOMSERVE_IO");
     });

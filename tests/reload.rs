@@ -169,7 +169,8 @@ fn watch_reloads_once_a_burst_of_changes_settles() {
 #[cfg(target_arch = "x86_64")]
 fn seccomp_with_a_relative_root_survives_reloads() {
     let root = fixture_root("reload-relative");
-    let (parent, name) = (root.path.parent().unwrap().to_path_buf(), root.path.file_name().unwrap().to_owned());
+    let (parent, name) =
+        (root.path.parent().unwrap().to_path_buf(), root.path.file_name().unwrap().to_owned());
     for io in ["epoll", "uring"] {
         let s = Server::start_with(std::path::Path::new(&name), &["--seccomp", "--io", io], |cmd| {
             cmd.current_dir(&parent).env_remove("ATOMSERVE_IO").env_remove("ATOMSERVE_SECCOMP");

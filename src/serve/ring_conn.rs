@@ -354,7 +354,8 @@ fn pump<'s>(
             // aside). The chunks leave the queue only in `advance`, after this send's
             // completion; `msg` is kept in `ops.send` until then; and a connection with a send
             // in flight is never dropped (`in_flight`).
-            let queued = unsafe { io.sq.send_msg(link.fd.as_fd(), &msg, file_follows, user_data(token, Op::Send)) };
+            let queued =
+                unsafe { io.sq.send_msg(link.fd.as_fd(), &msg, file_follows, user_data(token, Op::Send)) };
             if queued.is_err() {
                 io.pool.push(msg);
                 return Keep::No;

@@ -15,23 +15,21 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::http::date::DateCache;
-use crate::serve::link::{Ctx, Keep};
 use crate::serve::inbuf::Spares;
+use crate::serve::link::Keep;
 use crate::serve::respond::PathBufs;
 use crate::serve::ring_conn::{self, Io, RingConn};
 use crate::serve::slab::{self, Slab};
-use crate::serve::worker::{self, WorkerSetup};
+use crate::serve::worker::{self, Schedule, WorkerSetup};
 use crate::sys::uring::{Completion, Ring, SendMsg};
 
 /// The token of the bell's read.
 const BELL: u64 = slab::RESERVED;
 /// New connections taken from the queue per loop turn, so that a burst is shared among workers.
 const ADOPT_BATCH: usize = 64;
-/// How often timers are checked.
-const SWEEP_MS: u64 = 1000;
 /// Inputs per turn from which the wait collects a batch (fewer: it wakes at the first
 /// completion). Measured: 8 starves the client at 16 connections (half the throughput), 16 keeps
 /// every case from 1 to 64 connections at or below epoll's CPU per request.
@@ -56,8 +54,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let bell = handoff.bell(setup.id);
 
     let mut reader = setup.sources.cache.reader(setup.id);
-    let clock = Instant::now();
-    let now_ms = || clock.elapsed().as_millis() as u64;
+    let mut schedule = Schedule::new();
     // Declared before the ring, so dropped after it: the ring goes first (cancelling what is in
     // flight), then the memory its operations pointed into.
     let mut conns: Slab<RingConn> = Slab::default();
@@ -68,10 +65,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let mut paths = PathBufs::with_capacity(256);
     let mut spares = Spares::with_ready(SPARES_READY);
     let mut date = DateCache::new();
-    let mut drain_deadline: Option<u64> = None;
     let mut ready: Vec<u64> = Vec::new();
     let mut last_inputs = 0usize;
-    let mut next_sweep = now_ms() + SWEEP_MS;
     {
         let (mut sq, _) = ring.parts();
         // SAFETY: `bell_value` is boxed and outlives the ring (declared before it).
@@ -80,16 +75,11 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     reader.online();
 
     loop {
-        let now = now_ms();
+        let now = schedule.now_ms();
         if conns.is_empty() {
             setup.access.flush(&setup.sources.stats.workers[setup.id]);
         }
-        let timeout = match (conns.is_empty(), drain_deadline) {
-            _ if !ready.is_empty() => Some(Duration::ZERO),
-            (true, None) => None,
-            (_, Some(deadline)) => Some(Duration::from_millis(next_sweep.min(deadline).saturating_sub(now))),
-            (false, None) => Some(Duration::from_millis(next_sweep.saturating_sub(now))),
-        };
+        let timeout = schedule.timeout(now, conns.is_empty(), !ready.is_empty());
         let may_sleep = timeout != Some(Duration::ZERO) && handoff.prepare_sleep(setup.id);
         if may_sleep {
             reader.offline();
@@ -111,24 +101,11 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         last_inputs = completions.iter().filter(|c| c.buffer().is_some()).count();
 
         let snapshot = reader.current();
-        let now = now_ms();
+        let now = schedule.now_ms();
         date.refresh();
-        let stop_seen_now = drain_deadline.is_none() && handoff.is_stopping();
-        if stop_seen_now {
-            drain_deadline = Some(now + setup.grace.as_millis() as u64);
-        }
-        let stats = &setup.sources.stats.workers[setup.id];
-        let ctx = Ctx {
-            snapshot: &snapshot,
-            sources: &setup.sources,
-            date: &date,
-            limits: &setup.limits,
-            timeouts: &setup.timeouts,
-            now_ms: now,
-            draining: drain_deadline.is_some(),
-            stats,
-            access: &setup.access,
-        };
+        let stop_seen_now = schedule.notice_stop(now, &setup);
+        let ctx = worker::context(&setup, &snapshot, &date, now, schedule.draining());
+        let stats = ctx.stats;
         let closed = |conn: RingConn| {
             if conn.is_public() {
                 stats.connections_closed.incr_release();
@@ -184,8 +161,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 }
             }
         }
-        if now >= next_sweep {
-            next_sweep = now + SWEEP_MS;
+        if schedule.sweep_due(now) {
             setup.access.flush(stats);
             conns.retain(
                 |token, conn| {
@@ -197,17 +173,11 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 closed,
             );
         }
-        if let Some(deadline) = drain_deadline {
-            if conns.is_empty() && handoff.queued() == 0 {
-                setup.access.flush(stats);
-                return Ok(());
-            }
-            if now >= deadline {
-                setup.access.flush(stats);
-                // Grace is over. The ring is dropped first (its operations cancelled), then the
-                // connections (their sockets closed) — see the declarations above.
-                return Ok(());
-            }
+        if schedule.drained(now, conns.is_empty(), &setup) {
+            setup.access.flush(stats);
+            // Past the grace period, the ring is dropped first (its operations cancelled), then
+            // the connections (their sockets closed) — see the declarations above.
+            return Ok(());
         }
     }
 }

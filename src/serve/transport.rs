@@ -54,7 +54,12 @@ impl Conn {
     pub fn new(accepted: Endpoint, now_ms: u64, timeouts: &Timeouts) -> Self {
         // A new socket may already hold a request (TCP_DEFER_ACCEPT makes it likely).
         let edge = Edge { readable: true, writable: true, peer_closed: false };
-        Conn { link: Link::new(accepted, now_ms, timeouts), edge, inbuf: InBuf::default(), out: OutQueue::default() }
+        Conn {
+            link: Link::new(accepted, now_ms, timeouts),
+            edge,
+            inbuf: InBuf::default(),
+            out: OutQueue::default(),
+        }
     }
 
     /// Whether the connection came from the public listener (only those are counted).

@@ -18,13 +18,14 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::cache::Snapshot;
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
 use crate::observe::access::AccessSink;
 use crate::observe::scrape::Sources;
+use crate::serve::link::{Bufs, Ctx, Keep, Timeouts};
 use crate::serve::respond::PathBufs;
 use crate::serve::slab::{self, Slab};
-use crate::serve::link::{Bufs, Ctx, Keep, Timeouts};
 use crate::serve::transport::Conn;
 use crate::serve::FdHandoff;
 use crate::sync::Arc;
@@ -67,32 +68,24 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     epoll.add(bell.as_fd(), epoll::READ, BELL)?;
 
     let mut reader = setup.sources.cache.reader(setup.id);
-    let clock = Instant::now();
-    let now_ms = || clock.elapsed().as_millis() as u64;
+    let mut schedule = Schedule::new();
     let mut events = Events::with_capacity(256);
     let mut conns: Slab<Conn> = Slab::default();
     let mut bufs = Bufs { scratch: vec![0u8; SCRATCH], paths: PathBufs::with_capacity(256) };
     let mut date = DateCache::new();
-    let mut drain_deadline: Option<u64> = None;
     // Connections that stopped at their work budget with input left (see `Keep::Again`).
     let mut ready: Vec<u64> = Vec::new();
-    let mut next_sweep = now_ms() + SWEEP_MS;
     reader.online();
 
     loop {
         // Wait. A worker that may sleep goes offline first: asleep it holds no snapshot, so it
         // never holds reclamation back; awake again it announces itself before reading one.
-        let now = now_ms();
+        let now = schedule.now_ms();
         if conns.is_empty() {
             // About to sleep with nothing to wake for: let the access log out first.
             setup.access.flush(&setup.sources.stats.workers[setup.id]);
         }
-        let timeout = match (conns.is_empty(), drain_deadline) {
-            _ if !ready.is_empty() => Some(Duration::ZERO),
-            (true, None) => None,
-            (_, Some(deadline)) => Some(Duration::from_millis(next_sweep.min(deadline).saturating_sub(now))),
-            (false, None) => Some(Duration::from_millis(next_sweep.saturating_sub(now))),
-        };
+        let timeout = schedule.timeout(now, conns.is_empty(), !ready.is_empty());
         let may_sleep = timeout != Some(Duration::ZERO) && handoff.prepare_sleep(setup.id);
         if may_sleep {
             reader.offline();
@@ -110,27 +103,11 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
 
         // Work, on the snapshot that is current for this turn.
         let snapshot = reader.current();
-        let now = now_ms();
+        let now = schedule.now_ms();
         date.refresh();
-        // Notice a stop before handling this turn's events: a request completed in the same
-        // wake-up as the stop must already be answered with `Connection: close` (regression:
-        // tests/h11 test_sigterm_drains saw a keep-alive answer, then a close).
-        let stop_seen_now = drain_deadline.is_none() && handoff.is_stopping();
-        if stop_seen_now {
-            drain_deadline = Some(now + setup.grace.as_millis() as u64);
-        }
-        let stats = &setup.sources.stats.workers[setup.id];
-        let ctx = Ctx {
-            snapshot: &snapshot,
-            sources: &setup.sources,
-            date: &date,
-            limits: &setup.limits,
-            timeouts: &setup.timeouts,
-            now_ms: now,
-            draining: drain_deadline.is_some(),
-            stats,
-            access: &setup.access,
-        };
+        let stop_seen_now = schedule.notice_stop(now, &setup);
+        let ctx = context(&setup, &snapshot, &date, now, schedule.draining());
+        let stats = ctx.stats;
         // Closes a connection: dropping it closes the socket; a public one is counted.
         let closed = |conn: Conn| {
             if conn.is_public() {
@@ -184,20 +161,13 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 closed(conn);
             }
         }
-        if now >= next_sweep {
-            next_sweep = now + SWEEP_MS;
+        if schedule.sweep_due(now) {
             setup.access.flush(stats);
             conns.retain(|_, conn| conn.deadline_ms() > now || conn.on_timeout(&ctx) != Keep::No, closed);
         }
-        if let Some(deadline) = drain_deadline {
-            if conns.is_empty() && handoff.queued() == 0 {
-                setup.access.flush(stats);
-                return Ok(());
-            }
-            if now >= deadline {
-                setup.access.flush(stats);
-                return Ok(()); // grace is over: dropping `conns` closes whatever is left
-            }
+        if schedule.drained(now, conns.is_empty(), &setup) {
+            setup.access.flush(stats);
+            return Ok(()); // past the grace period, dropping `conns` closes whatever is left
         }
     }
 }
@@ -208,6 +178,97 @@ pub fn pin(setup: &WorkerSetup) {
         if let Err(e) = affinity::pin_current_thread(cpu) {
             crate::log!("worker {} could not be pinned to CPU {cpu}: {e} (running unpinned)", setup.id);
         }
+    }
+}
+
+/// A worker's clock and its turn-by-turn decisions that do not depend on how it waits: how
+/// long the next wait may last, when timers are swept, when a stop was noticed and when the
+/// drain is over. Shared by the epoll and the io_uring loops.
+pub struct Schedule {
+    clock: Instant,
+    drain_deadline: Option<u64>,
+    next_sweep: u64,
+}
+
+impl Schedule {
+    pub fn new() -> Schedule {
+        Schedule { clock: Instant::now(), drain_deadline: None, next_sweep: SWEEP_MS }
+    }
+
+    /// Coarse monotonic milliseconds since the worker started.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// How long the next wait may last: not at all with connections `ready` to run again;
+    /// without end with no connection and no drain; else until the next sweep or drain end.
+    pub fn timeout(&self, now: u64, idle: bool, ready: bool) -> Option<Duration> {
+        match (idle, self.drain_deadline) {
+            _ if ready => Some(Duration::ZERO),
+            (true, None) => None,
+            (_, Some(deadline)) => {
+                Some(Duration::from_millis(self.next_sweep.min(deadline).saturating_sub(now)))
+            }
+            (false, None) => Some(Duration::from_millis(self.next_sweep.saturating_sub(now))),
+        }
+    }
+
+    /// Notices a stop, at the start of a turn's work; true on the turn it is first seen. Before
+    /// the turn's events: a request completed in the same wake-up as the stop must already be
+    /// answered with `Connection: close` (regression: tests/h11 test_sigterm_drains saw a
+    /// keep-alive answer, then a close).
+    pub fn notice_stop(&mut self, now: u64, setup: &WorkerSetup) -> bool {
+        let seen_now = self.drain_deadline.is_none() && setup.handoff.is_stopping();
+        if seen_now {
+            self.drain_deadline = Some(now + setup.grace.as_millis() as u64);
+        }
+        seen_now
+    }
+
+    pub fn draining(&self) -> bool {
+        self.drain_deadline.is_some()
+    }
+
+    /// Whether timers are due for a sweep (once a second); moves the next sweep on if so.
+    pub fn sweep_due(&mut self, now: u64) -> bool {
+        let due = now >= self.next_sweep;
+        if due {
+            self.next_sweep = now + SWEEP_MS;
+        }
+        due
+    }
+
+    /// Whether a draining worker is done: it owns nothing and nothing is queued for it, or the
+    /// grace period is over (dropping its connections then closes whatever is left).
+    pub fn drained(&self, now: u64, idle: bool, setup: &WorkerSetup) -> bool {
+        self.drain_deadline.is_some_and(|deadline| (idle && setup.handoff.queued() == 0) || now >= deadline)
+    }
+}
+
+impl Default for Schedule {
+    fn default() -> Schedule {
+        Schedule::new()
+    }
+}
+
+/// What every connection of the worker shares during one turn.
+pub fn context<'w>(
+    setup: &'w WorkerSetup,
+    snapshot: &'w Snapshot,
+    date: &'w DateCache,
+    now: u64,
+    draining: bool,
+) -> Ctx<'w> {
+    Ctx {
+        snapshot,
+        sources: &setup.sources,
+        date,
+        limits: &setup.limits,
+        timeouts: &setup.timeouts,
+        now_ms: now,
+        draining,
+        stats: &setup.sources.stats.workers[setup.id],
+        access: &setup.access,
     }
 }
 

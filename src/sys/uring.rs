@@ -119,7 +119,10 @@ impl Ring {
             .setup_cqsize(entries * 4)
             .build(entries)?;
         if !ring.params().is_feature_nodrop() || !ring.params().is_feature_ext_arg() {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "kernel lacks IORING_FEAT_NODROP or EXT_ARG"));
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "kernel lacks IORING_FEAT_NODROP or EXT_ARG",
+            ));
         }
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
@@ -130,7 +133,9 @@ impl Ring {
         // buffers, one per receive.
         let bufs = match Buffers::register(&ring, buffer_memory, true) {
             Ok(bufs) => bufs,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Buffers::register(&ring, buffer_memory, false)?,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Buffers::register(&ring, buffer_memory, false)?
+            }
             Err(e) => return Err(e),
         };
         Ok(Ring { ring, bufs, sends: 0 })
@@ -166,7 +171,10 @@ impl Ring {
         let res = match timeout {
             Some(t) if t.is_zero() => self.ring.submit_and_wait(0),
             None if want == 1 => self.ring.submit_and_wait(1),
-            None => self.ring.submitter().submit_with_args(want, &types::SubmitArgs::new().min_wait_usec(min_wait)),
+            None => self
+                .ring
+                .submitter()
+                .submit_with_args(want, &types::SubmitArgs::new().min_wait_usec(min_wait)),
             Some(t) => {
                 let ts = types::Timespec::from(t);
                 let args = types::SubmitArgs::new().timespec(&ts);
@@ -185,11 +193,11 @@ impl Ring {
 
     /// Moves every completion ready into `into` (which keeps its capacity between turns).
     pub fn completions(&mut self, into: &mut Vec<Completion>) {
-        into.extend(
-            self.ring
-                .completion()
-                .map(|cqe| Completion { token: cqe.user_data(), result: cqe.result(), flags: cqe.flags() }),
-        );
+        into.extend(self.ring.completion().map(|cqe| Completion {
+            token: cqe.user_data(),
+            result: cqe.result(),
+            flags: cqe.flags(),
+        }));
     }
 }
 
@@ -213,7 +221,13 @@ impl Submissions<'_> {
     /// # Safety
     /// `msg` and every byte its iovecs point at must stay valid and unchanged until this send's
     /// completion arrives.
-    pub unsafe fn send_msg(&mut self, fd: BorrowedFd<'_>, msg: &SendMsg, more: bool, token: u64) -> io::Result<()> {
+    pub unsafe fn send_msg(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        msg: &SendMsg,
+        more: bool,
+        token: u64,
+    ) -> io::Result<()> {
         let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
         let sqe = opcode::SendMsg::new(types::Fd(fd.as_raw_fd()), &msg.hdr)
             .flags(flags as u32)
@@ -236,7 +250,8 @@ impl Submissions<'_> {
 
     /// Completes once `fd` is writable (one shot).
     pub fn poll_writable(&mut self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        let sqe = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLOUT as u32).build().user_data(token);
+        let sqe =
+            opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLOUT as u32).build().user_data(token);
         // SAFETY: a poll passes no memory to the kernel.
         unsafe { self.push(&sqe) }
     }
@@ -270,7 +285,7 @@ impl Submissions<'_> {
         self.ring.submit()?;
         // SAFETY: as above.
         unsafe { self.ring.submission().push(sqe) }
-            .map_err(|_| io::Error::new(io::ErrorKind::Other, "io_uring submission queue full"))
+            .map_err(|_| io::Error::other("io_uring submission queue full"))
     }
 }
 
@@ -328,8 +343,17 @@ impl Buffers {
             }
         };
         let used = (0..count).map(|_| Cell::new(0)).collect();
-        let bufs =
-            Buffers { entries, entries_len, memory, memory_len, count, size, incremental, used, tail: Cell::new(0) };
+        let bufs = Buffers {
+            entries,
+            entries_len,
+            memory,
+            memory_len,
+            count,
+            size,
+            incremental,
+            used,
+            tail: Cell::new(0),
+        };
         let flags = if incremental { PBUF_RING_INC } else { 0 };
         // SAFETY: the entries live in the returned `Buffers`, which `Ring` keeps until after the
         // ring (and with it the registration) is gone: its fields drop in declaration order.
