@@ -15,7 +15,6 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::time::Duration;
 
 use crate::http::date::DateCache;
 use crate::serve::inbuf::Spares;
@@ -80,22 +79,9 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             setup.access.flush(&setup.sources.stats.workers[setup.id]);
         }
         let timeout = schedule.timeout(now, conns.is_empty(), !ready.is_empty());
-        let may_sleep = timeout != Some(Duration::ZERO) && handoff.prepare_sleep(setup.id);
-        if may_sleep {
-            reader.offline();
-        }
         // A busy worker waits for a batch as large as its last one (see `Ring::submit_and_wait`).
         let batch = if last_inputs >= BATCH_FROM { last_inputs.min(RING_ENTRIES as usize) } else { 0 };
-        let waited = ring.submit_and_wait(if may_sleep { timeout } else { Some(Duration::ZERO) }, batch);
-        if may_sleep {
-            handoff.woke(setup.id);
-            reader.online();
-        } else {
-            // A quiescent point: no connection holds a borrowed chunk (each call ends its turn
-            // by holding pending output), and the last turn's snapshot guard is gone.
-            reader.quiescent();
-        }
-        waited?;
+        worker::wait(&setup, &mut reader, timeout, |timeout| ring.submit_and_wait(timeout, batch))?;
         completions.clear();
         ring.completions(&mut completions);
         last_inputs = completions.iter().filter(|c| c.buffer().is_some()).count();

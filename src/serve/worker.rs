@@ -18,6 +18,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::cache::swap::Reader;
 use crate::cache::Snapshot;
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
@@ -86,20 +87,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             setup.access.flush(&setup.sources.stats.workers[setup.id]);
         }
         let timeout = schedule.timeout(now, conns.is_empty(), !ready.is_empty());
-        let may_sleep = timeout != Some(Duration::ZERO) && handoff.prepare_sleep(setup.id);
-        if may_sleep {
-            reader.offline();
-        }
-        let n = epoll.wait(&mut events, if may_sleep { timeout } else { Some(Duration::ZERO) });
-        if may_sleep {
-            handoff.woke(setup.id);
-            reader.online();
-        } else {
-            // A quiescent point: no connection holds a borrowed chunk (drive() holds pending
-            // output before returning), and the last turn's snapshot guard is gone.
-            reader.quiescent();
-        }
-        n?;
+        wait(&setup, &mut reader, timeout, |timeout| epoll.wait(&mut events, timeout))?;
 
         // Work, on the snapshot that is current for this turn.
         let snapshot = reader.current();
@@ -243,6 +231,33 @@ impl Schedule {
     pub fn drained(&self, now: u64, idle: bool, setup: &WorkerSetup) -> bool {
         self.drain_deadline.is_some_and(|deadline| (idle && setup.handoff.queued() == 0) || now >= deadline)
     }
+}
+
+/// Waits for the kernel with `wait` (given how long it may block), at the two protocol points
+/// every worker loop shares. A worker that may sleep announces itself idle to the hand-off
+/// (`prepare_sleep`: it may then be rung for a new connection) and goes offline for snapshot
+/// reclamation (asleep it holds no snapshot, so it never holds a reload back); awake again it
+/// comes back online before reading one. A worker that only polls (timeout zero) passes a
+/// quiescent point instead: no connection holds a borrowed chunk (each turn holds its pending
+/// output before returning), and the last turn's snapshot guard is gone.
+pub fn wait<T>(
+    setup: &WorkerSetup,
+    reader: &mut Reader<'_, Snapshot>,
+    timeout: Option<Duration>,
+    wait: impl FnOnce(Option<Duration>) -> io::Result<T>,
+) -> io::Result<T> {
+    let may_sleep = timeout != Some(Duration::ZERO) && setup.handoff.prepare_sleep(setup.id);
+    if may_sleep {
+        reader.offline();
+    }
+    let waited = wait(if may_sleep { timeout } else { Some(Duration::ZERO) });
+    if may_sleep {
+        setup.handoff.woke(setup.id);
+        reader.online();
+    } else {
+        reader.quiescent();
+    }
+    waited
 }
 
 impl Default for Schedule {
