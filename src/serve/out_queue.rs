@@ -227,6 +227,7 @@ impl OutQueue {
     }
 
     /// Whether the next bytes to send are a file's (sent with `sendfile(2)`, not `sendmsg`).
+    #[inline]
     pub fn front_is_file(&self) -> bool {
         matches!(self.chunks.front(), Some(Chunk::File(..)))
     }
@@ -260,6 +261,8 @@ impl OutQueue {
     /// and returns how many entries it filled, and whether a file chunk follows them (the
     /// send should carry `MSG_MORE`). Nothing is consumed: [`OutQueue::advance`] does that once
     /// the kernel says how much it took.
+    // Always inlined: out of line it cost the epoll flush ~45 instructions a request (callgrind).
+    #[inline(always)]
     pub fn gather<'a>(&'a self, iov: &mut [MaybeUninit<IoSlice<'a>>; MAX_IOV]) -> (usize, bool) {
         let mut n = 0;
         for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
@@ -311,6 +314,7 @@ impl OutQueue {
         }
     }
 
+    #[inline]
     fn bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
         match chunk {
             // SAFETY: a borrowed chunk exists only during the `OutQueue::turn` call that queued
@@ -331,6 +335,7 @@ impl OutQueue {
     }
 
     /// Drops the first `n` bytes queued: the kernel sent them.
+    #[inline(always)]
     pub fn advance(&mut self, mut n: usize) {
         if n == self.pending {
             // Everything went (the usual case): drop the chunks at once, not one by one.
