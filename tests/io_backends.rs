@@ -171,3 +171,37 @@ fn socket_reset(c: &std::net::TcpStream) {
         );
     }
 }
+
+/// A burst of completions larger than the completion ring loses nothing. The ring has 4,096 CQ
+/// entries per worker; with `DEFER_TASKRUN` the kernel posts completions only when the worker
+/// enters the ring, so stopping the process (SIGSTOP), sending a request on each of 6,000 open
+/// connections and letting it go (SIGCONT) makes its next enter post 6,000 receive completions
+/// at once — beyond the ring, into the kernel's overflow list (`IORING_FEAT_NODROP`), which the
+/// worker must drain through further enters. Every connection gets its answer.
+#[test]
+fn a_burst_beyond_the_completion_ring_loses_nothing() {
+    const CONNS: usize = 6000;
+    if common::raise_fd_limit() < (CONNS as u64) * 2 + 200 {
+        eprintln!("skipped: the open-file limit is below {}", CONNS * 2 + 200);
+        return;
+    }
+    let root = fixture_root("io-burst");
+    let s = Server::start_with(&root.path, &["--io", "uring", "--workers", "1"], |cmd| {
+        cmd.env_remove("ATOMSERVE_IO");
+    });
+    let baseline = s.open_fds();
+    let mut conns: Vec<_> = (0..CONNS).map(|_| s.connect()).collect();
+    // Every connection adopted (its socket open in the server) before the stop.
+    assert!(s.wait_fds_at_least(baseline + CONNS, Duration::from_secs(20)), "not all adopted");
+    s.signal(libc::SIGSTOP);
+    for c in conns.iter_mut() {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    }
+    s.signal(libc::SIGCONT);
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let r = common::read_response(c, false).unwrap_or_else(|| panic!("connection {i}: no answer"));
+        assert_eq!(r.status, 200, "connection {i}");
+    }
+    assert!(!s.log().contains("failed"), "{}", s.log());
+}

@@ -184,6 +184,18 @@ impl Server {
         }
     }
 
+    /// Waits until the fd count reaches at least `want`; false on timeout.
+    pub fn wait_fds_at_least(&self, want: usize, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while self.open_fds() < want {
+            if Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid with a valid signal number.
         unsafe { libc::kill(self.pid(), sig) };
