@@ -55,8 +55,17 @@ fn socket_activation_serves_on_the_passed_sockets() {
         (([127, 0, 0, 1], free_port()).into(), ([127, 0, 0, 1], free_port()).into());
     // As systemd would run it from atomserve.socket + atomserve-admin.socket. --listen and
     // --admin-listen are ignored when sockets are passed: ports 1 and 2 would fail to bind.
+    // systemd-socket-activate starts its command with a fresh environment: the variables by which
+    // `make test` picks the backend and the allow-list (`ATOMSERVE_IO`, `ATOMSERVE_SECCOMP`) are
+    // passed on by name with -E, or this test would run on epoll in every pass.
+    let passed: Vec<&str> = ["ATOMSERVE_IO", "ATOMSERVE_SECCOMP"]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some())
+        .flat_map(|v| ["-E", v])
+        .collect();
     let mut child = Command::new("systemd-socket-activate")
         .args(["-l", &site.to_string(), "-l", &admin.to_string(), "--fdname=http:admin"])
+        .args(&passed)
         .arg(env!("CARGO_BIN_EXE_atomserve"))
         .args(["--root", root.path.to_str().unwrap(), "--listen", "127.0.0.1:1"])
         .args(["--admin-listen", "127.0.0.1:2", "--workers", "1", "--no-compress"])
@@ -94,6 +103,9 @@ fn socket_activation_serves_on_the_passed_sockets() {
     let text = log.lock().unwrap().clone();
     assert!(text.contains(&format!("listening on http://{site} (socket from systemd)")), "{text}");
     assert!(text.contains(&format!("admin on http://{admin}/healthz")), "{text}");
+    if std::env::var("ATOMSERVE_IO").as_deref() == Ok("uring") {
+        assert!(text.contains(", io_uring; "), "asked for io_uring:\n{text}");
+    }
     let r = get(site, "/assets/app-Ab12Cd34.js");
     assert_eq!((r.status, r.text().as_str()), (200, APP_JS));
     assert_eq!(get(admin, "/healthz").status, 200, "the socket named admin serves the admin endpoints");
