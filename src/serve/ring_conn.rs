@@ -140,14 +140,9 @@ impl RingConn {
         self.ops.recv || self.ops.send.is_some() || self.ops.poll
     }
 
-    /// Whether the connection is closing and only waits for its last completions.
-    pub fn is_dead(&self) -> bool {
-        self.ops.dead
-    }
-
     /// Arms the receive of a connection just adopted under `token`.
     pub fn start(&mut self, token: u64, io: &mut Io<'_, '_>) -> Keep {
-        self.arm_recv(token, io)
+        arm_recv(&self.link, &mut self.ops, token, io)
     }
 
     /// Begins closing: cancels everything in flight. The worker drops the connection once
@@ -235,10 +230,6 @@ impl RingConn {
             self.link.time_out(&mut self.inbuf, &mut self.out, ctx);
         }
         Keep::No
-    }
-
-    fn arm_recv(&mut self, token: u64, io: &mut Io<'_, '_>) -> Keep {
-        arm_recv(&self.link, &mut self.ops, token, io)
     }
 }
 
