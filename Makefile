@@ -167,7 +167,7 @@ bench-reload: release
 ## make fuzz: the cargo-fuzz targets in fuzz/ (nightly), one after another, FUZZ_SECONDS each on
 ## one core; not part of `make test`. Corpora grow in fuzz/corpus/, crashes land in fuzz/artifacts/.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS := request chunked path range accept_encoding date conditional
+FUZZ_TARGETS := request head chunked path range accept_encoding date conditional
 .PHONY: fuzz
 fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

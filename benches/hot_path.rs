@@ -4,7 +4,6 @@
 //! with `cargo bench` (or `make bench`).
 
 use std::hint::black_box;
-use std::mem::MaybeUninit;
 
 use atomserve::cache::{load, LoadOptions, Lookup};
 use atomserve::http::encoding::AcceptEncoding;
@@ -24,8 +23,7 @@ fn request_parse(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse_browser_get", |b| {
         b.iter(|| {
-            let mut headers = [const { MaybeUninit::uninit() }; 100];
-            match parse(black_box(CHROME_GET), &mut headers, &limits) {
+            match parse(black_box(CHROME_GET), &limits) {
                 Parsed::Complete(r) => r.head_len,
                 _ => unreachable!(),
             }

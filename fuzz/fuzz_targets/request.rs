@@ -4,22 +4,12 @@
 
 #![no_main]
 
-use std::mem::MaybeUninit;
-
 use atomserve::http::request::{parse, Limits, Parsed};
 use libfuzzer_sys::fuzz_target;
 
-/// `request::MAX_HEADERS`: the scratch array the transport hands the parser.
-const MAX_HEADERS: usize = 256;
-
-fn run<'b>(data: &'b [u8], limits: &Limits, headers: &mut [MaybeUninit<httparse::Header<'b>>]) -> Parsed<'b> {
-    let n = limits.max_headers.min(MAX_HEADERS);
-    parse(data, &mut headers[..n], limits)
-}
 
 fn check(data: &[u8], limits: &Limits) {
-    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    match run(data, limits, &mut headers) {
+    match parse(data, limits) {
         Parsed::Complete(req) => {
             let n = req.head_len;
             assert!(n <= data.len() && data[..n].ends_with(b"\n"), "head_len {n} of {}", data.len());
@@ -30,8 +20,7 @@ fn check(data: &[u8], limits: &Limits) {
             );
             assert!(req.body_len <= limits.max_body);
             // What follows the head (a pipelined request, a body) does not change how it parses.
-            let mut again = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-            match run(&data[..n], limits, &mut again) {
+            match parse(&data[..n], limits) {
                 Parsed::Complete(r) => {
                     assert_eq!(
                         (r.head_len, r.target, r.body_len, r.keep_alive),
@@ -42,8 +31,7 @@ fn check(data: &[u8], limits: &Limits) {
             }
             // Any prefix of it is Partial: a head that arrives in pieces is not refused on the way.
             for k in [n - 1, usize::from(data[0]) * n / 256] {
-                let mut part = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-                let r = run(&data[..k], limits, &mut part);
+                let r = parse(&data[..k], limits);
                 assert!(matches!(r, Parsed::Partial), "prefix of {k}/{n} bytes: {r:?}");
             }
         }

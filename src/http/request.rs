@@ -1,17 +1,16 @@
-//! Request parsing: `httparse` does the RFC 9112 grammar; this module adds the limits, the
-//! framing rules a static server needs, and the mapping from every failure to a status code.
+//! Request parsing: `http::head` checks the RFC 9112 grammar; this module keeps the fields atomserve
+//! reads and adds the limits, the framing rules a static server needs, and the mapping from every
+//! failure to a status code.
 //!
 //! Incomplete input is a state ([`Parsed::Partial`]), not an error: the caller reads more and
 //! calls again. Each call parses from the start of the buffer; a request head is at most a few KiB
 //! and usually arrives in one segment, so re-scanning costs less than keeping parser state.
 
-use std::mem::MaybeUninit;
-
 use super::conditional::Conditions;
+use super::head::{self, Fault, Scan};
 use super::response::Status;
 
-/// The most header fields any request may carry, whatever `--max-headers` says: the parser's
-/// scratch array lives on the caller's stack, uninitialised, so it costs nothing per request.
+/// The most header fields any request may carry, whatever `--max-headers` says.
 pub const MAX_HEADERS: usize = 256;
 
 /// Limits on a request head, from the command line.
@@ -51,13 +50,20 @@ pub enum Method {
 }
 
 impl Method {
-    fn parse(token: &str) -> Method {
+    /// The method a token names, and the token as text (a token is ASCII, so it always is).
+    fn parse(token: &[u8]) -> (Method, &str) {
         match token {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "OPTIONS" => Method::Options,
-            "POST" | "PUT" | "DELETE" | "PATCH" | "TRACE" | "CONNECT" => Method::NotAllowed,
-            _ => Method::Unknown,
+            b"GET" => (Method::Get, "GET"),
+            b"HEAD" => (Method::Head, "HEAD"),
+            b"OPTIONS" => (Method::Options, "OPTIONS"),
+            _ => {
+                let text = std::str::from_utf8(token).unwrap_or("");
+                let method = match text {
+                    "POST" | "PUT" | "DELETE" | "PATCH" | "TRACE" | "CONNECT" => Method::NotAllowed,
+                    _ => Method::Unknown,
+                };
+                (method, text)
+            }
         }
     }
 }
@@ -112,13 +118,9 @@ pub enum Parsed<'b> {
     Invalid(Status),
 }
 
-/// Parses one request head from the start of `buf`. `headers` is scratch space for httparse; its
-/// length is the field limit. Uninitialised, so that a large array costs nothing per request.
-pub fn parse<'b>(
-    buf: &'b [u8],
-    headers: &mut [MaybeUninit<httparse::Header<'b>>],
-    limits: &Limits,
-) -> Parsed<'b> {
+/// Parses one request head from the start of `buf`: `head::scan` checks the syntax and hands
+/// over each field; this keeps the ones atomserve reads and applies the limits and framing rules.
+pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Parsed<'b> {
     // Clients may send empty lines between requests (RFC 9112 §2.2): skip them first. They
     // count against the head limit, or a stream of CRLFs would grow the buffer without end.
     let skip = buf.iter().position(|&c| c != b'\r' && c != b'\n').unwrap_or(buf.len());
@@ -126,7 +128,7 @@ pub fn parse<'b>(
         if skip > limits.max_request_line {
             return Parsed::Invalid(Status::BadRequest);
         }
-        return match parse(&buf[skip..], headers, limits) {
+        return match parse(&buf[skip..], limits) {
             Parsed::Complete(req) if skip + req.head_len > limits.max_header_bytes => {
                 Parsed::Invalid(Status::HeaderFieldsTooLarge)
             }
@@ -145,141 +147,150 @@ pub fn parse<'b>(
     if buf.len() > limits.max_request_line && line_end().unwrap_or(buf.len()) > limits.max_request_line {
         return Parsed::Invalid(Status::UriTooLong);
     }
-    let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(buf, headers) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
+    let mut fields = Fields::default();
+    let line = match head::scan(buf, limits.max_headers.min(MAX_HEADERS), |name, value| fields.add(name, value)) {
+        Scan::Complete(line) => line,
+        Scan::Partial => {
             if buf.len() > limits.max_header_bytes {
                 return Parsed::Invalid(Status::HeaderFieldsTooLarge);
             }
             return Parsed::Partial;
         }
-        Err(httparse::Error::TooManyHeaders) => return Parsed::Invalid(Status::HeaderFieldsTooLarge),
-        Err(httparse::Error::Version) => return Parsed::Invalid(version_error(buf, line_end())),
-        Err(_) => return Parsed::Invalid(Status::BadRequest),
+        Scan::Invalid(Fault::TooManyFields) => return Parsed::Invalid(Status::HeaderFieldsTooLarge),
+        Scan::Invalid(Fault::Version) => return Parsed::Invalid(version_error(buf, line_end())),
+        Scan::Invalid(Fault::Malformed) => return Parsed::Invalid(Status::BadRequest),
     };
+    let head_len = line.head_len;
     if head_len > limits.max_header_bytes {
         return Parsed::Invalid(Status::HeaderFieldsTooLarge);
     }
-    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version) else {
-        return Parsed::Invalid(Status::BadRequest);
-    };
-
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut hosts = 0;
-    let mut body_len: Option<u64> = None;
-    let mut codings = Codings::default();
-    let mut expect_continue = false;
-    let mut conditions = Conditions::default();
-    let mut range = None;
-    let mut accept_encoding = None;
-    let (mut host, mut user_agent, mut referer, mut traceparent, mut tracestate) =
-        (None, None, None, None, None);
-    let mut accept = None;
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        if name.len() > 3 && name[..3].eq_ignore_ascii_case(b"if-") {
-            let slot = match &name[3..] {
-                n if n.eq_ignore_ascii_case(b"none-match") => match conditions.if_none_match {
-                    Some(_) => {
-                        conditions.if_none_match_more.push(h.value);
-                        continue;
-                    }
-                    None => &mut conditions.if_none_match,
-                },
-                n if n.eq_ignore_ascii_case(b"modified-since") => &mut conditions.if_modified_since,
-                n if n.eq_ignore_ascii_case(b"match") => match conditions.if_match {
-                    Some(_) => {
-                        conditions.if_match_more.push(h.value);
-                        continue;
-                    }
-                    None => &mut conditions.if_match,
-                },
-                n if n.eq_ignore_ascii_case(b"unmodified-since") => &mut conditions.if_unmodified_since,
-                n if n.eq_ignore_ascii_case(b"range") => &mut conditions.if_range,
-                _ => continue,
-            };
-            *slot = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"range") {
-            range = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"accept-encoding") {
-            accept_encoding = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in h.value.split(|&c| c == b',') {
-                let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name.eq_ignore_ascii_case(b"host") {
-            hosts += 1;
-            host = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"accept") {
-            accept = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"user-agent") {
-            user_agent = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"referer") {
-            referer = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"traceparent") {
-            traceparent = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"tracestate") {
-            tracestate = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            // One Content-Length of plain digits; duplicates or anything else make the framing
-            // ambiguous (RFC 9112 §6.3), which is how request smuggling starts.
-            if body_len.is_some() {
-                return Parsed::Invalid(Status::BadRequest);
-            }
-            match super::parse_decimal(h.value) {
-                Some(n) => body_len = Some(n),
-                None => return Parsed::Invalid(Status::BadRequest),
-            }
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if let Err(status) = codings.add(h.value) {
-                return Parsed::Invalid(status);
-            }
-        }
+    let (method, method_token) = Method::parse(line.method);
+    let minor_version = line.minor_version;
+    if let Some(status) = fields.refused {
+        return Parsed::Invalid(status);
     }
     // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); HTTP/1.0 may omit it but not repeat it.
-    if hosts > 1 || (minor_version == 1 && hosts == 0) {
+    if fields.hosts > 1 || (minor_version == 1 && fields.hosts == 0) {
         return Parsed::Invalid(Status::BadRequest);
     }
+    let codings = fields.codings;
     let chunked = codings.seen;
     if chunked {
         // RFC 9112 §6.1 and §6.3: with both fields, or from an HTTP/1.0 client, or unless
         // chunked is the final coding (and applied once), the framing cannot be trusted: 400,
         // and the connection closes. The body's codings themselves do not matter: it is skipped.
-        if body_len.is_some() || minor_version == 0 || !codings.chunked_last || codings.chunked > 1 {
+        if fields.body_len.is_some() || minor_version == 0 || !codings.chunked_last || codings.chunked > 1 {
             return Parsed::Invalid(Status::BadRequest);
         }
     }
-    let body_len = body_len.unwrap_or(0);
+    let body_len = fields.body_len.unwrap_or(0);
     if body_len > limits.max_body {
         return Parsed::Invalid(Status::PayloadTooLarge);
     }
-    let keep_alive = if minor_version == 1 { !close } else { keep_alive_token && !close };
+    let keep_alive = if minor_version == 1 { !fields.close } else { fields.keep_alive_token && !fields.close };
     Parsed::Complete(Request {
-        method: Method::parse(method),
-        method_token: method,
-        target: target.as_bytes(),
+        method,
+        method_token,
+        target: line.target,
         minor_version,
         keep_alive,
         head_len,
         body_len,
         chunked,
-        expect_continue,
-        conditions,
-        range,
-        accept_encoding,
-        accept,
-        host,
-        user_agent,
-        referer,
-        traceparent,
-        tracestate,
+        expect_continue: fields.expect_continue,
+        conditions: fields.conditions,
+        range: fields.range,
+        accept_encoding: fields.accept_encoding,
+        accept: fields.accept,
+        host: fields.host,
+        user_agent: fields.user_agent,
+        referer: fields.referer,
+        traceparent: fields.traceparent,
+        tracestate: fields.tracestate,
     })
+}
+
+/// The fields of one head that atomserve reads, gathered as `head::scan` hands them over.
+#[derive(Default)]
+struct Fields<'b> {
+    close: bool,
+    keep_alive_token: bool,
+    hosts: u32,
+    body_len: Option<u64>,
+    codings: Codings,
+    expect_continue: bool,
+    conditions: Conditions<'b>,
+    range: Option<&'b [u8]>,
+    accept_encoding: Option<&'b [u8]>,
+    accept: Option<&'b [u8]>,
+    host: Option<&'b [u8]>,
+    user_agent: Option<&'b [u8]>,
+    referer: Option<&'b [u8]>,
+    traceparent: Option<&'b [u8]>,
+    tracestate: Option<&'b [u8]>,
+    /// The first field that makes the request unanswerable, in field order; decided once the head
+    /// is whole (a head refused by its syntax later is a 400 either way).
+    refused: Option<Status>,
+}
+
+impl<'b> Fields<'b> {
+    /// One field line. Names are matched by length first: most fields a browser sends are
+    /// dismissed by one comparison.
+    fn add(&mut self, name: &'b [u8], value: &'b [u8]) {
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            4 if is(b"host") => {
+                self.hosts += 1;
+                self.host = Some(value);
+            }
+            5 if is(b"range") => self.range = Some(value),
+            6 if is(b"accept") => self.accept = Some(value),
+            6 if is(b"expect") => {
+                self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+            }
+            7 if is(b"referer") => self.referer = Some(value),
+            8 if is(b"if-match") => match self.conditions.if_match {
+                Some(_) => self.conditions.if_match_more.push(value),
+                None => self.conditions.if_match = Some(value),
+            },
+            8 if is(b"if-range") => self.conditions.if_range = Some(value),
+            10 if is(b"connection") => {
+                for token in value.split(|&c| c == b',') {
+                    let token = token.trim_ascii();
+                    self.close |= token.eq_ignore_ascii_case(b"close");
+                    self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            10 if is(b"user-agent") => self.user_agent = Some(value),
+            10 if is(b"tracestate") => self.tracestate = Some(value),
+            11 if is(b"traceparent") => self.traceparent = Some(value),
+            13 if is(b"if-none-match") => match self.conditions.if_none_match {
+                Some(_) => self.conditions.if_none_match_more.push(value),
+                None => self.conditions.if_none_match = Some(value),
+            },
+            14 if is(b"content-length") => {
+                // One Content-Length of plain digits; duplicates or anything else make the
+                // framing ambiguous (RFC 9112 §6.3), which is how request smuggling starts.
+                match (self.body_len, super::parse_decimal(value)) {
+                    (None, Some(n)) => self.body_len = Some(n),
+                    _ => self.refuse(Status::BadRequest),
+                }
+            }
+            15 if is(b"accept-encoding") => self.accept_encoding = Some(value),
+            17 if is(b"if-modified-since") => self.conditions.if_modified_since = Some(value),
+            17 if is(b"transfer-encoding") => {
+                if let Err(status) = self.codings.add(value) {
+                    self.refuse(status);
+                }
+            }
+            19 if is(b"if-unmodified-since") => self.conditions.if_unmodified_since = Some(value),
+            _ => {}
+        }
+    }
+
+    fn refuse(&mut self, status: Status) {
+        self.refused.get_or_insert(status);
+    }
 }
 
 /// The transfer codings of a request, across all its `Transfer-Encoding` fields (one list).
@@ -316,7 +327,7 @@ impl Codings {
     }
 }
 
-/// httparse only knows HTTP/1.0 and 1.1. A well-formed other version (`HTTP/2.0`, `HTTP/0.9`)
+/// `head::scan` only knows HTTP/1.0 and 1.1. A well-formed other version (`HTTP/2.0`, `HTTP/0.9`)
 /// gets 505; garbage in the version slot is a plain 400.
 fn version_error(buf: &[u8], line_end: Option<usize>) -> Status {
     let line = &buf[..line_end.unwrap_or(buf.len())];
@@ -341,8 +352,7 @@ mod tests {
     use super::*;
 
     fn run(input: &[u8]) -> Parsed<'_> {
-        let mut headers = [const { MaybeUninit::uninit() }; 100];
-        parse(input, &mut headers, &Limits::default())
+        parse(input, &Limits::default())
     }
 
     fn status(input: &[u8]) -> Option<Status> {

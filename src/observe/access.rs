@@ -298,13 +298,11 @@ impl AccessSink {
 mod tests {
     use super::*;
     use crate::http::request::{self, Limits, Parsed};
-    use std::mem::MaybeUninit;
 
     #[test]
     fn combined_format_escapes_what_could_forge_a_line() {
         let raw = b"GET /a%20b?q=x HTTP/1.1\r\nHost: h\r\nUser-Agent: evil\" 200 0 \"\xff\r\n\r\n";
-        let mut headers = [const { MaybeUninit::uninit() }; 8];
-        let Parsed::Complete(req) = request::parse(raw, &mut headers, &Limits::default()) else {
+        let Parsed::Complete(req) = request::parse(raw, &Limits::default()) else {
             panic!("parse")
         };
         let peer = "192.0.2.7:5555".parse().ok();

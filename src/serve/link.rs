@@ -6,7 +6,6 @@
 //! passes (close, counters, access record). The epoll transport (`transport.rs`) and the io_uring
 //! transport (`ring_conn.rs`) own a `Link` each and differ only in how bytes reach it and leave.
 
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Instant, SystemTime};
@@ -15,7 +14,7 @@ use crate::cache::Snapshot;
 use crate::endpoint::{Endpoint, Role};
 use crate::http::chunked::{self, Scan};
 use crate::http::date::DateCache;
-use crate::http::request::{self, Limits, Method, Parsed, Request, MAX_HEADERS};
+use crate::http::request::{self, Limits, Method, Parsed, Request};
 use crate::http::response::Status;
 use crate::observe::access::{AccessRecord, AccessSink};
 use crate::observe::scrape::Sources;
@@ -225,9 +224,7 @@ impl Link {
                 self.parse_pending = true;
                 break;
             }
-            let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-            let limit = ctx.limits.max_headers.min(MAX_HEADERS);
-            match request::parse(&data[pos..], &mut headers[..limit], ctx.limits) {
+            match request::parse(&data[pos..], ctx.limits) {
                 Parsed::Partial => {
                     if self.head_started_ms.is_none() {
                         self.head_started_ms = Some(ctx.now_ms);

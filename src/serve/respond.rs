@@ -403,8 +403,7 @@ mod tests {
     //! directory, the answer read back from the output queue. No socket anywhere.
     use super::*;
     use crate::cache::{load, LoadOptions};
-    use crate::http::request::{self, Limits, Parsed, MAX_HEADERS};
-    use std::mem::MaybeUninit;
+    use crate::http::request::{self, Limits, Parsed};
     use std::sync::OnceLock;
 
     const APP_JS: &str = "export function app() { return 'hello, world'; }\n";
@@ -444,8 +443,7 @@ mod tests {
     /// outcome and the bytes the client would get.
     fn ask(raw: &str, service: Service<'_>, draining: bool) -> (Outcome, String) {
         let raw = &raw.replacen("\r\n", "\r\nHost: example.test\r\n", 1);
-        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-        let Parsed::Complete(req) = request::parse(raw.as_bytes(), &mut headers, &Limits::default()) else {
+        let Parsed::Complete(req) = request::parse(raw.as_bytes(), &Limits::default()) else {
             panic!("not a complete request: {raw:?}");
         };
         let mut out = OutQueue::default();
