@@ -332,7 +332,9 @@ impl<'c> Coordinator<'c> {
 
     /// Publishes `snapshot`, queues the work it still needs, waits until the one it replaced
     /// is freed. Returns the generation and whether the old snapshot was freed.
-    fn publish(&mut self, snapshot: Snapshot) -> (u64, bool) {
+    fn publish(&mut self, mut snapshot: Snapshot) -> (u64, bool) {
+        // This thread is the only publisher, so the next generation is this one's.
+        snapshot.set_serial(self.ctx.cache.generation() + 1);
         let stats = &self.ctx.stats.reload;
         describe(stats, &snapshot);
         stats.pending_files.set(snapshot.pending() as u64);

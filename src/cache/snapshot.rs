@@ -322,6 +322,10 @@ pub struct Snapshot {
     /// `--cache-control`: for files that are neither HTML nor fingerprinted, and for the 301s
     /// that add a slash to a directory.
     default_cache_control: Box<str>,
+    /// Which publication this is (0: the one loaded at start-up), set by the reload thread just
+    /// before it publishes. What a worker keeps about a snapshot (`serve::rendered`) is keyed by
+    /// it: a new snapshot may be allocated where a freed one was, so its address says nothing.
+    serial: u64,
 }
 
 impl Snapshot {
@@ -335,7 +339,17 @@ impl Snapshot {
             bytes: 0,
             descriptors: 0,
             default_cache_control: default_cache_control.into(),
+            serial: 0,
         }
+    }
+
+    /// Which publication this is: see the field.
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    pub(crate) fn set_serial(&mut self, serial: u64) {
+        self.serial = serial;
     }
 
     /// The `--cache-control` value.

@@ -34,6 +34,17 @@ pub struct Conditions<'b> {
     pub if_none_match_more: More<'b>,
 }
 
+impl Conditions<'_> {
+    /// No conditional field at all (further occurrences only follow a first one).
+    pub fn is_empty(&self) -> bool {
+        self.if_match.is_none()
+            && self.if_none_match.is_none()
+            && self.if_modified_since.is_none()
+            && self.if_unmodified_since.is_none()
+            && self.if_range.is_none()
+    }
+}
+
 /// Further occurrences of a list field, without allocating: up to three, then only the fact
 /// that there were more (`overflow`), which the evaluation answers conservatively.
 #[derive(Debug, Default, Clone, Copy)]

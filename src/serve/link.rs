@@ -20,6 +20,7 @@ use crate::observe::access::{AccessRecord, AccessSink};
 use crate::observe::scrape::Sources;
 use crate::serve::inbuf::InBuf;
 use crate::serve::out_queue::{Flush, OutQueue, Turn};
+use crate::serve::rendered::Rendered;
 use crate::serve::respond::{self, CacheUse, Outcome, PathBufs, Service, Site};
 use crate::stats::{self, WorkerStats};
 use crate::sys::socket;
@@ -55,6 +56,8 @@ pub struct Ctx<'w> {
     /// What the admin endpoints read (all workers' counters, queue, cache).
     pub sources: &'w Sources,
     pub date: &'w DateCache,
+    /// This worker's whole responses for hot small files, current for this turn.
+    pub rendered: &'w Rendered,
     pub limits: &'w Limits,
     pub timeouts: &'w Timeouts,
     /// Coarse monotonic time of this loop turn.
@@ -267,7 +270,22 @@ impl Link {
                     // A body to discard keeps the request's timer running from now, once.
                     self.head_started_ms = (req.body_len > 0).then_some(ctx.now_ms);
                     self.requests = self.requests.saturating_add(1);
-                    let outcome = respond::respond(&req, self.site(ctx), paths, out);
+                    // A hot small file's whole response, or the responder (which may offer its
+                    // answer to the table for next time).
+                    let open = self.role == Role::Public && !ctx.draining;
+                    let outcome = match ctx.rendered.find(&req, open) {
+                        Some((response, outcome)) => {
+                            out.push_shared(response);
+                            outcome
+                        }
+                        None => {
+                            let before = out.pending();
+                            let outcome = respond::respond(&req, self.site(ctx), paths, out);
+                            let len = out.pending() - before;
+                            ctx.rendered.offer(&req, open, outcome, out, len, ctx.date.text());
+                            outcome
+                        }
+                    };
                     self.finish(outcome, Some(&req), ctx);
                 }
                 Parsed::Invalid(status) => {

@@ -28,8 +28,8 @@ use crate::sys::{file, socket};
 pub const MAX_IOV: usize = 64;
 
 enum Chunk {
-    /// Bytes `start..end` of an `Arc<[u8]>` inside the snapshot the worker is reading this turn,
-    /// borrowed without touching its count; valid until the worker's next quiescent point.
+    /// Bytes `start..end` of an `Arc<[u8]>` inside the snapshot the worker is reading this turn (or
+    /// its rendered responses), borrowed without touching its count; valid until the turn ends.
     Borrowed(*const Arc<[u8]>, usize, usize),
     /// The same bytes, kept alive by this queue's own reference.
     Held(Arc<[u8]>, usize, usize),
@@ -48,7 +48,8 @@ pub struct Turn<'q, 's> {
 }
 
 impl<'s> Turn<'_, 's> {
-    /// Queues bytes that live for `'s` (in the snapshot), without cloning the `Arc`.
+    /// Queues bytes that live for `'s` (in the snapshot, or in the worker's rendered responses,
+    /// which change only between turns), without cloning the `Arc`.
     pub fn push_shared(&mut self, bytes: &'s Arc<[u8]>) {
         self.push_shared_range(bytes, 0, bytes.len());
     }
@@ -293,6 +294,34 @@ impl OutQueue {
             }
         }
         Ok(all)
+    }
+
+    /// Appends the last `len` bytes queued to `to`; `false` (and `to` unchanged) if a file
+    /// chunk is among them. For capturing a response just queued (`serve::rendered`).
+    pub fn copy_last(&self, len: usize, to: &mut Vec<u8>) -> bool {
+        debug_assert!(len <= self.pending);
+        let start = to.len();
+        let mut parts = 0; // chunks from the back that hold the last `len` bytes
+        let mut left = len;
+        for chunk in self.chunks.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            if matches!(chunk, Chunk::File(..)) {
+                return false;
+            }
+            left = left.saturating_sub(self.len(chunk));
+            parts += 1;
+        }
+        let first = self.chunks.len() - parts;
+        let mut skip = self.chunks.range(first..).map(|c| self.len(c)).sum::<usize>() - len;
+        for chunk in self.chunks.range(first..) {
+            let bytes = self.bytes(chunk);
+            to.extend_from_slice(&bytes[skip.min(bytes.len())..]);
+            skip = skip.saturating_sub(bytes.len());
+        }
+        debug_assert_eq!(to.len() - start, len);
+        true
     }
 
     /// Drops everything queued (the connection is closing).

@@ -17,6 +17,7 @@ use std::io;
 use std::os::fd::AsFd;
 
 use crate::http::date::DateCache;
+use crate::serve::rendered::Rendered;
 use crate::serve::inbuf::Spares;
 use crate::serve::link::Keep;
 use crate::serve::respond::PathBufs;
@@ -64,6 +65,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let mut paths = PathBufs::with_capacity(256);
     let mut spares = Spares::with_ready(SPARES_READY);
     let mut date = DateCache::new();
+    let mut rendered = Rendered::new(u64::MAX, date.text());
     let mut ready: Vec<u64> = Vec::new();
     let mut last_inputs = 0usize;
     {
@@ -89,8 +91,9 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         let snapshot = reader.current();
         let now = schedule.now_ms();
         date.refresh();
+        rendered.refresh(snapshot.serial(), date.text());
         let stop_seen_now = schedule.notice_stop(now, &setup);
-        let ctx = worker::context(&setup, &snapshot, &date, now, schedule.draining());
+        let ctx = worker::context(&setup, &snapshot, &date, &rendered, now, schedule.draining());
         let stats = ctx.stats;
         let closed = |conn: RingConn| {
             if conn.is_public() {

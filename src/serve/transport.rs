@@ -295,6 +295,7 @@ mod tests {
     use crate::http::request::Limits;
     use crate::observe::access::AccessSink;
     use crate::observe::scrape::Sources;
+    use crate::serve::rendered::Rendered;
     use crate::serve::respond::PathBufs;
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
@@ -322,10 +323,12 @@ mod tests {
         let stats = sources.stats.clone();
         let (date, limits, timeouts) = (DateCache::new(), Limits::default(), Timeouts::default());
         let access = AccessSink { text: None, otlp: None };
+        let rendered = Rendered::new(snapshot.serial(), date.text());
         let ctx = Ctx {
             snapshot: &snapshot,
             sources: &sources,
             date: &date,
+            rendered: &rendered,
             limits: &limits,
             timeouts: &timeouts,
             now_ms: 0,

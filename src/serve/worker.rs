@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::cache::swap::Reader;
 use crate::cache::Snapshot;
 use crate::http::date::DateCache;
+use crate::serve::rendered::Rendered;
 use crate::http::request::Limits;
 use crate::observe::access::AccessSink;
 use crate::observe::scrape::Sources;
@@ -74,6 +75,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let mut conns: Slab<Conn> = Slab::default();
     let mut bufs = Bufs { scratch: vec![0u8; SCRATCH], paths: PathBufs::with_capacity(256) };
     let mut date = DateCache::new();
+    let mut rendered = Rendered::new(u64::MAX, date.text());
     // Connections that stopped at their work budget with input left (see `Keep::Again`).
     let mut ready: Vec<u64> = Vec::new();
     reader.online();
@@ -93,8 +95,9 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         let snapshot = reader.current();
         let now = schedule.now_ms();
         date.refresh();
+        rendered.refresh(snapshot.serial(), date.text());
         let stop_seen_now = schedule.notice_stop(now, &setup);
-        let ctx = context(&setup, &snapshot, &date, now, schedule.draining());
+        let ctx = context(&setup, &snapshot, &date, &rendered, now, schedule.draining());
         let stats = ctx.stats;
         // Closes a connection: dropping it closes the socket; a public one is counted.
         let closed = |conn: Conn| {
@@ -271,6 +274,7 @@ pub fn context<'w>(
     setup: &'w WorkerSetup,
     snapshot: &'w Snapshot,
     date: &'w DateCache,
+    rendered: &'w Rendered,
     now: u64,
     draining: bool,
 ) -> Ctx<'w> {
@@ -278,6 +282,7 @@ pub fn context<'w>(
         snapshot,
         sources: &setup.sources,
         date,
+        rendered,
         limits: &setup.limits,
         timeouts: &setup.timeouts,
         now_ms: now,

@@ -1,0 +1,431 @@
+//! Whole responses for hot small files, rendered once a second: a keep-alive hit is one
+//! contiguous buffer queued as one chunk, like a fixed-response server's `send` (issue #16).
+//!
+//! **What is rendered.** The responder's own output, copied: when a request that could be
+//! answered from this table misses it and the responder answers `200` from the cache with a
+//! body in memory of at most [`MAX_RESPONSE`] bytes, the bytes it queued are *captured*. So a
+//! rendered response is byte for byte what `respond` would queue, `_headers`, `Vary` and all; only
+//! its `Date` is rewritten, in place, when the second changes.
+//!
+//! **Which requests.** A response depends on the method, the target, `Accept-Encoding`, the
+//! conditional and `Range` fields, the version and the close decision. The table is keyed by
+//! target and `Accept-Encoding` (the exact bytes: a browser sends the same string every time),
+//! and only answers a `GET` over HTTP/1.1 that keeps the connection open, with no conditional
+//! field, no `Range` and no body, on the public listener, while not draining. Everything else
+//! (HEAD, 304s, ranges, HTTP/1.0, the last request of a connection) takes the responder's path.
+//!
+//! **When.** Per worker, between turns ([`Rendered::refresh`], at the top of the loop): a new
+//! snapshot empties the table (it is keyed by the snapshot's serial, not its address, which a
+//! reload may reuse); a new second rewrites every entry's `Date` and drops the entries no request
+//! used during the second before; captures made during the last turn are adopted. During a turn
+//! the table is only read, so queued chunks may borrow its buffers like the snapshot's, under the
+//! same contract (`out_queue::Turn`): output still pending at the end of a turn holds its own
+//! reference.
+//!
+//! **Memory.** At most [`MAX_ENTRIES`] entries and [`BUDGET`] bytes of responses per worker,
+//! twice over (each entry keeps a spare buffer, so that rewriting the date allocates nothing
+//! while no slow client still holds the spare); at most [`MAX_CAPTURES`] captures a turn.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::http::date;
+use crate::http::request::{Method, Request};
+use crate::http::response::Status;
+use crate::serve::out_queue::OutQueue;
+use crate::serve::respond::{CacheUse, Outcome};
+
+/// The largest response rendered whole (head and body).
+pub const MAX_RESPONSE: usize = 16 * 1024;
+/// Bytes of rendered responses per worker (twice that with the spares).
+pub const BUDGET: usize = 256 * 1024;
+/// Entries per worker.
+pub const MAX_ENTRIES: usize = 64;
+/// Captures kept per turn: a stream of distinct targets costs a bounded copy a turn.
+pub const MAX_CAPTURES: usize = 8;
+
+type KeyHash = foldhash::fast::RandomState;
+
+/// One rendered response.
+struct Entry {
+    /// The `Accept-Encoding` value it answers (`None`: the request had none).
+    accept_encoding: Option<Box<[u8]>>,
+    /// The response, with this second's `Date`.
+    bytes: Arc<[u8]>,
+    /// The previous second's buffer (at first, a copy), rewritten in place next second if
+    /// nobody holds it any more.
+    spare: Arc<[u8]>,
+    /// Where the `Date` value starts in `bytes`.
+    date_at: usize,
+    outcome: Outcome,
+    /// Requests it answered since the last new second.
+    hits: Cell<u32>,
+}
+
+/// A response captured during a turn, adopted at the next [`Rendered::refresh`].
+struct Capture {
+    target: Box<[u8]>,
+    accept_encoding: Option<Box<[u8]>>,
+    bytes: Vec<u8>,
+    date_at: usize,
+    outcome: Outcome,
+}
+
+/// A worker's rendered responses.
+pub struct Rendered {
+    /// The serial of the snapshot the entries were captured from.
+    serial: u64,
+    /// The `Date` every entry carries.
+    date: [u8; date::LEN],
+    /// By request-target; a target has one entry per `Accept-Encoding` value seen.
+    entries: HashMap<Box<[u8]>, Vec<Entry>, KeyHash>,
+    count: usize,
+    bytes: usize,
+    /// Filled during a turn (the table itself is only read then), drained between turns.
+    captures: RefCell<Vec<Capture>>,
+}
+
+impl Rendered {
+    pub fn new(serial: u64, date: &[u8; date::LEN]) -> Rendered {
+        Rendered {
+            serial,
+            date: *date,
+            entries: HashMap::default(),
+            count: 0,
+            bytes: 0,
+            captures: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Number of entries (for tests and `/stats`).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Brings the table up to date between two turns: `serial` is the snapshot of the coming
+    /// turn, `date` its `Date`. Costs two comparisons when nothing changed.
+    pub fn refresh(&mut self, serial: u64, date: &[u8; date::LEN]) {
+        if serial != self.serial {
+            self.entries.clear();
+            self.captures.get_mut().clear(); // captured from the old snapshot
+            (self.serial, self.count, self.bytes) = (serial, 0, 0);
+        }
+        if *date != self.date {
+            self.date = *date;
+            self.new_second();
+        }
+        if !self.captures.get_mut().is_empty() {
+            self.adopt();
+        }
+    }
+
+    /// Drops the entries no request used during the last second; rewrites the others' `Date`.
+    fn new_second(&mut self) {
+        let date = self.date;
+        let (mut count, mut bytes) = (0, 0);
+        self.entries.retain(|_, entries| {
+            entries.retain_mut(|entry| {
+                if entry.hits.replace(0) == 0 {
+                    return false;
+                }
+                match Arc::get_mut(&mut entry.spare) {
+                    // Nobody holds the spare: it differs from `bytes` only in its date.
+                    Some(buf) => buf[entry.date_at..entry.date_at + date::LEN].copy_from_slice(&date),
+                    None => {
+                        // A slow client still holds it (output pending since a second ago): a
+                        // new buffer.
+                        let mut buf = entry.bytes.to_vec();
+                        buf[entry.date_at..entry.date_at + date::LEN].copy_from_slice(&date);
+                        entry.spare = buf.into();
+                    }
+                }
+                std::mem::swap(&mut entry.bytes, &mut entry.spare);
+                count += 1;
+                bytes += entry.bytes.len();
+                true
+            });
+            !entries.is_empty()
+        });
+        (self.count, self.bytes) = (count, bytes);
+    }
+
+    /// Takes in the captures of the last turn that fit.
+    fn adopt(&mut self) {
+        for mut capture in self.captures.get_mut().drain(..) {
+            if self.count >= MAX_ENTRIES || self.bytes + capture.bytes.len() > BUDGET {
+                break;
+            }
+            let entries = self.entries.entry(capture.target).or_default();
+            if entries.iter().any(|e| e.accept_encoding == capture.accept_encoding) {
+                continue;
+            }
+            // Captured during the last turn, maybe in the second before this one.
+            capture.bytes[capture.date_at..capture.date_at + date::LEN].copy_from_slice(&self.date);
+            self.count += 1;
+            self.bytes += capture.bytes.len();
+            entries.push(Entry {
+                accept_encoding: capture.accept_encoding,
+                spare: capture.bytes.as_slice().into(),
+                bytes: capture.bytes.into(),
+                date_at: capture.date_at,
+                outcome: capture.outcome,
+                hits: Cell::new(1),
+            });
+        }
+        self.captures.get_mut().clear();
+    }
+
+    /// The rendered response to `req`, if there is one. `open` says the response may keep the
+    /// connection open (the public listener, not draining).
+    #[inline]
+    pub fn find(&self, req: &Request<'_>, open: bool) -> Option<(&Arc<[u8]>, Outcome)> {
+        if self.count == 0 || !open || !answers(req) {
+            return None;
+        }
+        let entries = self.entries.get(req.target)?;
+        let entry = entries.iter().find(|e| e.accept_encoding.as_deref() == req.accept_encoding)?;
+        entry.hits.set(entry.hits.get().saturating_add(1));
+        Some((&entry.bytes, entry.outcome))
+    }
+
+    /// After the responder answered `req` (which missed the table) with `outcome`, queueing
+    /// `len` bytes at the end of `out`: captures those bytes if they can answer it next time.
+    /// `date` is the `Date` they carry.
+    #[inline]
+    pub fn offer(&self, req: &Request<'_>, open: bool, outcome: Outcome, out: &OutQueue, len: usize, date: &[u8; date::LEN]) {
+        let cacheable = outcome.status == Status::Ok && outcome.cache == CacheUse::Hit && !outcome.close;
+        let room = self.count < MAX_ENTRIES && self.bytes + len <= BUDGET;
+        if !cacheable || !open || len > MAX_RESPONSE || !answers(req) || !room {
+            return; // a full table copies nothing: a miss costs what it did without the table
+        }
+        self.capture(req, outcome, out, len, date);
+    }
+
+    #[cold]
+    fn capture(&self, req: &Request<'_>, outcome: Outcome, out: &OutQueue, len: usize, date: &[u8; date::LEN]) {
+        let mut captures = self.captures.borrow_mut();
+        let same = |c: &Capture| &*c.target == req.target && c.accept_encoding.as_deref() == req.accept_encoding;
+        if captures.len() >= MAX_CAPTURES || captures.iter().any(same) {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(len);
+        if !out.copy_last(len, &mut bytes) {
+            return; // a part is sent from a file descriptor
+        }
+        let Some(date_at) = date_position(&bytes, date) else {
+            return;
+        };
+        captures.push(Capture {
+            target: req.target.into(),
+            accept_encoding: req.accept_encoding.map(Into::into),
+            bytes,
+            date_at,
+            outcome,
+        });
+    }
+}
+
+/// Whether a rendered response can answer `req`: what it depends on besides the target and
+/// `Accept-Encoding` is what a plain keep-alive `GET` has.
+#[inline]
+fn answers(req: &Request<'_>) -> bool {
+    req.method == Method::Get
+        && req.minor_version == 1
+        && req.keep_alive
+        && req.range.is_none()
+        && req.conditions.is_empty()
+        && req.body_len == 0
+        && !req.chunked
+        && !req.expect_continue
+}
+
+/// Where the value of the `Date` field starts in a response head, if it is there and says `date`.
+fn date_position(response: &[u8], date: &[u8; date::LEN]) -> Option<usize> {
+    const FIELD: &[u8] = b"\r\nDate: ";
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let at = response[..head_end + 2].windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+    (response.get(at..at + date::LEN)? == date).then_some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The table on its own, fed the way `Link::process` feeds it: requests parsed from text, the
+    //! responder's answers queued into an output queue, a snapshot loaded from a temporary
+    //! directory. No socket.
+    use super::*;
+    use crate::cache::{load, LoadOptions, Snapshot};
+    use crate::http::request::{self, Limits, Parsed};
+    use crate::serve::respond::{self, PathBufs, Service, Site};
+    use std::sync::OnceLock;
+
+    const ONE: &[u8; date::LEN] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+    const TWO: &[u8; date::LEN] = b"Sun, 06 Nov 1994 08:49:38 GMT";
+    const THREE: &[u8; date::LEN] = b"Sun, 06 Nov 1994 08:49:39 GMT";
+
+    fn snapshot() -> &'static Snapshot {
+        static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
+        SNAPSHOT.get_or_init(|| {
+            let root = std::env::temp_dir().join(format!("atomserve-rendered-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(&root).unwrap();
+            std::fs::write(root.join("index.html"), "<!doctype html><title>app</title>\n".repeat(20)).unwrap();
+            std::fs::write(root.join("big.txt"), "x".repeat(MAX_RESPONSE)).unwrap();
+            std::fs::write(root.join("_headers"), "/*\n  X-Frame-Options: DENY\n").unwrap();
+            let snapshot = load(&LoadOptions {
+                root: root.clone(),
+                spa_fallback: true,
+                budget: u64::MAX,
+                max_cached_file: u64::MAX,
+                cache_control: "no-cache".into(),
+                compress: true,
+                site: Default::default(),
+            })
+            .unwrap();
+            std::fs::remove_dir_all(&root).unwrap();
+            snapshot
+        })
+    }
+
+    /// Answers `raw` as `Link::process` does; returns the bytes queued and whether the table
+    /// answered.
+    fn ask(table: &Rendered, raw: &str, date: &[u8; date::LEN]) -> (Vec<u8>, Outcome, bool) {
+        let Parsed::Complete(req) = request::parse(raw.as_bytes(), &Limits::default()) else { panic!("{raw}") };
+        let site = Site { service: Service::Files(snapshot()), date, draining: false };
+        let mut out = OutQueue::default();
+        let mut paths = PathBufs::default();
+        let (outcome, hit) = out.turn(|out| match table.find(&req, true) {
+            Some((response, outcome)) => {
+                out.push_shared(response);
+                (outcome, true)
+            }
+            None => {
+                let outcome = respond::respond(&req, site, &mut paths, out);
+                table.offer(&req, true, outcome, out, out.pending(), date);
+                (outcome, false)
+            }
+        });
+        (out.contents().unwrap(), outcome, hit)
+    }
+
+    const GET: &str = "GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n";
+    const GET_BR: &str = "GET /index.html HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip, br\r\n\r\n";
+
+    #[test]
+    fn a_hit_is_byte_for_byte_what_the_responder_queued() {
+        let mut table = Rendered::new(snapshot().serial(), ONE);
+        let (first, outcome, hit) = ask(&table, GET, ONE);
+        assert!(!hit && table.is_empty(), "the first answer is the responder's, captured");
+        table.refresh(snapshot().serial(), ONE);
+        assert_eq!(table.len(), 1);
+        let (again, again_outcome, hit) = ask(&table, GET, ONE);
+        assert!(hit);
+        assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(&first));
+        assert_eq!(again_outcome, outcome);
+        assert!(first.windows(15).any(|w| w == b"X-Frame-Options"), "_headers rules are in it");
+        // Each Accept-Encoding value has its own entry: the br answer is not the identity one.
+        let (br, _, hit) = ask(&table, GET_BR, ONE);
+        assert!(!hit && br.windows(20).any(|w| w == b"Content-Encoding: br"));
+        table.refresh(snapshot().serial(), ONE);
+        assert_eq!(ask(&table, GET_BR, ONE), (br, outcome_of(&table, GET_BR), true));
+    }
+
+    fn outcome_of(table: &Rendered, raw: &str) -> Outcome {
+        ask(table, raw, ONE).1
+    }
+
+    #[test]
+    fn only_a_plain_keep_alive_get_is_answered_from_the_table() {
+        let mut table = Rendered::new(snapshot().serial(), ONE);
+        ask(&table, GET, ONE);
+        table.refresh(snapshot().serial(), ONE);
+        assert!(ask(&table, GET, ONE).2);
+        for raw in [
+            "HEAD /index.html HTTP/1.1\r\nHost: t\r\n\r\n",
+            "GET /index.html HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "GET /index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"x\"\r\n\r\n",
+            "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+            "GET /index.html HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1\r\n\r\n",
+            "GET /index.html HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx",
+            "GET /index.html?v=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+            "GET /index.html HTTP/1.1\r\nHost: t\r\nAccept-Encoding: identity\r\n\r\n",
+        ] {
+            let (_, _, hit) = ask(&table, raw, ONE);
+            assert!(!hit, "{raw}");
+            table.refresh(snapshot().serial(), ONE);
+        }
+        let Parsed::Complete(req) = request::parse(GET.as_bytes(), &Limits::default()) else { panic!() };
+        assert!(table.find(&req, false).is_none(), "not when closing (draining, admin listener)");
+        // What is not a cached 200 in memory is never captured: a 404, a body too large.
+        for raw in ["GET /missing.png HTTP/1.1\r\nHost: t\r\n\r\n", "GET /big.txt HTTP/1.1\r\nHost: t\r\n\r\n"] {
+            let before = table.len();
+            ask(&table, raw, ONE);
+            table.refresh(snapshot().serial(), ONE);
+            assert!(!ask(&table, raw, ONE).2 && table.len() == before, "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_new_second_rewrites_the_date_and_drops_what_went_unused() {
+        let mut table = Rendered::new(snapshot().serial(), ONE);
+        let (first, ..) = ask(&table, GET, ONE);
+        ask(&table, GET_BR, ONE);
+        table.refresh(snapshot().serial(), ONE);
+        assert_eq!(table.len(), 2);
+        ask(&table, GET, ONE); // the identity entry is used this second, the br one not
+        table.refresh(snapshot().serial(), TWO);
+        assert_eq!(table.len(), 2, "a new entry lives through its first second");
+        let (second, _, hit) = ask(&table, GET, TWO);
+        assert!(hit);
+        let (fresh, ..) = ask(&Rendered::new(snapshot().serial(), TWO), GET, TWO);
+        assert_eq!(second, fresh, "the date rewritten, nothing else");
+        assert_ne!(second, first);
+        // The next second: the br entry went unused for a whole second; the identity one is
+        // written into its spare (the buffer of the first second), in place.
+        table.refresh(snapshot().serial(), THREE);
+        assert_eq!(table.len(), 1);
+        let (third, ..) = ask(&Rendered::new(snapshot().serial(), THREE), GET, THREE);
+        assert_eq!(ask(&table, GET, THREE).0, third);
+    }
+
+    #[test]
+    fn a_new_snapshot_empties_the_table() {
+        let mut table = Rendered::new(snapshot().serial(), ONE);
+        ask(&table, GET, ONE);
+        table.refresh(snapshot().serial(), ONE);
+        assert!(ask(&table, GET, ONE).2);
+        table.refresh(snapshot().serial() + 1, ONE);
+        assert!(table.is_empty());
+        // A capture made during the turn before a new snapshot is not adopted either.
+        ask(&table, GET, ONE);
+        table.refresh(snapshot().serial() + 2, ONE);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn the_budget_bounds_the_table() {
+        let mut table = Rendered::new(snapshot().serial(), ONE);
+        // Distinct targets (the query string is part of the key), more than fit.
+        for round in 0..MAX_ENTRIES / MAX_CAPTURES + 2 {
+            for i in 0..MAX_CAPTURES + 2 {
+                ask(&table, &format!("GET /index.html?{round}-{i} HTTP/1.1\r\nHost: t\r\n\r\n"), ONE);
+            }
+            table.refresh(snapshot().serial(), ONE);
+            assert!(table.len() <= (round + 1) * MAX_CAPTURES, "at most {MAX_CAPTURES} captures a turn");
+        }
+        assert_eq!(table.len(), MAX_ENTRIES);
+        assert!(table.bytes <= BUDGET);
+        ask(&table, "GET /index.html?one-more HTTP/1.1\r\nHost: t\r\n\r\n", ONE);
+        assert!(table.captures.borrow().is_empty(), "a full table captures nothing");
+        // Full by bytes before entries: no copy either.
+        table.refresh(snapshot().serial() + 1, ONE);
+        table.bytes = BUDGET - 100;
+        ask(&table, GET, ONE);
+        assert!(table.captures.borrow().is_empty(), "no room for it");
+    }
+}

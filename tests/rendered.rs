@@ -1,0 +1,82 @@
+//! Whole responses rendered per worker for hot small files (`serve::rendered`): seen from a
+//! client they are indistinguishable from the responder's — a reload shows on a connection that
+//! stays open, and the `Date` keeps up with the clock while the same response is served over and
+//! over.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+
+fn get(c: &mut TcpStream, path: &str) -> Response {
+    write!(c, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    read_response(c, false).unwrap()
+}
+
+/// Regression guard for the table's key: it is the snapshot's serial, not its address (a new
+/// snapshot may be allocated where the freed one was), and a same-size edit is the case where a
+/// stale entry would go unnoticed.
+#[test]
+fn a_reload_shows_on_a_connection_that_stays_open() {
+    let root = fixture_root("rendered-reload");
+    let s = Server::start(&root.path, &["--workers", "1"]);
+    let mut c = s.connect();
+    for _ in 0..5 {
+        assert_eq!(get(&mut c, "/docs/deep/page.txt").text(), "deep\n");
+    }
+    for (n, text) in ["DEEP\n", "deep\n", "DeeP\n"].into_iter().enumerate() {
+        std::fs::write(root.path.join("docs/deep/page.txt"), text).unwrap();
+        s.signal(libc::SIGHUP);
+        s.wait_log("atomserve: reload", n + 1, Duration::from_secs(10));
+        for _ in 0..5 {
+            assert_eq!(get(&mut c, "/docs/deep/page.txt").text(), text, "after reload {}", n + 1);
+        }
+    }
+}
+
+#[test]
+fn the_date_keeps_up_with_the_clock() {
+    let root = fixture_root("rendered-date");
+    let s = Server::start(&root.path, &["--workers", "1"]);
+    let mut c = s.connect();
+    let started = Instant::now();
+    let mut dates = Vec::new();
+    let mut etags = Vec::new();
+    while started.elapsed() < Duration::from_millis(2500) {
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let r = get(&mut c, "/index.html");
+        let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let date = r.header("date").unwrap().to_string();
+        let secs = httpdate_secs(&date);
+        assert!(before <= secs && secs <= after, "Date {date} outside {before}..={after}");
+        if dates.last() != Some(&date) {
+            dates.push(date);
+        }
+        etags.push(r.header("etag").unwrap().to_string());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(dates.len() >= 3, "{dates:?}");
+    etags.dedup();
+    assert_eq!(etags.len(), 1, "only the date changes");
+}
+
+/// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn httpdate_secs(date: &str) -> u64 {
+    let parts: Vec<&str> = date.split([' ', ':']).collect();
+    let [_, day, month, year, h, m, s, "GMT"] = parts[..] else { panic!("{date}") };
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = months.iter().position(|&x| x == month).unwrap() as u64 + 1;
+    let (year, day): (u64, u64) = (year.parse().unwrap(), day.parse().unwrap());
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + h.parse::<u64>().unwrap() * 3600 + m.parse::<u64>().unwrap() * 60 + s.parse::<u64>().unwrap()
+}
