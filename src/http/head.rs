@@ -75,11 +75,9 @@ fn is_value(b: u8) -> bool {
 /// The first index from `i` that is not a `tchar` (or `buf.len()`). Methods and field names are
 /// short: one byte at a time.
 #[inline(always)]
-fn token_end(buf: &[u8], mut i: usize) -> usize {
-    while i < buf.len() && is_tchar(buf[i]) {
-        i += 1;
-    }
-    i
+fn token_end(buf: &[u8], i: usize) -> usize {
+    // An iterator rather than indexing: no bounds check per byte.
+    buf.get(i..).map_or(i, |rest| i + rest.iter().position(|&b| !is_tchar(b)).unwrap_or(rest.len()))
 }
 
 /// 0x01 in every byte of a word.

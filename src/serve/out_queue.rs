@@ -326,7 +326,9 @@ impl OutQueue {
 
     /// Drops everything queued (the connection is closing).
     pub fn clear(&mut self) {
-        self.chunks.clear();
+        // One by one from the back: for the two or three chunks of a response, cheaper than
+        // `VecDeque::clear`'s drop of both halves of its ring (callgrind).
+        while self.chunks.pop_back().is_some() {}
         self.own.clear();
         self.sent = 0;
         self.pending = 0;

@@ -26,7 +26,6 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
-use std::time::Instant;
 
 use crate::endpoint::{Endpoint, Role};
 use crate::serve::inbuf::{InBuf, Spares};
@@ -261,7 +260,7 @@ fn on_input<'s>(
     if link.state != State::Open {
         return; // closing or lingering: input is discarded
     }
-    link.batch_started.get_or_insert_with(Instant::now);
+    link.batch_started.get_or_insert(ctx.turn_started);
     let busy = ops.send.is_some() || ops.poll || !out.is_empty() || link.parse_pending;
     if busy {
         // A send in flight reads the queue: nothing may be added until it completes.

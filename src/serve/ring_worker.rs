@@ -89,11 +89,11 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         last_inputs = completions.iter().filter(|c| c.buffer().is_some()).count();
 
         let snapshot = reader.current();
-        let now = schedule.now_ms();
+        let (started, now) = schedule.turn();
         date.refresh();
         rendered.refresh(snapshot.serial(), date.text());
         let stop_seen_now = schedule.notice_stop(now, &setup);
-        let ctx = worker::context(&setup, &snapshot, &date, &rendered, now, schedule.draining());
+        let ctx = worker::context(&setup, &snapshot, &date, &rendered, (started, now), schedule.draining());
         let stats = ctx.stats;
         let closed = |conn: RingConn| {
             if conn.is_public() {

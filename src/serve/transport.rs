@@ -18,7 +18,6 @@
 //! Each request is counted and recorded once, from its `Outcome`, in [`Link::finish`].
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::Instant;
 
 use crate::endpoint::{Endpoint, Role};
 use crate::serve::inbuf::InBuf;
@@ -209,7 +208,7 @@ impl Link {
                 Err(e) => return read_error(edge, e),
             };
             short_read(edge, n, bufs.scratch.len());
-            self.batch_started.get_or_insert_with(Instant::now);
+            self.batch_started.get_or_insert(ctx.turn_started);
             let used = self.process(&bufs.scratch[..n], out, &mut bufs.paths, ctx);
             if self.state == State::Open {
                 inbuf.keep(&bufs.scratch[used..n]);
@@ -232,7 +231,7 @@ impl Link {
                 return Ok(false);
             }
             short_read(edge, n, asked);
-            self.batch_started.get_or_insert_with(Instant::now);
+            self.batch_started.get_or_insert(ctx.turn_started);
             let used = self.process(inbuf.pending(), out, &mut bufs.paths, ctx);
             inbuf.consume(used);
         }
@@ -332,6 +331,7 @@ mod tests {
             limits: &limits,
             timeouts: &timeouts,
             now_ms: 0,
+            turn_started: std::time::Instant::now(),
             draining: false,
             stats: &stats.workers[0],
             access: &access,

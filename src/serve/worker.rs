@@ -93,11 +93,11 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
 
         // Work, on the snapshot that is current for this turn.
         let snapshot = reader.current();
-        let now = schedule.now_ms();
+        let (started, now) = schedule.turn();
         date.refresh();
         rendered.refresh(snapshot.serial(), date.text());
         let stop_seen_now = schedule.notice_stop(now, &setup);
-        let ctx = context(&setup, &snapshot, &date, &rendered, now, schedule.draining());
+        let ctx = context(&setup, &snapshot, &date, &rendered, (started, now), schedule.draining());
         let stats = ctx.stats;
         // Closes a connection: dropping it closes the socket; a public one is counted.
         let closed = |conn: Conn| {
@@ -191,6 +191,13 @@ impl Schedule {
         self.clock.elapsed().as_millis() as u64
     }
 
+    /// The time of a turn's start: the instant and, coarse, [`Schedule::now_ms`] of it (one
+    /// clock read for both).
+    pub fn turn(&self) -> (Instant, u64) {
+        let now = Instant::now();
+        (now, now.duration_since(self.clock).as_millis() as u64)
+    }
+
     /// How long the next wait may last: not at all with connections `ready` to run again;
     /// without end with no connection and no drain; else until the next sweep or drain end.
     pub fn timeout(&self, now: u64, idle: bool, ready: bool) -> Option<Duration> {
@@ -275,7 +282,7 @@ pub fn context<'w>(
     snapshot: &'w Snapshot,
     date: &'w DateCache,
     rendered: &'w Rendered,
-    now: u64,
+    (started, now): (Instant, u64),
     draining: bool,
 ) -> Ctx<'w> {
     Ctx {
@@ -286,6 +293,7 @@ pub fn context<'w>(
         limits: &setup.limits,
         timeouts: &setup.timeouts,
         now_ms: now,
+        turn_started: started,
         draining,
         stats: &setup.sources.stats.workers[setup.id],
         access: &setup.access,
