@@ -36,10 +36,12 @@ use crate::http::response::Status;
 use crate::serve::out_queue::OutQueue;
 use crate::serve::respond::{CacheUse, Outcome};
 
-/// The largest response rendered whole (head and body).
-pub const MAX_RESPONSE: usize = 16 * 1024;
-/// Bytes of rendered responses per worker (twice that with the spares).
-pub const BUDGET: usize = 256 * 1024;
+/// The largest response rendered whole (head and body): any body kept on the heap (bodies from
+/// `cache::pack::ZERO_COPY_MIN` up go out with sendfile(2) and are never captured), such as the
+/// ~36 KB brotli variant of a Vite bundle that browsers ask for.
+pub const MAX_RESPONSE: usize = 64 * 1024;
+/// Bytes of rendered responses per worker (twice that with the spares: 1 MiB at most).
+pub const BUDGET: usize = 512 * 1024;
 /// Entries per worker.
 pub const MAX_ENTRIES: usize = 64;
 /// Captures kept per turn: a stream of distinct targets costs a bounded copy a turn.
