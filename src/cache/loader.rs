@@ -61,6 +61,23 @@ pub struct LoadOptions {
     pub site: SiteFiles,
 }
 
+impl LoadOptions {
+    /// What the serving code's unit tests load a temporary directory with: every file in memory,
+    /// the SPA fallback on, `no-cache`, no site files beyond those in `root`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(root: PathBuf, compress: bool) -> LoadOptions {
+        LoadOptions {
+            root,
+            spa_fallback: true,
+            budget: u64::MAX,
+            max_cached_file: u64::MAX,
+            cache_control: "no-cache".into(),
+            compress,
+            site: Default::default(),
+        }
+    }
+}
+
 /// Where a load finds the site's rules. By default `_headers` and `_redirects` at the root
 /// (never served themselves); `--headers-file`/`--redirects-file` name files elsewhere instead.
 #[derive(Clone, Debug, Default)]

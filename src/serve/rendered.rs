@@ -278,15 +278,7 @@ mod tests {
             std::fs::write(root.join("index.html"), "<!doctype html><title>app</title>\n".repeat(20)).unwrap();
             std::fs::write(root.join("big.txt"), "x".repeat(MAX_RESPONSE)).unwrap();
             std::fs::write(root.join("_headers"), "/*\n  X-Frame-Options: DENY\n").unwrap();
-            let snapshot = load(&LoadOptions {
-                root: root.clone(),
-                spa_fallback: true,
-                budget: u64::MAX,
-                max_cached_file: u64::MAX,
-                cache_control: "no-cache".into(),
-                compress: true,
-                site: Default::default(),
-            })
+            let snapshot = load(&LoadOptions::for_tests(root.clone(), true))
             .unwrap();
             std::fs::remove_dir_all(&root).unwrap();
             snapshot

@@ -307,15 +307,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("atomserve-transport-{}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("index.html"), "<!doctype html>\n").unwrap();
-        let opts = LoadOptions {
-            root: root.clone(),
-            spa_fallback: true,
-            budget: u64::MAX,
-            max_cached_file: u64::MAX,
-            cache_control: "no-cache".into(),
-            compress: false,
-            site: Default::default(),
-        };
+        let opts = LoadOptions::for_tests(root.clone(), false);
         let snapshot = load(&opts).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
         let sources = Sources::for_tests();
