@@ -22,11 +22,9 @@ fn request_parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("request");
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse_browser_get", |b| {
-        b.iter(|| {
-            match parse(black_box(CHROME_GET), &limits) {
-                Parsed::Complete(r) => r.head_len,
-                _ => unreachable!(),
-            }
+        b.iter(|| match parse(black_box(CHROME_GET), &limits) {
+            Parsed::Complete(r) => r.head_len,
+            _ => unreachable!(),
         })
     });
     g.finish();

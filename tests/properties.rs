@@ -3,7 +3,6 @@
 //! panic, and the results must keep their invariants. (The `cargo fuzz` targets of the HTTP
 //! issue cover the same functions with coverage guidance, on nightly.)
 
-
 #[path = "common/chunked_model.rs"]
 mod chunked_model;
 

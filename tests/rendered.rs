@@ -78,5 +78,8 @@ fn httpdate_secs(date: &str) -> u64 {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + h.parse::<u64>().unwrap() * 3600 + m.parse::<u64>().unwrap() * 60 + s.parse::<u64>().unwrap()
+    days * 86_400
+        + h.parse::<u64>().unwrap() * 3600
+        + m.parse::<u64>().unwrap() * 60
+        + s.parse::<u64>().unwrap()
 }

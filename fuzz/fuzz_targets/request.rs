@@ -7,7 +7,6 @@
 use atomserve::http::request::{parse, Limits, Parsed};
 use libfuzzer_sys::fuzz_target;
 
-
 fn check(data: &[u8], limits: &Limits) {
     match parse(data, limits) {
         Parsed::Complete(req) => {

@@ -182,12 +182,9 @@ pub fn scan<'b>(buf: &'b [u8], max_fields: usize, mut field: impl FnMut(&'b [u8]
             None => return Partial,
             Some(b'\r' | b'\n') => {
                 return match line_end(buf, at) {
-                    Ok(Some(head_len)) => Scan::Complete(Line {
-                        method: &buf[..method_end],
-                        target,
-                        minor_version,
-                        head_len,
-                    }),
+                    Ok(Some(head_len)) => {
+                        Scan::Complete(Line { method: &buf[..method_end], target, minor_version, head_len })
+                    }
                     Ok(None) => Partial,
                     Err(fault) => Invalid(fault),
                 };
@@ -310,7 +307,11 @@ mod tests {
             assert_eq!(ours(input, 2), Outcome::Invalid(fault), "{}", String::from_utf8_lossy(input));
             same(input, 2);
         }
-        assert_eq!(ours(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3", 2), Outcome::Partial, "the line too many is not whole");
+        assert_eq!(
+            ours(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3", 2),
+            Outcome::Partial,
+            "the line too many is not whole"
+        );
     }
 
     #[test]

@@ -148,18 +148,19 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Parsed<'b> {
         return Parsed::Invalid(Status::UriTooLong);
     }
     let mut fields = Fields::default();
-    let line = match head::scan(buf, limits.max_headers.min(MAX_HEADERS), |name, value| fields.add(name, value)) {
-        Scan::Complete(line) => line,
-        Scan::Partial => {
-            if buf.len() > limits.max_header_bytes {
-                return Parsed::Invalid(Status::HeaderFieldsTooLarge);
+    let line =
+        match head::scan(buf, limits.max_headers.min(MAX_HEADERS), |name, value| fields.add(name, value)) {
+            Scan::Complete(line) => line,
+            Scan::Partial => {
+                if buf.len() > limits.max_header_bytes {
+                    return Parsed::Invalid(Status::HeaderFieldsTooLarge);
+                }
+                return Parsed::Partial;
             }
-            return Parsed::Partial;
-        }
-        Scan::Invalid(Fault::TooManyFields) => return Parsed::Invalid(Status::HeaderFieldsTooLarge),
-        Scan::Invalid(Fault::Version) => return Parsed::Invalid(version_error(buf, line_end())),
-        Scan::Invalid(Fault::Malformed) => return Parsed::Invalid(Status::BadRequest),
-    };
+            Scan::Invalid(Fault::TooManyFields) => return Parsed::Invalid(Status::HeaderFieldsTooLarge),
+            Scan::Invalid(Fault::Version) => return Parsed::Invalid(version_error(buf, line_end())),
+            Scan::Invalid(Fault::Malformed) => return Parsed::Invalid(Status::BadRequest),
+        };
     let head_len = line.head_len;
     if head_len > limits.max_header_bytes {
         return Parsed::Invalid(Status::HeaderFieldsTooLarge);
@@ -187,7 +188,8 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Parsed<'b> {
     if body_len > limits.max_body {
         return Parsed::Invalid(Status::PayloadTooLarge);
     }
-    let keep_alive = if minor_version == 1 { !fields.close } else { fields.keep_alive_token && !fields.close };
+    let keep_alive =
+        if minor_version == 1 { !fields.close } else { fields.keep_alive_token && !fields.close };
     Parsed::Complete(Request {
         method,
         method_token,
@@ -303,8 +305,10 @@ fn is_field(name: &[u8], known: &[u8]) -> bool {
     debug_assert!(name.len() == known.len() && known.len() >= 4);
     debug_assert!(known.iter().all(|&b| b.is_ascii_lowercase() || b == b'-'));
     let n = name.len();
-    let word = |s: &[u8], at: usize| s.get(at..).and_then(|r| r.first_chunk::<8>()).map(|w| u64::from_le_bytes(*w));
-    let half = |s: &[u8], at: usize| s.get(at..).and_then(|r| r.first_chunk::<4>()).map(|w| u32::from_le_bytes(*w));
+    let word =
+        |s: &[u8], at: usize| s.get(at..).and_then(|r| r.first_chunk::<8>()).map(|w| u64::from_le_bytes(*w));
+    let half =
+        |s: &[u8], at: usize| s.get(at..).and_then(|r| r.first_chunk::<4>()).map(|w| u32::from_le_bytes(*w));
     if n < 8 {
         let lower = |x: Option<u32>| x.map(|x| x | 0x2020_2020);
         return lower(half(name, 0)) == half(known, 0) && lower(half(name, n - 4)) == half(known, n - 4);
@@ -501,11 +505,26 @@ mod tests {
     #[test]
     fn field_names_match_whatever_their_case_and_nothing_else() {
         let known = [
-            &b"host"[..], b"range", b"accept", b"expect", b"referer", b"if-match", b"if-range", b"connection",
-            b"user-agent", b"tracestate", b"traceparent", b"if-none-match", b"content-length", b"accept-encoding",
-            b"if-modified-since", b"transfer-encoding", b"if-unmodified-since",
+            &b"host"[..],
+            b"range",
+            b"accept",
+            b"expect",
+            b"referer",
+            b"if-match",
+            b"if-range",
+            b"connection",
+            b"user-agent",
+            b"tracestate",
+            b"traceparent",
+            b"if-none-match",
+            b"content-length",
+            b"accept-encoding",
+            b"if-modified-since",
+            b"transfer-encoding",
+            b"if-unmodified-since",
         ];
-        let tchars: Vec<u8> = (0u8..=255).filter(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)).collect();
+        let tchars: Vec<u8> =
+            (0u8..=255).filter(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)).collect();
         for k in known {
             let upper = k.to_ascii_uppercase();
             assert!(is_field(k, k) && is_field(&upper, k));
@@ -515,7 +534,12 @@ mod tests {
                 for &b in &tchars {
                     let mut other = k.to_vec();
                     other[at] = b;
-                    assert_eq!(is_field(&other, k), other.eq_ignore_ascii_case(k), "{}", String::from_utf8_lossy(&other));
+                    assert_eq!(
+                        is_field(&other, k),
+                        other.eq_ignore_ascii_case(k),
+                        "{}",
+                        String::from_utf8_lossy(&other)
+                    );
                 }
             }
         }

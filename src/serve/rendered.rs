@@ -199,7 +199,15 @@ impl Rendered {
     /// `len` bytes at the end of `out`: captures those bytes if they can answer it next time.
     /// `date` is the `Date` they carry.
     #[inline]
-    pub fn offer(&self, req: &Request<'_>, open: bool, outcome: Outcome, out: &OutQueue, len: usize, date: &[u8; date::LEN]) {
+    pub fn offer(
+        &self,
+        req: &Request<'_>,
+        open: bool,
+        outcome: Outcome,
+        out: &OutQueue,
+        len: usize,
+        date: &[u8; date::LEN],
+    ) {
         let cacheable = outcome.status == Status::Ok && outcome.cache == CacheUse::Hit && !outcome.close;
         let room = self.count < MAX_ENTRIES && self.bytes + len <= BUDGET;
         if !cacheable || !open || len > MAX_RESPONSE || !answers(req) || !room {
@@ -209,9 +217,17 @@ impl Rendered {
     }
 
     #[cold]
-    fn capture(&self, req: &Request<'_>, outcome: Outcome, out: &OutQueue, len: usize, date: &[u8; date::LEN]) {
+    fn capture(
+        &self,
+        req: &Request<'_>,
+        outcome: Outcome,
+        out: &OutQueue,
+        len: usize,
+        date: &[u8; date::LEN],
+    ) {
         let mut captures = self.captures.borrow_mut();
-        let same = |c: &Capture| &*c.target == req.target && c.accept_encoding.as_deref() == req.accept_encoding;
+        let same =
+            |c: &Capture| &*c.target == req.target && c.accept_encoding.as_deref() == req.accept_encoding;
         if captures.len() >= MAX_CAPTURES || captures.iter().any(same) {
             return;
         }
@@ -275,11 +291,11 @@ mod tests {
             let root = std::env::temp_dir().join(format!("atomserve-rendered-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&root);
             std::fs::create_dir_all(&root).unwrap();
-            std::fs::write(root.join("index.html"), "<!doctype html><title>app</title>\n".repeat(20)).unwrap();
+            std::fs::write(root.join("index.html"), "<!doctype html><title>app</title>\n".repeat(20))
+                .unwrap();
             std::fs::write(root.join("big.txt"), "x".repeat(MAX_RESPONSE)).unwrap();
             std::fs::write(root.join("_headers"), "/*\n  X-Frame-Options: DENY\n").unwrap();
-            let snapshot = load(&LoadOptions::for_tests(root.clone(), true))
-            .unwrap();
+            let snapshot = load(&LoadOptions::for_tests(root.clone(), true)).unwrap();
             std::fs::remove_dir_all(&root).unwrap();
             snapshot
         })
@@ -288,7 +304,9 @@ mod tests {
     /// Answers `raw` as `Link::process` does; returns the bytes queued and whether the table
     /// answered.
     fn ask(table: &Rendered, raw: &str, date: &[u8; date::LEN]) -> (Vec<u8>, Outcome, bool) {
-        let Parsed::Complete(req) = request::parse(raw.as_bytes(), &Limits::default()) else { panic!("{raw}") };
+        let Parsed::Complete(req) = request::parse(raw.as_bytes(), &Limits::default()) else {
+            panic!("{raw}")
+        };
         let site = Site { service: Service::Files(snapshot()), date, draining: false };
         let mut out = OutQueue::default();
         let mut paths = PathBufs::default();
@@ -356,7 +374,9 @@ mod tests {
         let Parsed::Complete(req) = request::parse(GET.as_bytes(), &Limits::default()) else { panic!() };
         assert!(table.find(&req, false).is_none(), "not when closing (draining, admin listener)");
         // What is not a cached 200 in memory is never captured: a 404, a body too large.
-        for raw in ["GET /missing.png HTTP/1.1\r\nHost: t\r\n\r\n", "GET /big.txt HTTP/1.1\r\nHost: t\r\n\r\n"] {
+        for raw in
+            ["GET /missing.png HTTP/1.1\r\nHost: t\r\n\r\n", "GET /big.txt HTTP/1.1\r\nHost: t\r\n\r\n"]
+        {
             let before = table.len();
             ask(&table, raw, ONE);
             table.refresh(snapshot().serial(), ONE);

@@ -422,8 +422,7 @@ mod tests {
                 "/docs-again /docs 200\n/old/:page /docs/?p=:page 302\n/hidden/* /docs/index.html 404!\n";
             std::fs::write(root.join("_redirects"), rules).unwrap();
             std::fs::write(root.join("_headers"), "/docs/*\n  X-Docs: 1\n").unwrap();
-            let snapshot = load(&LoadOptions::for_tests(root.clone(), true))
-            .unwrap();
+            let snapshot = load(&LoadOptions::for_tests(root.clone(), true)).unwrap();
             std::fs::remove_dir_all(&root).unwrap();
             snapshot
         })

@@ -17,9 +17,9 @@ use std::io;
 use std::os::fd::AsFd;
 
 use crate::http::date::DateCache;
-use crate::serve::rendered::Rendered;
 use crate::serve::inbuf::Spares;
 use crate::serve::link::Keep;
+use crate::serve::rendered::Rendered;
 use crate::serve::respond::PathBufs;
 use crate::serve::ring_conn::{self, Io, RingConn};
 use crate::serve::slab::{self, Slab};

@@ -167,11 +167,20 @@ pub fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
 /// a call by callgrind, on the two calls every keep-alive request makes. atomserve never cancels
 /// a thread (`pthread_cancel`), so it has nothing to gain from them.
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    let (address, address_len) = (std::ptr::null_mut::<libc::sockaddr>(), std::ptr::null_mut::<libc::socklen_t>());
+    let (address, address_len) =
+        (std::ptr::null_mut::<libc::sockaddr>(), std::ptr::null_mut::<libc::socklen_t>());
     // SAFETY: `buf` is valid and writable for `buf.len()` bytes; recvfrom(2) with a null address
     // writes none; the six arguments are recvfrom's, in its order.
     let n = unsafe {
-        syscall!(syscall(libc::SYS_recvfrom, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len(), 0, address, address_len))?
+        syscall!(syscall(
+            libc::SYS_recvfrom,
+            fd.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            0,
+            address,
+            address_len
+        ))?
     };
     Ok(n as usize)
 }
@@ -191,7 +200,8 @@ pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], more: bool) -> io
     let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | if more { libc::MSG_MORE } else { 0 };
     // SAFETY: msg points at `msg_iovlen` valid iovecs that live for the call; the kernel only reads
     // them. Through syscall(2), not glibc's cancellation point: see `recv`.
-    let n = unsafe { syscall!(syscall(libc::SYS_sendmsg, fd.as_raw_fd(), &msg as *const libc::msghdr, flags))? };
+    let n =
+        unsafe { syscall!(syscall(libc::SYS_sendmsg, fd.as_raw_fd(), &msg as *const libc::msghdr, flags))? };
     Ok(n as usize)
 }
 
