@@ -288,7 +288,7 @@ impl Link {
                             let before = out.pending();
                             let outcome = respond::respond(req, self.site(ctx), paths, out);
                             let len = out.pending() - before;
-                            ctx.rendered.offer(req, open, outcome, out, len, ctx.date.text());
+                            ctx.rendered.offer(req, open, outcome, out, len);
                             outcome
                         }
                     };

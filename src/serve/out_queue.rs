@@ -301,20 +301,20 @@ impl OutQueue {
     pub fn copy_last(&self, len: usize, to: &mut Vec<u8>) -> bool {
         debug_assert!(len <= self.pending);
         let start = to.len();
-        let mut parts = 0; // chunks from the back that hold the last `len` bytes
-        let mut left = len;
+        // The chunks from the back that hold the last `len` bytes, and how many they hold.
+        let (mut parts, mut covered) = (0, 0);
         for chunk in self.chunks.iter().rev() {
-            if left == 0 {
+            if covered >= len {
                 break;
             }
             if matches!(chunk, Chunk::File(..)) {
                 return false;
             }
-            left = left.saturating_sub(self.len(chunk));
+            covered += self.len(chunk);
             parts += 1;
         }
         let first = self.chunks.len() - parts;
-        let mut skip = self.chunks.range(first..).map(|c| self.len(c)).sum::<usize>() - len;
+        let mut skip = covered - len; // the front of the first of them belongs to earlier output
         for chunk in self.chunks.range(first..) {
             let bytes = self.bytes(chunk);
             to.extend_from_slice(&bytes[skip.min(bytes.len())..]);

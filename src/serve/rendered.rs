@@ -100,7 +100,7 @@ impl Rendered {
         }
     }
 
-    /// Number of entries (for tests and `/stats`).
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.count
     }
@@ -197,34 +197,19 @@ impl Rendered {
 
     /// After the responder answered `req` (which missed the table) with `outcome`, queueing
     /// `len` bytes at the end of `out`: captures those bytes if they can answer it next time.
-    /// `date` is the `Date` they carry.
+    /// They carry this turn's `Date`, which [`Rendered::refresh`] gave the table.
     #[inline]
-    pub fn offer(
-        &self,
-        req: &Request<'_>,
-        open: bool,
-        outcome: Outcome,
-        out: &OutQueue,
-        len: usize,
-        date: &[u8; date::LEN],
-    ) {
+    pub fn offer(&self, req: &Request<'_>, open: bool, outcome: Outcome, out: &OutQueue, len: usize) {
         let cacheable = outcome.status == Status::Ok && outcome.cache == CacheUse::Hit && !outcome.close;
         let room = self.count < MAX_ENTRIES && self.bytes + len <= BUDGET;
         if !cacheable || !open || len > MAX_RESPONSE || !answers(req) || !room {
             return; // a full table copies nothing: a miss costs what it did without the table
         }
-        self.capture(req, outcome, out, len, date);
+        self.capture(req, outcome, out, len);
     }
 
     #[cold]
-    fn capture(
-        &self,
-        req: &Request<'_>,
-        outcome: Outcome,
-        out: &OutQueue,
-        len: usize,
-        date: &[u8; date::LEN],
-    ) {
+    fn capture(&self, req: &Request<'_>, outcome: Outcome, out: &OutQueue, len: usize) {
         let mut captures = self.captures.borrow_mut();
         let same =
             |c: &Capture| &*c.target == req.target && c.accept_encoding.as_deref() == req.accept_encoding;
@@ -235,7 +220,7 @@ impl Rendered {
         if !out.copy_last(len, &mut bytes) {
             return; // a part is sent from a file descriptor
         }
-        let Some(date_at) = date_position(&bytes, date) else {
+        let Some(date_at) = date_position(&bytes, &self.date) else {
             return;
         };
         captures.push(Capture {
@@ -317,7 +302,7 @@ mod tests {
             }
             None => {
                 let outcome = respond::respond(&req, site, &mut paths, out);
-                table.offer(&req, true, outcome, out, out.pending(), date);
+                table.offer(&req, true, outcome, out, out.pending());
                 (outcome, false)
             }
         });
