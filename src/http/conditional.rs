@@ -109,6 +109,13 @@ pub fn evaluate(c: &Conditions<'_>, etag: &[u8], modified: u64) -> Outcome {
     Outcome::Proceed
 }
 
+/// Whether the request's `If-None-Match` names `etag` itself (weak comparison), not by `*`:
+/// the client holds that representation. Unkept further fields count as no.
+pub fn names(c: &Conditions<'_>, etag: &[u8]) -> bool {
+    let named = |list: &[u8]| list.trim_ascii() != b"*" && list_matches(list, etag, true);
+    c.if_none_match.is_some_and(named) || c.if_none_match_more.matches(etag, true) == Some(true)
+}
+
 /// `If-Range`: whether a `Range` may be honoured. An entity tag must match strongly (a weak tag
 /// never does); a date must equal `Last-Modified` exactly.
 pub fn range_applies(c: &Conditions<'_>, etag: &[u8], modified: u64) -> bool {
@@ -163,6 +170,20 @@ mod tests {
             c.if_modified_since = Some(b"Sun, 06 Nov 1994 08:49:37 GMT");
         });
         assert_eq!(evaluate(&both, TAG, T), Outcome::Proceed);
+    }
+
+    /// `names`: the tag itself, weak or strong, in the first or a further field; never `*`.
+    #[test]
+    fn names_the_held_representation() {
+        assert!(names(&c(|c| c.if_none_match = Some(b"\"x\", W/\"5-abc\"")), TAG));
+        assert!(!names(&c(|c| c.if_none_match = Some(b"*")), TAG));
+        assert!(!names(&c(|c| c.if_none_match = Some(b"\"5-abc-br\"")), TAG));
+        assert!(!names(&Conditions::default(), TAG));
+        let more = c(|c| {
+            c.if_none_match = Some(b"\"x\"");
+            c.if_none_match_more.push(b"\"5-abc\"");
+        });
+        assert!(names(&more, TAG));
     }
 
     /// Regression: with two If-None-Match fields only the last one counted, so a cached

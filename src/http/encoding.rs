@@ -83,6 +83,17 @@ impl AcceptEncoding {
         }
     }
 
+    /// Whether the client accepts `coding` at all (q > 0).
+    pub fn accepts(self, coding: Coding) -> bool {
+        let q = match coding {
+            Coding::Identity => self.identity,
+            Coding::Gzip => self.gzip,
+            Coding::Zstd => self.zstd,
+            Coding::Br => self.br,
+        };
+        q > 0
+    }
+
     /// The coding to send, given which variants exist.
     pub fn choose(self, has: impl Fn(Coding) -> bool) -> Coding {
         let mut best = (self.identity, Coding::Identity);
@@ -175,6 +186,16 @@ mod tests {
         assert_eq!(pick(Some(b"br;q=2")), Coding::Identity); // invalid q: refused
         assert_eq!(pick(Some(b"BR;Q=0.9")), Coding::Br);
         assert_eq!(pick(Some(b"x-gzip")), Coding::Gzip);
+    }
+
+    #[test]
+    fn accepts_is_q_above_zero() {
+        let a = AcceptEncoding::parse(Some(b"gzip;q=0, br, identity;q=0"));
+        assert!(a.accepts(Coding::Br) && !a.accepts(Coding::Gzip) && !a.accepts(Coding::Identity));
+        assert!(!a.accepts(Coding::Zstd), "not listed, no *");
+        let none = AcceptEncoding::parse(None);
+        assert!(none.accepts(Coding::Identity) && !none.accepts(Coding::Br));
+        assert!(AcceptEncoding::parse(Some(b"br")).accepts(Coding::Identity), "identity unless refused");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! (`crate::serve::transport`), and frames the connection from `Outcome::close`.
 
 use crate::cache::{Entry, Lookup, Repr, Snapshot};
-use crate::http::conditional;
+use crate::http::conditional::{self, Conditions};
 use crate::http::date;
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::path;
@@ -319,7 +319,10 @@ fn outcome(frame: Frame<'_>, status: Status, body_bytes: u64) -> Outcome {
 /// straight from the snapshot, borrowed for the turn.
 fn file<'s>(out: &mut Turn<'_, 's>, frame: Frame<'_>, entry: &'s Entry, req: &Request<'_>) -> Outcome {
     let wants = AcceptEncoding::parse(req.accept_encoding);
-    let (repr, coding) = entry.repr(wants.choose(|c| entry.variant(c).is_some()));
+    let (mut repr, mut coding) = entry.repr(wants.choose(|c| entry.variant(c).is_some()));
+    if req.conditions.if_none_match.is_some() && !conditional::names(&req.conditions, &repr.etag) {
+        (repr, coding) = held(entry, wants, &req.conditions).unwrap_or((repr, coding));
+    }
     match conditional::evaluate(&req.conditions, &repr.etag, entry.modified) {
         conditional::Outcome::Proceed => {}
         conditional::Outcome::NotModified => {
@@ -376,6 +379,28 @@ fn file<'s>(out: &mut Turn<'_, 's>, frame: Frame<'_>, entry: &'s Entry, req: &Re
             outcome(frame, Status::RangeNotSatisfiable, 0)
         }
     }
+}
+
+/// The representation of `entry` that the client says it holds (its `If-None-Match` names
+/// that one's tag) and accepts, if it is not the one negotiation picked: select it, so that the
+/// answer is a `304` with its own `ETag`, not a `200` of the same content in another coding.
+///
+/// This happens when the variants changed between two requests: a page loaded while the
+/// compressed variants were still being built (phase 2 of a load, `cache::variants`) got
+/// identity, and revalidates once brotli exists. RFC 9110 §12.1 leaves the choice of
+/// representation to the server; choosing the one the client already has saves a download
+/// and keeps the client's stored `ETag` and body in step.
+#[cold]
+fn held<'s>(
+    entry: &'s Entry,
+    wants: AcceptEncoding,
+    conditions: &Conditions<'_>,
+) -> Option<(&'s Repr, Coding)> {
+    [Coding::Identity, Coding::Gzip, Coding::Zstd, Coding::Br]
+        .into_iter()
+        .filter(|&c| wants.accepts(c))
+        .filter_map(|c| Some((if c == Coding::Identity { &entry.identity } else { entry.variant(c)? }, c)))
+        .find(|(repr, _)| conditional::names(conditions, &repr.etag))
 }
 
 /// The fields that describe one representation of `entry` in a generated (206/416) head.
