@@ -76,8 +76,9 @@ def start_server():
                              "--admin-listen", "127.0.0.1:9464", "--workers", "2"],
                             stdout=subprocess.DEVNULL, stderr=log)
     # Ready when the workers answer /healthz (the listener accepts before they run) and the
-    # background compression has finished (its threads exist, its log line is out).
-    for _ in range(600):
+    # background compression has finished (its threads exist, its log line is out). The
+    # compression threads run SCHED_IDLE, so on a busy machine that takes a while: 120 s.
+    for _ in range(2400):
         log.seek(0)
         if b"variants complete" in log.read() and healthz() == 200:
             return proc
