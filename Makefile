@@ -16,7 +16,7 @@ export DENO_NO_UPDATE_CHECK := 1
 export DENO_NO_PROMPT := 1
 export CARGO_TERM_COLOR := never
 
-.PHONY: imports-check docs-check run test release frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load bench-reload deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
+.PHONY: imports-check docs-check run test release compare-tokio frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load bench-reload deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
 
 ## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
 run: frontend release
@@ -49,6 +49,11 @@ test: imports-check docs-check frontend frontend-test browser deps-test deps-pro
 release:
 	$(CARGO) build --release --bin atomserve
 
+## make compare-tokio: the minimal tokio server docs/rust.md compares atomserve with (its own
+## crate and lock file, outside the workspace), built into target/compare/release/tokio-static.
+compare-tokio:
+	$(CARGO) build --release --manifest-path benches/compare/tokio-static/Cargo.toml --target-dir target/compare
+
 ## make docs-check: every code reference in docs/*.md and README.md resolves in the tree, and every
 ## `sh try` lesson runs against a fresh server with the output it promises (each checker also
 ## proves it fails on a broken reference or a wrong expectation).
@@ -57,7 +62,7 @@ imports-check:
 	python3 tools/imports_check.py --self-test
 	python3 tools/imports_check.py
 
-docs-check: frontend
+docs-check: frontend deps-test compare-tokio
 	python3 tools/docs_check.py --self-test
 	python3 tools/docs_check.py
 	$(CARGO) build --bin atomserve

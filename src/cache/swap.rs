@@ -260,6 +260,31 @@ impl<T> Node<T> {
 }
 
 /// One worker's view of the cell.
+///
+/// The compiler keeps the protocol's two rules (docs/rust.md, "Types that carry rules"). A
+/// reader is one thread's: it may move to its worker (`Send`) but not be shared (`!Sync`, from
+/// the `PhantomData<*const ()>` field), so two threads cannot announce quiescence for one slot:
+///
+/// ```compile_fail,E0277
+/// use atomserve::cache::SnapshotCell;
+/// let cell = SnapshotCell::new(1, 1);
+/// let reader = cell.reader(0);
+/// std::thread::scope(|s| {
+///     s.spawn(|| assert_eq!(*reader.current(), 1)); // `&Reader` crossing threads: `Reader: Sync`?
+/// });
+/// ```
+///
+/// And a [`Guard`] cannot live across the reader's quiescent point, which takes `&mut self`:
+///
+/// ```compile_fail,E0502
+/// use atomserve::cache::SnapshotCell;
+/// let cell = SnapshotCell::new(1, 1);
+/// let mut reader = cell.reader(0);
+/// reader.online();
+/// let guard = reader.current();
+/// reader.quiescent(); // "cannot borrow `reader` as mutable because it is also borrowed"
+/// assert_eq!(*guard, 1);
+/// ```
 pub struct Reader<'c, T> {
     cell: &'c SnapshotCell<T>,
     id: usize,
