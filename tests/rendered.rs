@@ -37,30 +37,39 @@ fn a_reload_shows_on_a_connection_that_stays_open() {
     }
 }
 
+/// For a small response (on the heap) and a large one (sent from a memfd that each new second
+/// replaces: `rendered::FILE_MIN`).
 #[test]
 fn the_date_keeps_up_with_the_clock() {
     let root = fixture_root("rendered-date");
+    let large: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.path.join("large.bin"), &large).unwrap();
     let s = Server::start(&root.path, &["--workers", "1"]);
     let mut c = s.connect();
-    let started = Instant::now();
-    let mut dates = Vec::new();
-    let mut etags = Vec::new();
-    while started.elapsed() < Duration::from_millis(2500) {
-        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let r = get(&mut c, "/index.html");
-        let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let date = r.header("date").unwrap().to_string();
-        let secs = httpdate_secs(&date);
-        assert!(before <= secs && secs <= after, "Date {date} outside {before}..={after}");
-        if dates.last() != Some(&date) {
-            dates.push(date);
+    for path in ["/index.html", "/large.bin"] {
+        let started = Instant::now();
+        let mut dates = Vec::new();
+        let mut etags = Vec::new();
+        while started.elapsed() < Duration::from_millis(2500) {
+            let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+            let r = get(&mut c, path);
+            let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+            let date = r.header("date").unwrap().to_string();
+            let secs = httpdate_secs(&date);
+            assert!(before <= secs && secs <= after, "{path}: Date {date} outside {before}..={after}");
+            if path == "/large.bin" {
+                assert!(r.body == large, "{path}: the body, whole, every time");
+            }
+            if dates.last() != Some(&date) {
+                dates.push(date);
+            }
+            etags.push(r.header("etag").unwrap().to_string());
+            std::thread::sleep(Duration::from_millis(2));
         }
-        etags.push(r.header("etag").unwrap().to_string());
-        std::thread::sleep(Duration::from_millis(2));
+        assert!(dates.len() >= 3, "{path}: {dates:?}");
+        etags.dedup();
+        assert_eq!(etags.len(), 1, "{path}: only the date changes");
     }
-    assert!(dates.len() >= 3, "{dates:?}");
-    etags.dedup();
-    assert_eq!(etags.len(), 1, "only the date changes");
 }
 
 /// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).

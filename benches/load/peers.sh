@@ -17,7 +17,10 @@
 #      h2o `compress: ON`); and the floor (gcc -O2), answering with the exact bytes atomserve
 #      sends: index.html (copying send), the JS (copying send; sendfile from a memfd; and
 #      `split`, the head with send + MSG_MORE then the body with sendfile, which is what a server
-#      whose head carries a per-response Date must do at the least); and floor_uring.c (gcc -O2
+#      whose head carries a per-response Date must do at the least), and for the browser case
+#      atomserve's brotli response of the JS to a browser's Accept-Encoding sent whole, with one
+#      sendfile from a memfd (`floor-br`) or one copying send (`floor-br-copy`); and
+#      floor_uring.c (gcc -O2
 #      -luring), the io_uring floor for the index cases: multishot accept and receive into a
 #      provided-buffer ring, one send per receive completion, one submit-and-wait per loop turn.
 #   4. Per case: a warm-up of every server, then ROUNDS interleaved rounds (A B C D …, A B C D …)
@@ -127,7 +130,7 @@ PORT[lighttpd]=$(port_of 4) PORT[lighttpd-deflate]=$(port_of 5)
 PORT[h2o]=$(port_of 6) PORT[h2o-compress]=$(port_of 7)
 PORT[floor]=$(port_of 8) PORT[floor-copy]=$(port_of 9) PORT[floor-zerocopy]=$(port_of 10)
 PORT[floor-split]=$(port_of 15)
-PORT[atomserve-uring]=$(port_of 16) PORT[floor-uring]=$(port_of 17)
+PORT[atomserve-uring]=$(port_of 16) PORT[floor-uring]=$(port_of 17) PORT[floor-br]=$(port_of 19) PORT[floor-br-copy]=$(port_of 20)
 
 nginx_conf() { # name port extra-http-directives
   cat <<CONF
@@ -236,12 +239,23 @@ gcc -O2 -Wall -o "$tmp/floor" "$HERE/floor.c"
 gcc -O2 -Wall -o "$tmp/floor-uring" "$HERE/floor_uring.c" -luring
 curl -s -i --raw -o "$tmp/index.resp" "http://127.0.0.1:${PORT[atomserve]}$INDEX"
 curl -s -i --raw -o "$tmp/js.resp" "http://127.0.0.1:${PORT[atomserve]}$JS"
+# The browser case's floor: atomserve's brotli response to the browser's Accept-Encoding (the
+# body stays compressed: no --compressed), sent whole with one send per request.
+# (Its brotli variant is built in the background after start: wait for it, up to 2 minutes.)
+for _ in $(seq 240); do
+  curl -s -i --raw -H "Accept-Encoding: $BROWSER_AE" -o "$tmp/js-br.resp" "http://127.0.0.1:${PORT[atomserve]}$JS"
+  grep -qi '^content-encoding: br' "$tmp/js-br.resp" && break
+  sleep 0.5
+done
+grep -qi '^content-encoding: br' "$tmp/js-br.resp" || { echo "no brotli response for $JS after 2 minutes" >&2; exit 1; }
 spawn floor "$tmp/floor" "${PORT[floor]}" "$tmp/index.resp" copy
 spawn floor-copy "$tmp/floor" "${PORT[floor-copy]}" "$tmp/js.resp" copy
 spawn floor-zerocopy "$tmp/floor" "${PORT[floor-zerocopy]}" "$tmp/js.resp" sendfile
 spawn floor-split "$tmp/floor" "${PORT[floor-split]}" "$tmp/js.resp" split
 spawn floor-uring "$tmp/floor-uring" "${PORT[floor-uring]}" "$tmp/index.resp"
-for n in floor floor-copy floor-zerocopy floor-split floor-uring; do wait_port $n; done
+spawn floor-br "$tmp/floor" "${PORT[floor-br]}" "$tmp/js-br.resp" sendfile
+spawn floor-br-copy "$tmp/floor" "${PORT[floor-br-copy]}" "$tmp/js-br.resp" copy
+for n in floor floor-copy floor-zerocopy floor-split floor-uring floor-br floor-br-copy; do wait_port $n; done
 
 {
   echo "atomserve: $("$ATOMSERVE" --version) ($ATOMSERVE, built $(date -u -r "$ATOMSERVE" '+%F %T') UTC;" \
@@ -261,7 +275,7 @@ case_spec() {
     index-c1000) echo "$INDEX|1000||atomserve atomserve-uring nginx lighttpd h2o floor floor-uring" ;;
     index-pipe16) echo "$INDEX|64|-s $HERE/pipeline.lua|atomserve atomserve-uring nginx lighttpd h2o floor floor-uring" ;;
     js-c64) echo "$JS|64||atomserve atomserve-uring nginx lighttpd h2o floor-copy floor-zerocopy floor-split" ;;
-    js-br-c64) echo "$JS|64|-H Accept-Encoding:_${BROWSER_AE// /_}|atomserve atomserve-uring nginx=nginx-gzip lighttpd=lighttpd-deflate h2o=h2o-compress" ;;
+    js-br-c64) echo "$JS|64|-H Accept-Encoding:_${BROWSER_AE// /_}|atomserve atomserve-uring nginx=nginx-gzip lighttpd=lighttpd-deflate h2o=h2o-compress floor-br floor-br-copy" ;;
     big-c16) [ -n "$BIG" ] && echo "$BIG|16||atomserve atomserve-uring nginx lighttpd h2o" ;;
     c10k) echo "$INDEX|$C10K||atomserve atomserve-uring nginx lighttpd h2o" ;;
     *) echo "unknown case $1" >&2; exit 1 ;;

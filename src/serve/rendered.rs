@@ -22,14 +22,27 @@
 //! same contract (`out_queue::Turn`): output still pending at the end of a turn holds its own
 //! reference.
 //!
+//! **How it is sent.** A response under [`FILE_MIN`] bytes is queued as one shared buffer and
+//! goes out with the connection's other output in one `sendmsg(2)`, which copies it into the
+//! socket. From [`FILE_MIN`] up it lives in a stretch of a memfd and goes out with one
+//! `sendfile(2)`, which hands the kernel page references instead of copying: measured with the
+//! floor (benches/load/floor.c), from 8 KiB up that costs the server less CPU per request and
+//! the client too (docs/benchmarks.md, "Rendered responses from a memfd"). The pages a socket
+//! still holds cannot be rewritten, so each new second packs those responses, with their new
+//! `Date`, into a new memfd (one per worker and second, [`crate::cache::pack`]); the old
+//! stretches are punched out once the last response using them is sent.
+//!
 //! **Memory.** At most [`MAX_ENTRIES`] entries and [`BUDGET`] bytes of responses per worker,
-//! twice over (each entry keeps a spare buffer, so that rewriting the date allocates nothing
-//! while no slow client still holds the spare); at most [`MAX_CAPTURES`] captures a turn.
+//! twice over (a small entry keeps a spare buffer, so that rewriting the date allocates nothing
+//! while no slow client still holds the spare; a large one its memfd stretch, page-rounded);
+//! at most [`MAX_CAPTURES`] captures a turn.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::cache::pack;
+use crate::cache::DiskFile;
 use crate::http::date;
 use crate::http::request::{Method, Request};
 use crate::http::response::Status;
@@ -46,6 +59,8 @@ pub const BUDGET: usize = 512 * 1024;
 pub const MAX_ENTRIES: usize = 64;
 /// Captures kept per turn: a stream of distinct targets costs a bounded copy a turn.
 pub const MAX_CAPTURES: usize = 8;
+/// Responses from this size up are sent from a memfd with `sendfile(2)` (see the module doc).
+pub const FILE_MIN: usize = 8 * 1024;
 
 type KeyHash = foldhash::fast::RandomState;
 
@@ -54,15 +69,43 @@ struct Entry {
     /// The `Accept-Encoding` value it answers (`None`: the request had none).
     accept_encoding: Option<Box<[u8]>>,
     /// The response, with this second's `Date`.
-    bytes: Arc<[u8]>,
-    /// The previous second's buffer (at first, a copy), rewritten in place next second if
-    /// nobody holds it any more.
-    spare: Arc<[u8]>,
-    /// Where the `Date` value starts in `bytes`.
+    form: Form,
+    /// Where the `Date` value starts in the response.
     date_at: usize,
     outcome: Outcome,
     /// Requests it answered since the last new second.
     hits: Cell<u32>,
+}
+
+/// Where a rendered response lives, by its size.
+enum Form {
+    /// Under [`FILE_MIN`]: on the heap, queued by reference.
+    Heap {
+        bytes: Arc<[u8]>,
+        /// The previous second's buffer (at first, a copy), rewritten in place next second if
+        /// nobody holds it any more.
+        spare: Arc<[u8]>,
+    },
+    /// From [`FILE_MIN`] up: `text` is the response, rewritten in place each second (nothing
+    /// queues it); `sent` is this second's copy in a memfd stretch, which is what goes out.
+    File { text: Box<[u8]>, sent: Arc<DiskFile> },
+}
+
+impl Form {
+    fn len(&self) -> usize {
+        match self {
+            Form::Heap { bytes, .. } => bytes.len(),
+            Form::File { text, .. } => text.len(),
+        }
+    }
+}
+
+/// A rendered response, as [`Rendered::find`] hands it out.
+pub enum Response<'t> {
+    /// Queue it with `push_shared`.
+    Bytes(&'t Arc<[u8]>),
+    /// Queue it with `push_file(disk, 0, disk.len)`.
+    File(&'t Arc<DiskFile>),
 }
 
 /// A response captured during a turn, adopted at the next [`Rendered::refresh`].
@@ -135,64 +178,130 @@ impl Rendered {
                 if entry.hits.replace(0) == 0 {
                     return false;
                 }
-                match Arc::get_mut(&mut entry.spare) {
-                    // Nobody holds the spare: it differs from `bytes` only in its date.
-                    Some(buf) => buf[entry.date_at..entry.date_at + date::LEN].copy_from_slice(&date),
-                    None => {
-                        // A slow client still holds it (output pending since a second ago): a
-                        // new buffer.
-                        let mut buf = entry.bytes.to_vec();
-                        buf[entry.date_at..entry.date_at + date::LEN].copy_from_slice(&date);
-                        entry.spare = buf.into();
+                let at = entry.date_at..entry.date_at + date::LEN;
+                match &mut entry.form {
+                    Form::Heap { bytes, spare } => {
+                        match Arc::get_mut(spare) {
+                            // Nobody holds the spare: it differs from `bytes` only in its date.
+                            Some(buf) => buf[at].copy_from_slice(&date),
+                            None => {
+                                // A slow client still holds it (output pending since a second
+                                // ago): a new buffer.
+                                let mut buf = bytes.to_vec();
+                                buf[at].copy_from_slice(&date);
+                                *spare = buf.into();
+                            }
+                        }
+                        std::mem::swap(bytes, spare);
                     }
+                    // Packed anew below: the old stretch may still be in a socket's queue.
+                    Form::File { text, .. } => text[at].copy_from_slice(&date),
                 }
-                std::mem::swap(&mut entry.bytes, &mut entry.spare);
                 count += 1;
-                bytes += entry.bytes.len();
+                bytes += entry.form.len();
                 true
             });
             !entries.is_empty()
         });
         (self.count, self.bytes) = (count, bytes);
+        self.repack();
     }
 
-    /// Takes in the captures of the last turn that fit.
+    /// Packs every large entry's response, as it is now, into one new memfd, and points the
+    /// entries at their new stretches (the old ones are given back when the last response
+    /// queued from them is sent). If the memfd cannot be made, they go back to the heap.
+    #[cold]
+    fn repack(&mut self) {
+        let packed = {
+            let texts: Vec<&[u8]> = self
+                .entries
+                .values()
+                .flatten()
+                .filter_map(|e| match &e.form {
+                    Form::File { text, .. } => Some(&**text),
+                    Form::Heap { .. } => None,
+                })
+                .collect();
+            if texts.is_empty() {
+                return;
+            }
+            pack::pack(&texts)
+        };
+        // The same iteration order: the map did not change in between.
+        let mut stretches = packed.unwrap_or_else(log_pack_error).into_iter();
+        for entry in self.entries.values_mut().flatten() {
+            let fallback = match &mut entry.form {
+                Form::File { text, sent } => match stretches.next() {
+                    Some(stretch) => {
+                        *sent = stretch;
+                        None
+                    }
+                    None => Some(heap(text)),
+                },
+                Form::Heap { .. } => None,
+            };
+            if let Some(form) = fallback {
+                entry.form = form;
+            }
+        }
+    }
+
+    /// Takes in the captures of the last turn that fit; the large ones packed into one memfd.
     fn adopt(&mut self) {
-        for mut capture in self.captures.get_mut().drain(..) {
-            if self.count >= MAX_ENTRIES || self.bytes + capture.bytes.len() > BUDGET {
-                break;
+        let mut captures = std::mem::take(self.captures.get_mut());
+        let (mut count, mut bytes) = (self.count, self.bytes);
+        captures.retain_mut(|capture| {
+            let fits = count < MAX_ENTRIES && bytes + capture.bytes.len() <= BUDGET;
+            let known = self
+                .entries
+                .get(&capture.target)
+                .is_some_and(|entries| entries.iter().any(|e| e.accept_encoding == capture.accept_encoding));
+            if fits && !known {
+                count += 1;
+                bytes += capture.bytes.len();
+                // Captured during the last turn, maybe in the second before this one.
+                capture.bytes[capture.date_at..capture.date_at + date::LEN].copy_from_slice(&self.date);
             }
-            let entries = self.entries.entry(capture.target).or_default();
-            if entries.iter().any(|e| e.accept_encoding == capture.accept_encoding) {
-                continue;
-            }
-            // Captured during the last turn, maybe in the second before this one.
-            capture.bytes[capture.date_at..capture.date_at + date::LEN].copy_from_slice(&self.date);
-            self.count += 1;
-            self.bytes += capture.bytes.len();
-            entries.push(Entry {
+            fits && !known
+        });
+        let large: Vec<&[u8]> =
+            captures.iter().filter(|c| c.bytes.len() >= FILE_MIN).map(|c| c.bytes.as_slice()).collect();
+        let packed =
+            if large.is_empty() { Vec::new() } else { pack::pack(&large).unwrap_or_else(log_pack_error) };
+        let mut stretches = packed.into_iter();
+        for capture in captures.drain(..) {
+            let stretch = if capture.bytes.len() >= FILE_MIN { stretches.next() } else { None };
+            let form = match stretch {
+                Some(sent) => Form::File { text: capture.bytes.into(), sent },
+                None => heap(&capture.bytes),
+            };
+            self.entries.entry(capture.target).or_default().push(Entry {
                 accept_encoding: capture.accept_encoding,
-                spare: capture.bytes.as_slice().into(),
-                bytes: capture.bytes.into(),
+                form,
                 date_at: capture.date_at,
                 outcome: capture.outcome,
                 hits: Cell::new(1),
             });
         }
-        self.captures.get_mut().clear();
+        (self.count, self.bytes) = (count, bytes);
+        *self.captures.get_mut() = captures; // empty, its capacity kept
     }
 
     /// The rendered response to `req`, if there is one. `open` says the response may keep the
     /// connection open (the public listener, not draining).
     #[inline]
-    pub fn find(&self, req: &Request<'_>, open: bool) -> Option<(&Arc<[u8]>, Outcome)> {
+    pub fn find(&self, req: &Request<'_>, open: bool) -> Option<(Response<'_>, Outcome)> {
         if self.count == 0 || !open || !answers(req) {
             return None;
         }
         let entries = self.entries.get(req.target)?;
         let entry = entries.iter().find(|e| e.accept_encoding.as_deref() == req.accept_encoding)?;
         entry.hits.set(entry.hits.get().saturating_add(1));
-        Some((&entry.bytes, entry.outcome))
+        let response = match &entry.form {
+            Form::Heap { bytes, .. } => Response::Bytes(bytes),
+            Form::File { sent, .. } => Response::File(sent),
+        };
+        Some((response, entry.outcome))
     }
 
     /// After the responder answered `req` (which missed the table) with `outcome`, queueing
@@ -231,6 +340,19 @@ impl Rendered {
             outcome,
         });
     }
+}
+
+/// A small entry's form: the response on the heap, and its spare.
+fn heap(response: &[u8]) -> Form {
+    Form::Heap { bytes: response.into(), spare: response.into() }
+}
+
+/// A memfd for large rendered responses could not be made (a memory limit, a seccomp filter
+/// from elsewhere): they are sent from the heap instead. Logged, since it costs CPU.
+#[cold]
+fn log_pack_error(e: std::io::Error) -> Vec<Arc<DiskFile>> {
+    crate::log!("rendered responses stay on the heap: no memfd for them ({e})");
+    Vec::new()
 }
 
 /// Whether a rendered response can answer `req`: what it depends on besides the target and
@@ -279,6 +401,7 @@ mod tests {
             std::fs::write(root.join("index.html"), "<!doctype html><title>app</title>\n".repeat(20))
                 .unwrap();
             std::fs::write(root.join("big.txt"), "x".repeat(MAX_RESPONSE)).unwrap();
+            std::fs::write(root.join("mid.bin"), vec![7u8; 3 * FILE_MIN]).unwrap();
             std::fs::write(root.join("_headers"), "/*\n  X-Frame-Options: DENY\n").unwrap();
             let snapshot = load(&LoadOptions::for_tests(root.clone(), true)).unwrap();
             std::fs::remove_dir_all(&root).unwrap();
@@ -296,8 +419,12 @@ mod tests {
         let mut out = OutQueue::default();
         let mut paths = PathBufs::default();
         let (outcome, hit) = out.turn(|out| match table.find(&req, true) {
-            Some((response, outcome)) => {
+            Some((Response::Bytes(response), outcome)) => {
                 out.push_shared(response);
+                (outcome, true)
+            }
+            Some((Response::File(disk), outcome)) => {
+                out.push_file(disk, 0, disk.len);
                 (outcome, true)
             }
             None => {
@@ -390,6 +517,30 @@ mod tests {
         assert_eq!(table.len(), 1);
         let (third, ..) = ask(&Rendered::new(snapshot().serial(), THREE), GET, THREE);
         assert_eq!(ask(&table, GET, THREE).0, third);
+    }
+
+    /// A response from `FILE_MIN` up is queued as a memfd stretch; a new second packs a new
+    /// one, and output still queued from the old stretch keeps the old bytes.
+    #[test]
+    fn a_large_response_is_sent_from_a_memfd_repacked_each_second() {
+        const MID: &str = "GET /mid.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+        let mut table = Rendered::new(snapshot().serial(), ONE);
+        let (first, ..) = ask(&table, MID, ONE);
+        assert!(first.len() > 3 * FILE_MIN);
+        table.refresh(snapshot().serial(), ONE);
+        let Parsed::Complete(req) = request::parse(MID.as_bytes(), &Limits::default()) else { panic!() };
+        let mut slow = OutQueue::default(); // a client that has not read its response yet
+        slow.turn(|out| match table.find(&req, true) {
+            Some((Response::File(disk), _)) => out.push_file(disk, 0, disk.len),
+            _ => panic!("a large response is a file chunk"),
+        });
+        assert_eq!(slow.contents().unwrap(), first);
+        table.refresh(snapshot().serial(), TWO);
+        let (second, _, hit) = ask(&table, MID, TWO);
+        let (fresh, ..) = ask(&Rendered::new(snapshot().serial(), TWO), MID, TWO);
+        assert!(hit);
+        assert_eq!(second, fresh, "the new second's stretch has the new date");
+        assert_eq!(slow.contents().unwrap(), first, "the queued stretch still holds the old bytes");
     }
 
     #[test]
