@@ -54,7 +54,7 @@ def metric_line(m) -> str:
     for p in data.data_points:
         labels = fields(attrs(p))
         where = f"{{{labels}}}=" if labels else ""
-        if kind == "histogram":
+        if kind in ("histogram", "exponential_histogram", "summary"):
             points.append(f"{where}count={p.count} sum={p.sum:g}")
         else:
             points.append(f"{where}{point_value(p)}")

@@ -3,7 +3,8 @@
  *
  * docs/rust.md ("Stack and heap") quotes its figure: atomserve allocates per connection, not
  * per request. Loaded with LD_PRELOAD, it defines malloc, calloc, realloc, free and the aligned
- * allocators, counts each call and hands the work to glibc's own entry points (__libc_malloc…:
+ * allocators (memalign, posix_memalign, aligned_alloc, valloc, pvalloc; aligned_alloc without
+ * glibc 2.38's check that the alignment is a power of two), counts each call and hands the work to glibc's own entry points (__libc_malloc…:
  * no dlsym, so no allocation of its own and no recursion). The counts live in a shared mapping
  * of the file named by MALLOC_COUNT_FILE, so another process reads them at any moment without
  * signalling the counted one:
@@ -31,6 +32,8 @@ extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
+extern void *__libc_valloc(size_t);
+extern void *__libc_pvalloc(size_t);
 extern void __libc_free(void *);
 
 enum { MALLOC, CALLOC, REALLOC, ALIGNED, FREE, BYTES, SLOTS };
@@ -60,6 +63,8 @@ void free(void *p) { if (p) count(FREE, 1); __libc_free(p); }
 
 void *memalign(size_t align, size_t n) { count(ALIGNED, 1); count(BYTES, n); return __libc_memalign(align, n); }
 void *aligned_alloc(size_t align, size_t n) { return memalign(align, n); }
+void *valloc(size_t n) { count(ALIGNED, 1); count(BYTES, n); return __libc_valloc(n); }
+void *pvalloc(size_t n) { count(ALIGNED, 1); count(BYTES, n); return __libc_pvalloc(n); }
 int posix_memalign(void **out, size_t align, size_t n) {
     if (align < sizeof(void *) || (align & (align - 1))) return EINVAL;
     void *p = memalign(align, n);

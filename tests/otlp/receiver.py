@@ -57,11 +57,17 @@ class Receiver:
                     return
                 request_type, response_type = kinds
                 message = request_type()
-                message.ParseFromString(body)  # raises on anything that is not the schema
+                try:
+                    message.ParseFromString(body)  # raises on anything that is not the schema
+                    if on_message is not None:
+                        on_message(self.path, message)
+                except Exception as e:  # noqa: BLE001 (reported through `errors`, not lost)
+                    receiver.errors.append(f"{self.path}: {type(e).__name__}: {e}")
+                    self.send_response(400)
+                    self.end_headers()
+                    return
                 with receiver.lock:
                     receiver.received[self.path].append(message)
-                if on_message is not None:
-                    on_message(self.path, message)
                 reply = response_type().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")

@@ -5,8 +5,9 @@
 //! tokio's multi-thread runtime (`TOKIO_WORKER_THREADS`, or `--workers N`), one task per
 //! connection, `httparse` for the request head, a `HashMap` from path to a response rendered at
 //! start (head and body in one buffer), one `write_all` per batch of pipelined requests. Left out
-//! on purpose, and what atomserve does besides: conditional requests, ranges, content coding,
-//! timeouts, limits beyond a 16 KiB head, metrics, reloads.
+//! on purpose, and what atomserve does besides: methods (every request gets the GET answer, a
+//! request body is not skipped), conditional requests, ranges, content coding, timeouts, limits
+//! beyond a 16 KiB head, metrics, reloads.
 //!
 //! It takes atomserve's flags for what it has, so the same scripts start either
 //! (`benches/load/ab.sh`): `tokio-static --root DIR --listen ADDR [--workers N] [--admin-listen X]`.
@@ -51,7 +52,16 @@ fn main() {
         eprintln!("tokio-static: {files} responses, listening on http://{}", listener.local_addr().unwrap());
         let responses = Arc::new(responses);
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, say: pause rather than spin on a listener that stays
+                    // readable.
+                    eprintln!("tokio-static: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(serve(stream, responses.clone()));
         }
@@ -124,7 +134,10 @@ async fn serve(mut stream: TcpStream, responses: Arc<Responses>) {
                 }
                 Ok(httparse::Status::Partial) if filled - at < buf.len() => break,
                 _ => {
-                    let _ = stream.write_all(BAD).await;
+                    // The answers to the requests before it, then the 400, then FIN.
+                    out.extend_from_slice(BAD);
+                    let _ = stream.write_all(&out).await;
+                    let _ = stream.shutdown().await;
                     return;
                 }
             }
