@@ -28,7 +28,8 @@ use crate::sys::uring::{Completion, Ring, SendMsg};
 
 /// The token of the bell's read.
 const BELL: u64 = slab::RESERVED;
-/// New connections taken from the queue per loop turn, so that a burst is shared among workers.
+/// Most new connections taken from the queue in one loop turn (fewer: the worker's fair share,
+/// `Handoff::fair_share`), so that a burst is shared among workers.
 const ADOPT_BATCH: usize = 64;
 /// Inputs per turn from which the wait collects a batch (fewer: it wakes at the first
 /// completion). Measured: 8 starves the client at 16 connections (half the throughput), 16 keeps
@@ -133,7 +134,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 closed,
             );
         }
-        for _ in 0..ADOPT_BATCH {
+        for _ in 0..handoff.fair_share().min(ADOPT_BATCH) {
             if conns.len() as u64 >= ring_conn::MAX_SLOTS - 1 {
                 break;
             }

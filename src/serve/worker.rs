@@ -54,7 +54,8 @@ pub struct WorkerSetup {
 
 /// The epoll token of the worker's own bell.
 const BELL: u64 = slab::RESERVED;
-/// New connections taken from the queue per loop turn, so that a burst is shared among workers.
+/// Most new connections taken from the queue in one loop turn (fewer: the worker's fair share,
+/// `Handoff::fair_share`), so that a burst is shared among workers.
 const ADOPT_BATCH: usize = 64;
 /// How often timers are checked.
 const SWEEP_MS: u64 = 1000;
@@ -134,7 +135,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             // Every connection once: idle ones close now, busy ones finish with a close.
             conns.retain(|token, conn| keep(conn.drive(&ctx, &mut bufs), token, &mut ready), closed);
         }
-        for _ in 0..ADOPT_BATCH {
+        for _ in 0..handoff.fair_share().min(ADOPT_BATCH) {
             let Some(accepted) = handoff.pop() else { break };
             let mut conn = Conn::new(accepted, now, &setup.timeouts);
             let public = conn.is_public();
