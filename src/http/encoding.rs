@@ -85,24 +85,24 @@ impl AcceptEncoding {
 
     /// Whether the client accepts `coding` at all (q > 0).
     pub fn accepts(self, coding: Coding) -> bool {
-        let q = match coding {
+        self.q(coding) > 0
+    }
+
+    /// The q-value the client gave `coding`, in thousandths.
+    fn q(self, coding: Coding) -> u16 {
+        match coding {
             Coding::Identity => self.identity,
             Coding::Gzip => self.gzip,
             Coding::Zstd => self.zstd,
             Coding::Br => self.br,
-        };
-        q > 0
+        }
     }
 
     /// The coding to send, given which variants exist.
     pub fn choose(self, has: impl Fn(Coding) -> bool) -> Coding {
         let mut best = (self.identity, Coding::Identity);
         for coding in Coding::COMPRESSED {
-            let q = match coding {
-                Coding::Gzip => self.gzip,
-                Coding::Zstd => self.zstd,
-                _ => self.br,
-            };
+            let q = self.q(coding);
             // `>=`: at equal q the later, preferred coding wins.
             if q > 0 && q >= best.0 && has(coding) {
                 best = (q, coding);

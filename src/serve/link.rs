@@ -20,7 +20,7 @@ use crate::observe::access::{AccessRecord, AccessSink};
 use crate::observe::scrape::Sources;
 use crate::serve::inbuf::InBuf;
 use crate::serve::out_queue::{Flush, OutQueue, Turn};
-use crate::serve::rendered::{Rendered, Response};
+use crate::serve::rendered::Rendered;
 use crate::serve::respond::{self, CacheUse, Outcome, PathBufs, Service, Site};
 use crate::stats::{self, WorkerStats};
 use crate::sys::socket;
@@ -280,12 +280,8 @@ impl Link {
                     // answer to the table for next time).
                     let open = self.role == Role::Public && !ctx.draining;
                     let outcome = match ctx.rendered.find(req, open) {
-                        Some((Response::Bytes(response), outcome)) => {
-                            out.push_shared(response);
-                            outcome
-                        }
-                        Some((Response::File(disk), outcome)) => {
-                            out.push_file(disk, 0, disk.len);
+                        Some((response, outcome)) => {
+                            response.queue(out);
                             outcome
                         }
                         None => {

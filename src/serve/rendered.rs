@@ -46,7 +46,7 @@ use crate::cache::DiskFile;
 use crate::http::date;
 use crate::http::request::{Method, Request};
 use crate::http::response::Status;
-use crate::serve::out_queue::OutQueue;
+use crate::serve::out_queue::{OutQueue, Turn};
 use crate::serve::respond::{CacheUse, Outcome};
 
 /// The largest response rendered whole (head and body): any body kept on the heap (bodies from
@@ -102,10 +102,24 @@ impl Form {
 
 /// A rendered response, as [`Rendered::find`] hands it out.
 pub enum Response<'t> {
-    /// Queue it with `push_shared`.
+    /// A shared buffer, borrowed for the turn.
     Bytes(&'t Arc<[u8]>),
-    /// Queue it with `push_file(disk, 0, disk.len)`.
+    /// A whole memfd stretch, sent with `sendfile(2)`.
     File(&'t Arc<DiskFile>),
+}
+
+impl<'t> Response<'t> {
+    /// Queues the response on `out`; the table lives through the turn (`'t: 's`).
+    #[inline]
+    pub fn queue<'s>(self, out: &mut Turn<'_, 's>)
+    where
+        't: 's,
+    {
+        match self {
+            Response::Bytes(bytes) => out.push_shared(bytes),
+            Response::File(disk) => out.push_file(disk, 0, disk.len),
+        }
+    }
 }
 
 /// A response captured during a turn, adopted at the next [`Rendered::refresh`].
@@ -419,12 +433,8 @@ mod tests {
         let mut out = OutQueue::default();
         let mut paths = PathBufs::default();
         let (outcome, hit) = out.turn(|out| match table.find(&req, true) {
-            Some((Response::Bytes(response), outcome)) => {
-                out.push_shared(response);
-                (outcome, true)
-            }
-            Some((Response::File(disk), outcome)) => {
-                out.push_file(disk, 0, disk.len);
+            Some((response, outcome)) => {
+                response.queue(out);
                 (outcome, true)
             }
             None => {
