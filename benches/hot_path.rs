@@ -43,6 +43,7 @@ fn path_and_lookup(c: &mut Criterion) {
         spa_fallback: true,
         budget: u64::MAX,
         max_cached_file: u64::MAX,
+        source_min: u64::MAX,
         cache_control: String::new(),
         compress: false,
         site: Default::default(),

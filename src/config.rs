@@ -124,6 +124,12 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_MAX_CACHED_FILE", default_value = "8M", value_parser = parse_size)]
     pub max_cached_file: u64,
 
+    /// Where large bodies (512 KiB and up) are sent from: `memfd` (a copy in memory, immune to
+    /// files changed in place), `page-cache` (the file itself: cheaper where shmem has no huge
+    /// pages), or `auto` (`page-cache` on such hosts, else `memfd`).
+    #[arg(long, env = "ATOMSERVE_LARGE_BODIES", value_enum, default_value_t = LargeBodies::Auto)]
+    pub large_bodies: LargeBodies,
+
     /// Cache-Control for files that are neither HTML (`no-cache`) nor fingerprinted Vite assets
     /// under /assets/ (`max-age=31536000, immutable`).
     #[arg(long, env = "ATOMSERVE_CACHE_CONTROL", default_value = "max-age=3600", value_parser = parse_header_value)]
@@ -181,6 +187,14 @@ pub enum IoBackend {
     Epoll,
     Uring,
     Auto,
+}
+
+/// `--large-bodies`: where cached bodies of `cache::pack::PAGE_CACHE_MIN` and more are sent from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LargeBodies {
+    Auto,
+    Memfd,
+    PageCache,
 }
 
 /// The admin listener's address, or none.

@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::cache::pack;
 use crate::cache::reload::{self, Trigger};
 use crate::cache::watch::Watcher;
 use crate::cache::{self, LoadError, LoadOptions, Reuse, SiteFiles, SnapshotCell};
-use crate::config::{AdminListen, Config, IoBackend};
+use crate::config::{AdminListen, Config, IoBackend, LargeBodies};
 use crate::endpoint::{Endpoint, Role};
 use crate::observe::access::{AccessSink, LogWriter, TextLog};
 use crate::observe::scrape::Sources;
@@ -93,6 +94,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         spa_fallback: !config.no_spa_fallback,
         budget: config.cache_budget,
         max_cached_file: config.max_cached_file,
+        source_min: source_min(config.large_bodies),
         cache_control: config.cache_control.clone(),
         compress: !config.no_compress,
         site: SiteFiles {
@@ -331,6 +333,30 @@ fn choose_io(asked: IoBackend) -> Result<IoBackend, StartError> {
                 IoBackend::Epoll
             }
         }),
+    }
+}
+
+/// `--large-bodies` as a size: cached identity bodies from it up are sent from their source
+/// file (`cache::Backing::Source`), smaller ones and every body under `memfd` from memory.
+/// `auto` decides by the host's shmem huge pages, once at start, and says so when it chose the
+/// page cache.
+fn source_min(asked: LargeBodies) -> u64 {
+    match asked {
+        LargeBodies::Memfd => u64::MAX,
+        LargeBodies::PageCache => pack::PAGE_CACHE_MIN,
+        LargeBodies::Auto => {
+            let mode = pack::shmem_huge_pages();
+            if !pack::small_pages(mode.as_deref()) {
+                return u64::MAX;
+            }
+            crate::log!(
+                "--large-bodies auto: bodies of {} KiB and more are sent from their files' page cache \
+                 (shmem huge pages are \"{}\" on this host; docs/deploy.md)",
+                pack::PAGE_CACHE_MIN / 1024,
+                mode.as_deref().unwrap_or("absent")
+            );
+            pack::PAGE_CACHE_MIN
+        }
     }
 }
 

@@ -157,29 +157,42 @@ fn a_fast_download_does_not_starve_other_connections() {
     assert!(worst < Duration::from_millis(100), "worst small-request latency {worst:?}");
 }
 
+/// Sent from its source file: over `--max-cached-file` (not read), and read but sent from the
+/// page cache (`--large-bodies page-cache`).
+const FROM_SOURCE: [&[&str]; 2] = [&["--max-cached-file", "1M"], &["--large-bodies", "page-cache"]];
+
 /// The file shrinks after load: the promised Content-Length cannot be kept, so the connection
 /// closes early (the client sees a truncated body, not a wrong one), and the server goes on.
 #[test]
 fn a_file_that_shrank_closes_the_connection_and_nothing_else() {
-    let root = fixture_root("shrank");
-    let s = Server::start(&root.path, &["--max-cached-file", "1M"]);
-    let f = fs::OpenOptions::new().write(true).open(root.path.join("big.bin")).unwrap();
-    f.set_len(1000).unwrap();
-    let mut c: TcpStream = s.connect();
-    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let mut got = Vec::new();
-    let _ = c.read_to_end(&mut got);
-    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert_eq!(got.len() - head_end, 1000, "the bytes the file still has, then a close");
-    assert_eq!(s.get("/index.html").text(), INDEX);
+    for args in FROM_SOURCE {
+        let root = fixture_root("shrank");
+        let s = Server::start(&root.path, args);
+        let f = fs::OpenOptions::new().write(true).open(root.path.join("big.bin")).unwrap();
+        f.set_len(1000).unwrap();
+        let mut c: TcpStream = s.connect();
+        c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(got.len() - head_end, 1000, "{args:?}: the bytes the file still has, then a close");
+        assert_eq!(s.get("/index.html").text(), INDEX);
+    }
 }
 
-/// Each reload opens the disk files again; the old snapshot's descriptors are closed once it is
-/// reclaimed, so reloads do not leak descriptors.
+/// Each reload opens the source files again; the old snapshot's descriptors are closed once it
+/// is reclaimed (and a body read again with the same bytes keeps the descriptor it had), so
+/// reloads do not leak descriptors.
 #[test]
 fn reloads_do_not_leak_disk_file_descriptors() {
+    for args in FROM_SOURCE {
+        reloads_do_not_leak(args);
+    }
+}
+
+fn reloads_do_not_leak(args: &[&str]) {
     let root = fixture_root("disk-reload");
-    let s = Server::start(&root.path, &["--max-cached-file", "1M"]);
+    let s = Server::start(&root.path, args);
     assert_eq!(s.get("/big.bin").status, 200);
     let before = settled_fds(&s);
     for i in 0..10 {
@@ -212,4 +225,42 @@ fn settled_fds(s: &Server) -> usize {
         }
     }
     last
+}
+
+/// `--large-bodies page-cache`: a cached body of 512 KiB or more is sent from its source file —
+/// the server holds that file open and no copy of it —, byte-exact, in ranges and compressed,
+/// tagged by its content; `--large-bodies memfd`: from a copy in memory (the file is not held).
+/// `auto` picks one by the host's shmem huge pages (`cache::pack`), so both are forced here.
+#[test]
+fn large_bodies_are_sent_from_the_page_cache_or_a_memfd_as_asked() {
+    let root = fixture_root("large-bodies");
+    let text: Vec<u8> =
+        (0..700_000u32).flat_map(|i| format!("line {} of a large log\n", i % 9_973).into_bytes()).collect();
+    let text = &text[..700_000];
+    fs::write(root.path.join("assets/large.txt"), text).unwrap();
+    let sources = [
+        fs::canonicalize(root.path.join("assets/large.txt")).unwrap(),
+        fs::canonicalize(root.path.join("big.bin")).unwrap(),
+    ];
+    for (mode, held) in [("page-cache", true), ("memfd", false)] {
+        let s = Server::start(&root.path, &["--large-bodies", mode]);
+        let open: Vec<_> = fs::read_dir(format!("/proc/{}/fd", s.pid()))
+            .unwrap()
+            .filter_map(|e| fs::read_link(e.unwrap().path()).ok())
+            .collect();
+        for source in &sources {
+            assert_eq!(open.contains(source), held, "{mode}: {} held open: {open:?}", source.display());
+        }
+        let r = s.get("/big.bin");
+        assert!(r.body == expected(0..BIG_LEN), "{mode}: the body differs from the file");
+        let etag = r.header("etag").unwrap();
+        assert!(!etag.contains("-m"), "{mode}: a content tag, not size and mtime: {etag}");
+        let r = request(&s, "GET /big.bin HTTP/1.1\r\nRange: bytes=4000000-4000009");
+        assert_eq!((r.status, r.body.clone()), (206, expected(4_000_000..4_000_010)), "{mode}");
+        s.wait_log("variants complete", 1, Duration::from_secs(120));
+        let r = request(&s, "GET /assets/large.txt HTTP/1.1\r\nAccept-Encoding: br");
+        assert_eq!(r.header("content-encoding"), Some("br"), "{mode}");
+        assert!(decode(&r) == text, "{mode}: the brotli variant differs from the file");
+        assert!(s.get("/assets/large.txt").body == text, "{mode}");
+    }
 }

@@ -19,7 +19,9 @@
 //!
 //! A body whose content the previous snapshot already holds is taken from it (the same heap
 //! buffer or memfd stretch, not a copy), and so are compressed variants already built for that
-//! content ([`Built`]); new large bodies go into one new memfd ([`super::pack`]). What is left to
+//! content ([`Built`]); new large bodies go into one new memfd ([`super::pack`]) — or, from
+//! `source_min` up (hosts without shmem huge pages), stay in their source file, sent from the
+//! page cache through the descriptor the read used. What is left to
 //! compress is marked `pending` on its entry, for phase 2 ([`super::variants`]). So a reload
 //! costs a read and a hash of the tree, plus the work for what changed.
 
@@ -36,7 +38,7 @@ use super::compress;
 use super::content::ContentId;
 use super::pack::{self, ZERO_COPY_MIN};
 use super::snapshot::Lookup;
-use super::snapshot::{Body, Codings, DiskFile, Entry, Fields, Repr, Snapshot};
+use super::snapshot::{Backing, Body, Codings, DiskFile, Entry, Fields, Repr, Snapshot};
 use super::variants::{self, Built};
 use crate::http::encoding::Coding;
 use crate::http::mime;
@@ -53,6 +55,9 @@ pub struct LoadOptions {
     pub budget: u64,
     /// Files larger than this are served from disk, never held in memory.
     pub max_cached_file: u64,
+    /// Identity bodies from this size up (of the files read) are sent from their source file
+    /// instead of a memfd (`Backing::Source`; `u64::MAX`: never). See `pack::PAGE_CACHE_MIN`.
+    pub source_min: u64,
     /// `Cache-Control` for files that are neither HTML nor fingerprinted assets.
     pub cache_control: String,
     /// Build gzip and brotli variants of compressible files.
@@ -71,6 +76,7 @@ impl LoadOptions {
             spa_fallback: true,
             budget: u64::MAX,
             max_cached_file: u64::MAX,
+            source_min: u64::MAX,
             cache_control: "no-cache".into(),
             compress,
             site: Default::default(),
@@ -264,7 +270,10 @@ struct Found {
     /// Of `body`; none for a file on disk.
     content: Option<ContentId>,
     modified: u64,
+    /// A file not read, sent from disk (`Backing::Disk`).
     disk: Option<Arc<DiskFile>>,
+    /// A file read whose identity body will be sent from it (`Backing::Source`).
+    source: Option<Arc<DiskFile>>,
 }
 
 /// Decides which files stay in memory — none over `max_cached_file`, and the smallest first
@@ -291,7 +300,7 @@ fn read_or_open(
     let found = candidates
         .iter()
         .zip(in_memory)
-        .map(|(c, memory)| open_one(dir.as_fd(), c, memory).map_err(at(&c.path)))
+        .map(|(c, memory)| open_one(dir.as_fd(), c, memory, opts.source_min).map_err(at(&c.path)))
         .collect::<Result<Vec<_>, _>>()?;
     if on_disk > 0 {
         crate::log!(
@@ -306,22 +315,29 @@ fn read_or_open(
 /// Opens one file beneath the root (the kernel refuses to leave the root or to follow a link, so
 /// a tree changed since the walk cannot smuggle an outside file in), checks that it is still a
 /// regular file (`O_NONBLOCK` kept a FIFO from blocking the open), and reads it (`memory`) or
-/// keeps it open to be sent from disk.
-fn open_one(dir: BorrowedFd<'_>, c: &Candidate, memory: bool) -> io::Result<Found> {
+/// keeps it open to be sent from disk. A file read of `source_min` bytes or more keeps its
+/// descriptor too, to be sent from.
+fn open_one(dir: BorrowedFd<'_>, c: &Candidate, memory: bool, source_min: u64) -> io::Result<Found> {
     let fd = file::open_beneath(dir, &c.relative)?;
     let st = file::stat(fd.as_fd())?;
     if !st.regular {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "no longer a regular file"));
     }
     let key = c.key.clone();
+    let at = |backing, fd| Some(Arc::new(DiskFile { fd: Arc::new(fd), offset: 0, len: st.len, backing }));
     if !memory {
-        let disk = Arc::new(DiskFile { fd: Arc::new(fd), offset: 0, len: st.len, memory: false });
-        return Ok(Found { key, body: Vec::new(), content: None, modified: st.mtime, disk: Some(disk) });
+        let disk = at(Backing::Disk, fd);
+        return Ok(Found { key, body: Vec::new(), content: None, modified: st.mtime, disk, source: None });
     }
+    let mut file = fs::File::from(fd);
     let mut body = Vec::with_capacity(st.len as usize);
-    fs::File::from(fd).read_to_end(&mut body)?;
+    file.read_to_end(&mut body)?;
     let content = Some(ContentId::of(&body));
-    Ok(Found { key, body, content, modified: st.mtime, disk: None })
+    // A file whose size changed while it was read is not trusted to match what was read: its
+    // bytes go to a memfd like a smaller file's.
+    let from_source = st.len >= source_min && body.len() as u64 == st.len;
+    let source = if from_source { at(Backing::Source, file.into()) } else { None };
+    Ok(Found { key, body, content, modified: st.mtime, disk: None, source })
 }
 
 /// Where a body comes from, before the new large ones are packed.
@@ -373,14 +389,16 @@ fn build(
     let mut plans = Vec::with_capacity(found.len());
     for f in found {
         report.read_bytes += f.body.len() as u64;
-        let identity = match (&f.disk, f.content.and_then(|id| previous.get(&id))) {
-            (Some(disk), _) => Place::Have(Body::Packed(disk.clone())),
-            (None, Some(body)) => {
+        let identity = match (&f.disk, f.content.and_then(|id| previous.get(&id)), &f.source) {
+            (Some(disk), _, _) => Place::Have(Body::Packed(disk.clone())),
+            (None, Some(body), _) => {
                 report.reused_files += 1;
                 report.reused_bytes += body.len();
                 Place::Have(body.clone())
             }
-            (None, None) => {
+            // Nothing to place: the bytes stay where they are, in the page cache.
+            (None, None, Some(source)) => Place::Have(Body::Packed(source.clone())),
+            (None, None, None) => {
                 report.built_bytes += f.body.len() as u64;
                 place_new(&f.body, &mut to_pack)
             }
@@ -608,6 +626,7 @@ mod tests {
                 spa_fallback: false,
                 budget: 1 << 30,
                 max_cached_file: 1 << 30,
+                source_min: u64::MAX,
                 cache_control: "no-cache".into(),
                 compress: true,
                 site: Default::default(),
@@ -645,12 +664,12 @@ mod tests {
         let snapshot = load(&root.opts()).unwrap();
         let a = snapshot.get(b"/a.bin").unwrap().identity.file.as_ref().unwrap();
         let b = snapshot.get(b"/b.txt").unwrap().identity.file.as_ref().unwrap();
-        assert!(Arc::ptr_eq(&a.fd, &b.fd) && a.memory && b.memory);
+        assert!(Arc::ptr_eq(&a.fd, &b.fd) && a.backing == Backing::Memfd && b.backing == Backing::Memfd);
         assert!(a.offset != b.offset && a.offset % file::PAGE == 0 && b.offset % file::PAGE == 0);
         assert!(read_at(a) == noise && read_at(b) == text);
         let gzip = snapshot.get(b"/b.txt").unwrap().gzip.as_ref().expect("a gzip variant");
         let gz = gzip.file.as_ref().expect("a large variant in a memfd");
-        assert!(gz.memory && gz.len >= ZERO_COPY_MIN as u64);
+        assert!(gz.backing == Backing::Memfd && gz.len >= ZERO_COPY_MIN as u64);
         let mut plain = Vec::new();
         io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&read_at(gz)[..]), &mut plain).unwrap();
         assert!(plain == text);
@@ -705,6 +724,40 @@ mod tests {
             report.reused_bytes,
             100_000 + 1_000 + built_bytes(&second, b"/big.js") + built_bytes(&second, b"/small.css")
         );
+    }
+
+    /// With `source_min` (a host without shmem huge pages), a large identity body is sent from
+    /// the file it was read from — that file's inode, strongly tagged by its content, counted as
+    /// a descriptor and not as memory —, its variants are built from it, a reload of the same
+    /// bytes keeps it, and bodies under `source_min` still go to the memfd.
+    #[test]
+    fn from_source_min_up_identity_bodies_are_sent_from_their_source_file() {
+        use std::os::unix::fs::MetadataExt;
+        let root = TempRoot::new("source");
+        let (big, mid) = (text(300_000, 5), text(100_000, 6));
+        fs::write(root.0.join("big.js"), &big).unwrap();
+        fs::write(root.0.join("mid.js"), &mid).unwrap();
+        let opts = LoadOptions { source_min: 200_000, ..root.opts() };
+        let snapshot = load(&opts).unwrap();
+        let entry = snapshot.get(b"/big.js").unwrap();
+        let source = entry.identity.file.clone().expect("sent with sendfile");
+        assert_eq!((source.backing, source.offset, source.len), (Backing::Source, 0, 300_000));
+        let inode = fs::File::from(source.fd.try_clone().unwrap()).metadata().unwrap().ino();
+        assert_eq!(inode, fs::metadata(root.0.join("big.js")).unwrap().ino(), "the source file itself");
+        assert_eq!(entry.identity.etag, ContentId::of(&big).etag(None), "tagged by its content");
+        assert!(read_at(&source) == big);
+        let br = entry.br.as_ref().expect("a brotli variant, built from the source file");
+        assert!(br.len() < 300_000 && br.file.as_ref().is_none_or(|f| f.backing == Backing::Memfd));
+        let mid_body = snapshot.get(b"/mid.js").unwrap().identity.file.clone().unwrap();
+        assert_eq!(mid_body.backing, Backing::Memfd, "under source_min: in the memfd");
+        let variants: u64 = snapshot.entries().flat_map(|(_, e)| e.reprs().skip(1)).map(Repr::len).sum();
+        assert_eq!(snapshot.bytes(), 100_000 + variants, "the source file holds no memory of ours");
+        // The source file, the identity memfd, the variants' memfd.
+        assert_eq!(snapshot.descriptors(), 3);
+
+        let (again, report) = load_identity(&opts, Reuse { previous: Some(&snapshot), built: None }).unwrap();
+        assert_eq!(report.reused_files, 2);
+        assert!(Arc::ptr_eq(&source, again.get(b"/big.js").unwrap().identity.file.as_ref().unwrap()));
     }
 
     fn built_bytes(s: &Snapshot, key: &[u8]) -> u64 {

@@ -25,5 +25,5 @@ pub mod watch;
 #[cfg(not(atomserve_loom))]
 pub use loader::{load, load_identity, LoadError, LoadOptions, LoadReport, Reuse, SiteFiles};
 #[cfg(not(atomserve_loom))]
-pub use snapshot::{Body, Composition, DiskFile, Entry, Lookup, Repr, Snapshot};
+pub use snapshot::{Backing, Body, Composition, DiskFile, Entry, Lookup, Repr, Snapshot};
 pub use swap::{Guard, Reader, SnapshotCell};

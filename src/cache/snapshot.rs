@@ -33,8 +33,8 @@ pub struct Repr {
     /// and replica. For a file served from disk: `"<len hex>-m<mtime hex>"` (nginx's choice:
     /// hashing gigabytes at every load would cost more than it is worth).
     pub etag: Box<[u8]>,
-    /// A body sent with sendfile(2) from a descriptor (a file too large for memory, or a large
-    /// cached body in the snapshot's sealed memfd); `body` is then empty.
+    /// A body sent with sendfile(2) from a descriptor (a large cached body in a memfd or in its
+    /// source file's page cache, or a file too large for memory); `body` is then empty.
     pub file: Option<Arc<DiskFile>>,
 }
 
@@ -44,10 +44,11 @@ impl Repr {
         self.file.as_ref().map_or(self.body.len() as u64, |f| f.len)
     }
 
-    /// The body's bytes as a [`Body`]; none for a file sent from disk (it is not in memory).
+    /// The body's bytes as a [`Body`], for a reload to reuse and phase 2 to compress; none for a
+    /// file sent from disk unread (its bytes were never hashed: nothing can vouch for them).
     pub fn body(&self) -> Option<Body> {
         match &self.file {
-            Some(f) if f.memory => Some(Body::Packed(f.clone())),
+            Some(f) if f.backing != Backing::Disk => Some(Body::Packed(f.clone())),
             Some(_) => None,
             None => Some(Body::Heap(self.body.clone())),
         }
@@ -89,22 +90,36 @@ pub struct Fields<'a> {
     pub headers: &'a [u8],
 }
 
-/// A body sent with sendfile(2): a file on disk, opened beneath the root at load time, or a
-/// stretch of the snapshot's one sealed memory file that holds every large cached body back to
-/// back (see [`super::pack`]). Kept for as long as a snapshot or a response still sends from it;
-/// for a stretch of a memfd, exactly one `DiskFile` exists (shared through `Arc`), and its drop
-/// gives the stretch's memory back.
+/// A body sent with sendfile(2): a stretch of a memfd that holds large cached bodies back to
+/// back (see [`super::pack`]), or a file opened beneath the root at load time (see
+/// [`Backing`]). Kept for as long as a snapshot or a response still sends from it; for a
+/// stretch of a memfd, exactly one `DiskFile` exists (shared through `Arc`), and its drop gives
+/// the stretch's memory back.
 pub struct DiskFile {
     /// Shared by all the bodies of the memfd.
     pub fd: Arc<OwnedFd>,
-    /// Where the body starts in the file (0 for a file on disk).
+    /// Where the body starts in the file (0 for a source file).
     pub offset: u64,
-    /// The body's length (for a file on disk, its size when it was opened: what
+    /// The body's length (for a source file, its size when it was opened: what
     /// `Content-Length` promised).
     pub len: u64,
-    /// A memfd stretch (see [`super::pack`]): the bytes are in memory (and count against the
-    /// cache budget); `offset` is page-aligned.
-    pub memory: bool,
+    pub backing: Backing,
+}
+
+/// Where a [`DiskFile`]'s bytes live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// A stretch of a memfd of atomserve's own: in memory, counted in the snapshot's bytes, at a
+    /// page-aligned offset, and immune to changes of the source file.
+    Memfd,
+    /// The source file itself, read and hashed at load (its tag is its content's) and sent from
+    /// the kernel's page cache: the cheaper path for large bodies on a host whose shmem gets no
+    /// huge pages (`super::pack::LargeBodies`). Holds no memory of atomserve's; a file rewritten
+    /// in place is served as it is now until the reload its change causes.
+    Source,
+    /// The source file, not read (over `--max-cached-file` or past the budget): tagged by size
+    /// and mtime.
+    Disk,
 }
 
 impl Drop for DiskFile {
@@ -113,7 +128,7 @@ impl Drop for DiskFile {
     /// keeps the memory until the memfd closes. Runs on the reload thread when a retired snapshot
     /// is freed, or on a worker when the last response from a retired body ends.
     fn drop(&mut self) {
-        if self.memory && self.len > 0 && Arc::strong_count(&self.fd) > 1 {
+        if self.backing == Backing::Memfd && self.len > 0 && Arc::strong_count(&self.fd) > 1 {
             let pages = self.len.div_ceil(file::PAGE) * file::PAGE;
             let _ = file::punch_hole(self.fd.as_fd(), self.offset, pages);
         }
@@ -252,20 +267,21 @@ impl Entry {
         [Some(&self.identity), self.gzip.as_ref(), self.zstd.as_ref(), self.br.as_ref()].into_iter().flatten()
     }
 
-    /// Descriptors this entry holds open of its own: a file sent from disk (the memfds of large
-    /// bodies are shared, counted once each by [`Snapshot::freeze`]).
+    /// Descriptors this entry holds open of its own: its source file, when it is sent from there
+    /// (the memfds of large bodies are shared, counted once each by [`Snapshot::freeze`]).
     pub fn descriptors(&self) -> u64 {
         [Some(&self.identity), self.gzip.as_ref(), self.zstd.as_ref(), self.br.as_ref()]
             .iter()
             .flatten()
-            .filter(|r| r.file.as_ref().is_some_and(|f| !f.memory))
+            .filter(|r| r.file.as_ref().is_some_and(|f| f.backing != Backing::Memfd))
             .count() as u64
     }
 
-    /// Bytes held in memory, all representations together (a file on disk holds none).
+    /// Bytes held in memory, all representations together (a source file holds none: its pages
+    /// are the kernel's page cache).
     pub fn bytes(&self) -> u64 {
         let held = |r: &Repr| match &r.file {
-            Some(f) if f.memory => f.len,
+            Some(f) if f.backing == Backing::Memfd => f.len,
             Some(_) => 0,
             None => r.body.len() as u64,
         };
@@ -390,7 +406,9 @@ impl Snapshot {
             .files
             .values()
             .flat_map(Entry::reprs)
-            .filter_map(|r| r.file.as_ref().filter(|f| f.memory).map(|f| Arc::as_ptr(&f.fd)))
+            .filter_map(|r| {
+                r.file.as_ref().filter(|f| f.backing == Backing::Memfd).map(|f| Arc::as_ptr(&f.fd))
+            })
             .collect();
         self.descriptors = disk + memfds.len() as u64;
     }
@@ -421,7 +439,7 @@ impl Snapshot {
         for entry in self.files.values() {
             let identity = entry.identity.len();
             c.identity_bytes += identity;
-            if entry.identity.file.as_ref().is_some_and(|f| !f.memory) {
+            if entry.identity.file.as_ref().is_some_and(|f| f.backing == Backing::Disk) {
                 c.disk_files += 1;
             }
             let smallest = [entry.gzip.as_ref(), entry.zstd.as_ref(), entry.br.as_ref()]

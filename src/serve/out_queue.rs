@@ -397,6 +397,7 @@ impl OutQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::Backing;
     use std::io::Read;
     use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixStream;
@@ -411,7 +412,7 @@ mod tests {
             fd: Arc::new(OwnedFd::from(file)),
             offset: 0,
             len: bytes.len() as u64,
-            memory: false,
+            backing: Backing::Disk,
         })
     }
 
@@ -481,7 +482,7 @@ mod tests {
     #[test]
     fn a_file_shorter_than_promised_is_an_error() {
         let disk = disk_file(b"short");
-        let lying = Arc::new(DiskFile { fd: disk.fd.clone(), offset: 0, len: 1000, memory: false });
+        let lying = Arc::new(DiskFile { fd: disk.fd.clone(), offset: 0, len: 1000, backing: Backing::Disk });
         let (tx, _rx) = UnixStream::pair().unwrap();
         tx.set_nonblocking(true).unwrap();
         let mut q = OutQueue::default();
