@@ -197,6 +197,15 @@ pub struct WorkerStats {
     pub telemetry_dropped: Counter,
     /// Access-log lines dropped because the writer thread had no room for them.
     pub access_log_dropped: Counter,
+    /// Loop turns, each one wait for I/O: an `epoll_wait`, or (`--io uring`) an `io_uring_enter`
+    /// that also submits the turn's operations. Requests ÷ turns is the batching.
+    pub turns: Counter,
+    /// `--io uring`: receives that found the provided-buffer ring empty (`ENOBUFS`) and were
+    /// armed again — a worker short of receive buffers for its burst.
+    pub recv_buffers_exhausted: Counter,
+    /// `--io uring`: turns that found completions waiting in the kernel's overflow list (the
+    /// completion ring was full; `IORING_FEAT_NODROP` kept them for the next enter).
+    pub cq_overflows: Counter,
 }
 
 impl WorkerStats {

@@ -212,4 +212,51 @@ fn a_burst_beyond_the_completion_ring_loses_nothing() {
         assert_eq!(r.status, 200, "connection {i}");
     }
     assert!(!s.log().contains("failed"), "{}", s.log());
+    let overflows = worker_counter(&s, "atomserve_uring_cq_overflows_total");
+    assert!(overflows >= 1, "the overflow was seen and counted: {overflows}");
+}
+
+/// Worker 0's sample of a per-worker counter on `/metrics`.
+fn worker_counter(s: &Server, name: &str) -> u64 {
+    let metrics = s.admin_get("/metrics").text();
+    let sample = format!("{name}{{worker=\"0\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(sample.as_str()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in\n{metrics}"))
+}
+
+/// More bytes at once than the worker's provided receive buffers hold (1 MiB): with the server
+/// stopped, 300 connections each send a 6 KiB request, so its next enter receives 1.8 MB. The
+/// receives beyond the buffers end with `ENOBUFS`; the worker gives the used buffers back, arms
+/// those receives again, and every connection gets its answer. The exhaustion is counted on
+/// `/metrics`, where an operator sees a worker short of buffers for its bursts.
+#[test]
+fn receives_beyond_the_provided_buffers_are_armed_again_and_answered() {
+    const CONNS: usize = 300;
+    let root = fixture_root("io-enobufs");
+    let args = ["--io", "uring", "--workers", "1", "--header-timeout", "300s"];
+    let s = Server::start_with(&root.path, &args, |cmd| {
+        cmd.env_remove("ATOMSERVE_IO");
+    });
+    let baseline = s.open_fds();
+    let mut conns: Vec<_> = (0..CONNS).map(|_| s.connect()).collect();
+    let adopted = s.wait_fds_at_least(baseline + CONNS, Duration::from_secs(60));
+    assert!(adopted, "not all adopted: {} of {} fds\n{}", s.open_fds(), baseline + CONNS, s.log());
+    assert_eq!(worker_counter(&s, "atomserve_uring_recv_buffers_exhausted_total"), 0);
+    let request = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n\r\n", "p".repeat(6 * 1024));
+    s.signal(libc::SIGSTOP);
+    for c in conns.iter_mut() {
+        c.write_all(request.as_bytes()).unwrap();
+    }
+    s.signal(libc::SIGCONT);
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let r = common::read_response(c, false).unwrap_or_else(|| panic!("connection {i}: no answer"));
+        assert_eq!(r.status, 200, "connection {i}");
+    }
+    let exhausted = worker_counter(&s, "atomserve_uring_recv_buffers_exhausted_total");
+    assert!(exhausted >= 1, "1.8 MB at once did not exhaust 1 MiB of buffers? {exhausted}");
+    assert!(worker_counter(&s, "atomserve_worker_turns_total") >= 1);
 }

@@ -107,6 +107,12 @@ fn metrics_counts_are_exact_and_admin_traffic_is_not_counted() {
     let per_worker = get("atomserve_worker_requests_total{worker=\"0\"}")
         + get("atomserve_worker_requests_total{worker=\"1\"}");
     assert_eq!(per_worker, 14.0);
+    // Every request needed at least one turn of its worker (4 connections, some pipelined:
+    // fewer turns than requests is possible, none is not), on either backend.
+    let turns =
+        get("atomserve_worker_turns_total{worker=\"0\"}") + get("atomserve_worker_turns_total{worker=\"1\"}");
+    assert!(turns >= 4.0, "{turns} turns");
+    assert_eq!(get("atomserve_uring_recv_buffers_exhausted_total{worker=\"0\"}"), 0.0);
     assert_eq!(get("atomserve_cache_files"), 10.0); // dotfiles and the symlink out of the root are not loaded
     assert_eq!(get("atomserve_cache_reloads_total{result=\"ok\"}"), 0.0);
     assert!(get("process_resident_memory_bytes") > 1e6);

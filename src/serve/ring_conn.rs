@@ -191,7 +191,8 @@ impl RingConn {
                 Op::Recv => match done.result {
                     n if n > 0 => on_input(link, ops, inbuf, out, data, ctx, io),
                     0 => ops.eof = true,
-                    e if -e == crate::sys::ENOBUFS => {} // the buffer ring ran dry: armed again below
+                    // The buffer ring ran dry: armed again below.
+                    e if -e == crate::sys::ENOBUFS => ctx.stats.recv_buffers_exhausted.incr(),
                     e if -e == crate::sys::ECANCELED && ops.paused => {}
                     _ => return Keep::No, // ECONNRESET and friends
                 },

@@ -86,7 +86,9 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         let batch = if last_inputs >= BATCH_FROM { last_inputs.min(RING_ENTRIES as usize) } else { 0 };
         worker::wait(&setup, &mut reader, timeout, |timeout| ring.submit_and_wait(timeout, batch))?;
         completions.clear();
-        ring.completions(&mut completions);
+        if ring.completions(&mut completions) {
+            setup.sources.stats.workers[setup.id].cq_overflows.incr();
+        }
         last_inputs = completions.iter().filter(|c| c.buffer().is_some()).count();
 
         let snapshot = reader.current();

@@ -257,6 +257,7 @@ pub fn wait<T>(
     timeout: Option<Duration>,
     wait: impl FnOnce(Option<Duration>) -> io::Result<T>,
 ) -> io::Result<T> {
+    setup.sources.stats.workers[setup.id].turns.incr();
     let may_sleep = timeout != Some(Duration::ZERO) && setup.handoff.prepare_sleep(setup.id);
     if may_sleep {
         reader.offline();

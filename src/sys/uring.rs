@@ -192,12 +192,15 @@ impl Ring {
     }
 
     /// Moves every completion ready into `into` (which keeps its capacity between turns).
-    pub fn completions(&mut self, into: &mut Vec<Completion>) {
+    /// Returns whether more were waiting in the kernel's overflow list (`IORING_SQ_CQ_OVERFLOW`:
+    /// the completion ring was full; the next enter moves them over).
+    pub fn completions(&mut self, into: &mut Vec<Completion>) -> bool {
         into.extend(self.ring.completion().map(|cqe| Completion {
             token: cqe.user_data(),
             result: cqe.result(),
             flags: cqe.flags(),
         }));
+        self.ring.submission().cq_overflow()
     }
 }
 

@@ -47,11 +47,15 @@ pub fn render(src: &Sources) -> String {
         let cpu = src.cpus.get(i).copied().flatten().map_or("null".to_string(), |c| c.to_string());
         let _ = write!(
             w,
-            "{}{{\"id\":{i},\"cpu\":{cpu},\"requests\":{},\"connections_accepted\":{},\"connections_active\":{}}}",
+            "{}{{\"id\":{i},\"cpu\":{cpu},\"requests\":{},\"connections_accepted\":{},\"connections_active\":{},\
+             \"turns\":{},\"recv_buffers_exhausted\":{},\"cq_overflows\":{}}}",
             if i == 0 { "" } else { "," },
             worker.requests.get(),
             worker.connections_accepted.get(),
-            worker.open_connections()
+            worker.open_connections(),
+            worker.turns.get(),
+            worker.recv_buffers_exhausted.get(),
+            worker.cq_overflows.get()
         );
     }
     let open = stats.open_connections();

@@ -10,7 +10,7 @@
 use std::fmt::Write;
 
 use super::{process, Sources};
-use crate::stats::{duration_bounds_seconds, WorkerStats, DURATION_BOUNDS_NS, STATUS_CODES};
+use crate::stats::{duration_bounds_seconds, Counter, Stats, WorkerStats, DURATION_BOUNDS_NS, STATUS_CODES};
 
 /// The two formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,10 +190,30 @@ pub fn render(src: &Sources, format: Format) -> String {
         r.pending_files.get(),
     );
 
-    family(w, "atomserve_worker_requests_total", "counter", "HTTP requests answered, by worker.");
-    for (i, worker) in stats.workers.iter().enumerate() {
-        let _ = writeln!(w, "atomserve_worker_requests_total{{worker=\"{i}\"}} {}", worker.requests.get());
-    }
+    per_worker(w, stats, "atomserve_worker_requests_total", "HTTP requests answered, by worker.", |s| {
+        &s.requests
+    });
+    per_worker(
+        w,
+        stats,
+        "atomserve_worker_turns_total",
+        "Worker loop turns, each one wait for I/O (epoll_wait, or io_uring_enter with --io uring), by worker.",
+        |s| &s.turns,
+    );
+    per_worker(
+        w,
+        stats,
+        "atomserve_uring_recv_buffers_exhausted_total",
+        "--io uring: receives that found the worker's provided buffers used up (ENOBUFS) and were armed again.",
+        |s| &s.recv_buffers_exhausted,
+    );
+    per_worker(
+        w,
+        stats,
+        "atomserve_uring_cq_overflows_total",
+        "--io uring: turns that found completions kept in the kernel's overflow list (completion ring full).",
+        |s| &s.cq_overflows,
+    );
 
     counter(
         w,
@@ -276,6 +296,20 @@ fn family(w: &mut Exposition<'_>, name: &str, kind: &str, help: &str) {
 fn counter(w: &mut Exposition<'_>, name: &str, help: &str, value: u64) {
     family(w, name, "counter", help);
     let _ = writeln!(w, "{name} {value}");
+}
+
+/// A counter family with one sample per worker, labelled `worker`.
+fn per_worker(
+    w: &mut Exposition<'_>,
+    stats: &Stats,
+    name: &str,
+    help: &str,
+    field: impl Fn(&WorkerStats) -> &Counter,
+) {
+    family(w, name, "counter", help);
+    for (i, worker) in stats.workers.iter().enumerate() {
+        let _ = writeln!(w, "{name}{{worker=\"{i}\"}} {}", field(worker).get());
+    }
 }
 
 fn gauge(w: &mut Exposition<'_>, name: &str, help: &str, value: u64) {

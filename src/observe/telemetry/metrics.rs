@@ -32,7 +32,7 @@ use prost::Message;
 use super::env::HttpTarget;
 use crate::observe::scrape::prometheus::duration;
 use crate::observe::scrape::{process, Sources};
-use crate::stats::{duration_bounds_seconds, STATUS_CODES};
+use crate::stats::{duration_bounds_seconds, Counter, WorkerStats, STATUS_CODES};
 use crate::sync::Arc;
 
 /// The instrumentation scope of everything atomserve exports.
@@ -142,17 +142,36 @@ pub fn register(meter: &Meter, src: &Arc<Sources>) {
         "{file}",
         |s| s.stats.reload.pending_files.get(),
     );
-    let s = src.clone();
-    meter
-        .u64_observable_counter("atomserve.worker.requests")
-        .with_description("Requests answered, by worker")
-        .with_unit("{request}")
-        .with_callback(move |o: &dyn AsyncInstrument<u64>| {
-            for (i, w) in s.stats.workers.iter().enumerate() {
-                o.observe(w.requests.get(), &[KeyValue::new("worker", i as i64)]);
-            }
-        })
-        .build();
+    let per_worker = |name: &'static str,
+                      description: &'static str,
+                      unit: &'static str,
+                      field: fn(&WorkerStats) -> &Counter| {
+        let s = src.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_description(description)
+            .with_unit(unit)
+            .with_callback(move |o: &dyn AsyncInstrument<u64>| {
+                for (i, w) in s.stats.workers.iter().enumerate() {
+                    o.observe(field(w).get(), &[KeyValue::new("worker", i as i64)]);
+                }
+            })
+            .build();
+    };
+    per_worker("atomserve.worker.requests", "Requests answered, by worker", "{request}", |w| &w.requests);
+    per_worker("atomserve.worker.turns", "Worker loop turns, each one wait for I/O", "{turn}", |w| &w.turns);
+    per_worker(
+        "atomserve.uring.recv_buffers.exhausted",
+        "Receives that found the provided buffers used up (ENOBUFS)",
+        "{receive}",
+        |w| &w.recv_buffers_exhausted,
+    );
+    per_worker(
+        "atomserve.uring.cq.overflows",
+        "Turns that found completions in the kernel's overflow list",
+        "{turn}",
+        |w| &w.cq_overflows,
+    );
     counter(
         meter,
         src,
