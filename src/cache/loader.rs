@@ -375,9 +375,17 @@ fn build(
     site: Arc<SiteRules>,
 ) -> (Snapshot, LoadReport) {
     let mut report = LoadReport { files: found.len(), ..LoadReport::default() };
+    // Bodies in memory only: a source file serves no other file than itself, whatever its
+    // bytes were (see the `source` arm below).
+    let in_memory = |e: &Entry| e.identity.file.as_ref().is_none_or(|f| f.backing == Backing::Memfd);
     let previous: HashMap<ContentId, Body> = reuse
         .previous
-        .map(|s| s.entries().filter_map(|(_, e)| Some((e.content?, e.identity.body()?))).collect())
+        .map(|s| {
+            s.entries()
+                .filter(|(_, e)| in_memory(e))
+                .filter_map(|(_, e)| Some((e.content?, e.identity.body()?)))
+                .collect()
+        })
         .unwrap_or_default();
     // Shipped siblings: `app.js.br` next to `app.js`.
     let index: HashMap<&[u8], usize> = found.iter().enumerate().map(|(i, f)| (f.key.as_slice(), i)).collect();
@@ -389,15 +397,18 @@ fn build(
     let mut plans = Vec::with_capacity(found.len());
     for f in found {
         report.read_bytes += f.body.len() as u64;
-        let identity = match (&f.disk, f.content.and_then(|id| previous.get(&id)), &f.source) {
+        let identity = match (&f.disk, &f.source, f.content.and_then(|id| previous.get(&id))) {
             (Some(disk), _, _) => Place::Have(Body::Packed(disk.clone())),
-            (None, Some(body), _) => {
+            // Nothing to place: the bytes stay in the page cache of the file just read, through
+            // the descriptor that read them. Never a previous snapshot's descriptor of the same
+            // content: that may be another file's (two copies of one video), or an old inode,
+            // and the file it names may since have been rewritten in place.
+            (None, Some(source), _) => Place::Have(Body::Packed(source.clone())),
+            (None, None, Some(body)) => {
                 report.reused_files += 1;
                 report.reused_bytes += body.len();
                 Place::Have(body.clone())
             }
-            // Nothing to place: the bytes stay where they are, in the page cache.
-            (None, None, Some(source)) => Place::Have(Body::Packed(source.clone())),
             (None, None, None) => {
                 report.built_bytes += f.body.len() as u64;
                 place_new(&f.body, &mut to_pack)
@@ -755,9 +766,34 @@ mod tests {
         // The source file, the identity memfd, the variants' memfd.
         assert_eq!(snapshot.descriptors(), 3);
 
+        // A reload sends from the file as this load opened and read it, not from the
+        // descriptor of before (nothing is copied either way).
         let (again, report) = load_identity(&opts, Reuse { previous: Some(&snapshot), built: None }).unwrap();
-        assert_eq!(report.reused_files, 2);
-        assert!(Arc::ptr_eq(&source, again.get(b"/big.js").unwrap().identity.file.as_ref().unwrap()));
+        assert_eq!(report.reused_files, 1, "mid.js's memfd stretch");
+        let reopened = again.get(b"/big.js").unwrap().identity.file.clone().unwrap();
+        assert!(!Arc::ptr_eq(&source, &reopened) && reopened.backing == Backing::Source);
+    }
+
+    /// Regression: a reload took a source-file body from the snapshot before by its content, so
+    /// of two files with the same bytes, the second was sent through the first one's
+    /// descriptor — and once the first was rewritten in place, the second file's URL served the
+    /// first file's new bytes, at every reload after.
+    #[test]
+    fn a_source_file_body_serves_only_its_own_file() {
+        use std::io::Write as _;
+        let root = TempRoot::new("source-twins");
+        let same = text(300_000, 7);
+        fs::write(root.0.join("a.bin"), &same).unwrap();
+        let opts = LoadOptions { source_min: 200_000, compress: false, ..root.opts() };
+        let (first, _) = load_identity(&opts, Reuse::default()).unwrap();
+        fs::write(root.0.join("b.bin"), &same).unwrap(); // a copy appears
+        let (second, _) = load_identity(&opts, Reuse { previous: Some(&first), built: None }).unwrap();
+        let changed = text(300_000, 8);
+        fs::OpenOptions::new().write(true).open(root.0.join("a.bin")).unwrap().write_all(&changed).unwrap();
+        let (third, _) = load_identity(&opts, Reuse { previous: Some(&second), built: None }).unwrap();
+        let body = |key: &[u8]| read_at(third.get(key).unwrap().identity.file.as_ref().unwrap());
+        assert!(body(b"/a.bin") == changed);
+        assert!(body(b"/b.bin") == same, "b.bin is sent with a.bin's new bytes");
     }
 
     fn built_bytes(s: &Snapshot, key: &[u8]) -> u64 {
