@@ -30,13 +30,14 @@ use std::os::fd::AsFd;
 use crate::endpoint::{Endpoint, Role};
 use crate::serve::inbuf::{InBuf, Spares};
 use crate::serve::link::{Ctx, Keep, Link, State, Timeouts};
-use crate::serve::out_queue::{OutQueue, Turn, MAX_IOV};
+use crate::serve::out_queue::{self, OutQueue, Turn, MAX_IOV};
 use crate::serve::respond::PathBufs;
 use crate::sys::socket;
 use crate::sys::uring::{Completion, SendMsg, Submissions};
 
-/// The most bytes of a file sent per `sendfile` before the connection lets the others go first.
-const FILE_SHARE: u64 = 1024 * 1024;
+/// The most bytes of a file sent per `sendfile` before the connection lets the others go first:
+/// the epoll backend's share (see there).
+const FILE_SHARE: u64 = out_queue::FILE_SHARE;
 /// Buffered input beyond which the receive is cancelled until the pending output is sent.
 pub const PAUSE_AT: usize = 256 * 1024;
 /// Steps one call may take (each a parse of buffered input or a `sendfile`), as in epoll.
