@@ -89,12 +89,13 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     // read it on every reload: a file only root can read must fail now, not at the first reload.
     drop_privileges(config)?;
 
+    let (source_min, large_bodies) = source_min(config.large_bodies);
     let opts = LoadOptions {
         root: config.root.clone(),
         spa_fallback: !config.no_spa_fallback,
         budget: config.cache_budget,
         max_cached_file: config.max_cached_file,
-        source_min: source_min(config.large_bodies),
+        source_min,
         cache_control: config.cache_control.clone(),
         compress: !config.no_compress,
         site: SiteFiles {
@@ -182,6 +183,9 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let reserve = 64 + 4 * workers as u64 + 2 * loaded.descriptors;
     let max_connections = config.max_connections.unwrap_or_else(|| nofile.saturating_sub(reserve).max(1));
     banner(config, io, &loaded, &bound, &cpus, nofile, max_connections, telemetry.as_ref());
+    if let Some(line) = large_bodies {
+        crate::log!("{line}");
+    }
     if config.seccomp {
         // Start-up is done: every thread runs, the listeners are bound, root is dropped.
         let allowed = crate::sys::seccomp::install(io == IoBackend::Uring).map_err(os("--seccomp"))?;
@@ -338,24 +342,25 @@ fn choose_io(asked: IoBackend) -> Result<IoBackend, StartError> {
 
 /// `--large-bodies` as a size: cached identity bodies from it up are sent from their source
 /// file (`cache::Backing::Source`), smaller ones and every body under `memfd` from memory.
-/// `auto` decides by the host's shmem huge pages, once at start, and says so when it chose the
-/// page cache.
-fn source_min(asked: LargeBodies) -> u64 {
+/// `auto` decides by the host's shmem huge pages, once at start, and returns the line that says
+/// so when it chose the page cache (logged with the banner: a start-up that fails prints only
+/// its error).
+fn source_min(asked: LargeBodies) -> (u64, Option<String>) {
     match asked {
-        LargeBodies::Memfd => u64::MAX,
-        LargeBodies::PageCache => pack::PAGE_CACHE_MIN,
+        LargeBodies::Memfd => (u64::MAX, None),
+        LargeBodies::PageCache => (pack::PAGE_CACHE_MIN, None),
         LargeBodies::Auto => {
             let mode = pack::shmem_huge_pages();
             if !pack::small_pages(mode.as_deref()) {
-                return u64::MAX;
+                return (u64::MAX, None);
             }
-            crate::log!(
+            let line = format!(
                 "--large-bodies auto: bodies of {} KiB and more are sent from their files' page cache \
                  (shmem huge pages are \"{}\" on this host; docs/deploy.md)",
                 pack::PAGE_CACHE_MIN / 1024,
                 mode.as_deref().unwrap_or("absent")
             );
-            pack::PAGE_CACHE_MIN
+            (pack::PAGE_CACHE_MIN, Some(line))
         }
     }
 }
