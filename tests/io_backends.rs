@@ -193,27 +193,44 @@ fn a_burst_beyond_the_completion_ring_loses_nothing() {
     // — every one closed — in one `make test`), and a hand-off queue that holds them all (no
     // 503 from a full queue while the worker is held up). Neither is what this test is about.
     let args = ["--io", "uring", "--workers", "1", "--queue-capacity", "8192", "--header-timeout", "300s"];
-    let s = Server::start_with(&root.path, &args, |cmd| {
+    let s = burst_while_stopped(&root.path, &args, CONNS, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", |_| {});
+    assert!(!s.log().contains("failed"), "{}", s.log());
+    let overflows = worker_counter(&s, "atomserve_uring_cq_overflows_total");
+    assert!(overflows >= 1, "the overflow was seen and counted: {overflows}");
+}
+
+/// Starts a server on `root` with `args` (io_uring, whatever `ATOMSERVE_IO` says), opens `conns`
+/// connections and waits until it has adopted them all, runs `before`, then stops the process
+/// (SIGSTOP), sends `request` on every connection and lets it go (SIGCONT): with
+/// `DEFER_TASKRUN` every receive completes at its next enter. Checks that each connection is
+/// answered 200, and returns the server.
+fn burst_while_stopped(
+    root: &std::path::Path,
+    args: &[&str],
+    conns: usize,
+    request: &[u8],
+    before: impl FnOnce(&Server),
+) -> Server {
+    let s = Server::start_with(root, args, |cmd| {
         cmd.env_remove("ATOMSERVE_IO");
     });
     let baseline = s.open_fds();
-    let mut conns: Vec<_> = (0..CONNS).map(|_| s.connect()).collect();
+    let mut open: Vec<_> = (0..conns).map(|_| s.connect()).collect();
     // Every connection adopted (its socket open in the server) before the stop.
-    let adopted = s.wait_fds_at_least(baseline + CONNS, Duration::from_secs(60));
-    assert!(adopted, "not all adopted: {} of {} fds\n{}", s.open_fds(), baseline + CONNS, s.log());
+    let adopted = s.wait_fds_at_least(baseline + conns, Duration::from_secs(60));
+    assert!(adopted, "not all adopted: {} of {} fds\n{}", s.open_fds(), baseline + conns, s.log());
+    before(&s);
     s.signal(libc::SIGSTOP);
-    for c in conns.iter_mut() {
-        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    for c in open.iter_mut() {
+        c.write_all(request).unwrap();
     }
     s.signal(libc::SIGCONT);
-    for (i, c) in conns.iter_mut().enumerate() {
+    for (i, c) in open.iter_mut().enumerate() {
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let r = common::read_response(c, false).unwrap_or_else(|| panic!("connection {i}: no answer"));
         assert_eq!(r.status, 200, "connection {i}");
     }
-    assert!(!s.log().contains("failed"), "{}", s.log());
-    let overflows = worker_counter(&s, "atomserve_uring_cq_overflows_total");
-    assert!(overflows >= 1, "the overflow was seen and counted: {overflows}");
+    s
 }
 
 /// Worker 0's sample of a per-worker counter on `/metrics`.
@@ -237,25 +254,10 @@ fn receives_beyond_the_provided_buffers_are_armed_again_and_answered() {
     const CONNS: usize = 300;
     let root = fixture_root("io-enobufs");
     let args = ["--io", "uring", "--workers", "1", "--header-timeout", "300s"];
-    let s = Server::start_with(&root.path, &args, |cmd| {
-        cmd.env_remove("ATOMSERVE_IO");
-    });
-    let baseline = s.open_fds();
-    let mut conns: Vec<_> = (0..CONNS).map(|_| s.connect()).collect();
-    let adopted = s.wait_fds_at_least(baseline + CONNS, Duration::from_secs(60));
-    assert!(adopted, "not all adopted: {} of {} fds\n{}", s.open_fds(), baseline + CONNS, s.log());
-    assert_eq!(worker_counter(&s, "atomserve_uring_recv_buffers_exhausted_total"), 0);
     let request = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n\r\n", "p".repeat(6 * 1024));
-    s.signal(libc::SIGSTOP);
-    for c in conns.iter_mut() {
-        c.write_all(request.as_bytes()).unwrap();
-    }
-    s.signal(libc::SIGCONT);
-    for (i, c) in conns.iter_mut().enumerate() {
-        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let r = common::read_response(c, false).unwrap_or_else(|| panic!("connection {i}: no answer"));
-        assert_eq!(r.status, 200, "connection {i}");
-    }
+    let s = burst_while_stopped(&root.path, &args, CONNS, request.as_bytes(), |s| {
+        assert_eq!(worker_counter(s, "atomserve_uring_recv_buffers_exhausted_total"), 0);
+    });
     let exhausted = worker_counter(&s, "atomserve_uring_recv_buffers_exhausted_total");
     assert!(exhausted >= 1, "1.8 MB at once did not exhaust 1 MiB of buffers? {exhausted}");
     assert!(worker_counter(&s, "atomserve_worker_turns_total") >= 1);
