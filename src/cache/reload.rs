@@ -255,11 +255,22 @@ impl<'c> Coordinator<'c> {
                 Msg::Done(id, content, done) => {
                     self.idle.push(id);
                     self.in_flight.remove(&content);
-                    self.batch.push(done.unwrap_or_else(|e| {
+                    match done {
+                        Ok(done) => self.batch.push(done),
+                        // A source file changed in place: its entry stays identity-only and
+                        // pending until the reload that change causes (or the next requeue).
+                        Err(e) if variants::is_stale(&e) => {
+                            crate::log!("not compressing a body of {} bytes: {e}", content.len);
+                        }
                         // Give up on this content (identity only) rather than retry forever.
-                        crate::log!("compressing a body of {} bytes failed: {e}", content.len);
-                        Done::nothing(content, super::snapshot::Codings { gzip: true, zstd: true, br: true })
-                    }));
+                        Err(e) => {
+                            crate::log!("compressing a body of {} bytes failed: {e}", content.len);
+                            self.batch.push(Done::nothing(
+                                content,
+                                super::snapshot::Codings { gzip: true, zstd: true, br: true },
+                            ));
+                        }
+                    }
                 }
             }
         }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::compress;
 use super::content::ContentId;
 use super::pack::{self, ZERO_COPY_MIN};
-use super::snapshot::{Body, Codings, Repr, Snapshot};
+use super::snapshot::{Backing, Body, Codings, Repr, Snapshot};
 use crate::http::encoding::Coding;
 use crate::sys::file;
 
@@ -41,6 +41,11 @@ impl Job {
             Body::Packed(stretch) => {
                 let mut buf = vec![0u8; stretch.len as usize];
                 file::pread_exact(std::os::fd::AsFd::as_fd(&*stretch.fd), &mut buf, stretch.offset)?;
+                // A source file (`Backing::Source`) may have been rewritten in place since the
+                // load hashed it: a variant of other bytes must not be kept under this content.
+                if stretch.backing == Backing::Source && ContentId::of(&buf) != self.content {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "changed since it was loaded"));
+                }
                 copy = buf;
                 &copy
             }
@@ -101,6 +106,13 @@ pub fn jobs(snapshot: &Snapshot, skip: &HashSet<ContentId>) -> Vec<Job> {
     let mut jobs: Vec<Job> = by_content.into_values().collect();
     jobs.sort_by_key(|j| std::cmp::Reverse(j.content.len));
     jobs
+}
+
+/// Whether a [`Job::run`] error means its source file changed since the load (rewritten or
+/// shortened in place): nothing is to be recorded for the content — the reload the change
+/// causes brings the new content — rather than "not worth compressing".
+pub fn is_stale(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof)
 }
 
 /// A built variant: its body and entity tag; `None` when it was not worth keeping.
