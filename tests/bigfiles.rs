@@ -180,9 +180,9 @@ fn a_file_that_shrank_closes_the_connection_and_nothing_else() {
     }
 }
 
-/// Each reload opens the source files again; the old snapshot's descriptors are closed once it
-/// is reclaimed (and a body read again with the same bytes keeps the descriptor it had), so
-/// reloads do not leak descriptors.
+/// Each reload opens the source files again (a file sent from its page cache too: it is sent
+/// through the descriptor that load read it with); the old snapshot's descriptors are closed
+/// once it is reclaimed, so reloads do not leak descriptors.
 #[test]
 fn reloads_do_not_leak_disk_file_descriptors() {
     for args in FROM_SOURCE {

@@ -260,5 +260,4 @@ fn receives_beyond_the_provided_buffers_are_armed_again_and_answered() {
     });
     let exhausted = worker_counter(&s, "atomserve_uring_recv_buffers_exhausted_total");
     assert!(exhausted >= 1, "1.8 MB at once did not exhaust 1 MiB of buffers? {exhausted}");
-    assert!(worker_counter(&s, "atomserve_worker_turns_total") >= 1);
 }

@@ -324,9 +324,9 @@ fn open_one(dir: BorrowedFd<'_>, c: &Candidate, memory: bool, source_min: u64) -
         return Err(io::Error::new(io::ErrorKind::InvalidData, "no longer a regular file"));
     }
     let key = c.key.clone();
-    let at = |backing, fd| Some(Arc::new(DiskFile { fd: Arc::new(fd), offset: 0, len: st.len, backing }));
+    let kept = |backing, fd| Some(Arc::new(DiskFile { fd: Arc::new(fd), offset: 0, len: st.len, backing }));
     if !memory {
-        let disk = at(Backing::Disk, fd);
+        let disk = kept(Backing::Disk, fd);
         return Ok(Found { key, body: Vec::new(), content: None, modified: st.mtime, disk, source: None });
     }
     let mut file = fs::File::from(fd);
@@ -336,7 +336,7 @@ fn open_one(dir: BorrowedFd<'_>, c: &Candidate, memory: bool, source_min: u64) -
     // A file whose size changed while it was read is not trusted to match what was read: its
     // bytes go to a memfd like a smaller file's.
     let from_source = st.len >= source_min && body.len() as u64 == st.len;
-    let source = if from_source { at(Backing::Source, file.into()) } else { None };
+    let source = if from_source { kept(Backing::Source, file.into()) } else { None };
     Ok(Found { key, body, content, modified: st.mtime, disk: None, source })
 }
 
@@ -377,7 +377,7 @@ fn build(
     let mut report = LoadReport { files: found.len(), ..LoadReport::default() };
     // Bodies in memory only: a source file serves no other file than itself, whatever its
     // bytes were (see the `source` arm below).
-    let in_memory = |e: &Entry| e.identity.file.as_ref().is_none_or(|f| f.backing == Backing::Memfd);
+    let in_memory = |e: &Entry| e.identity.file.as_ref().map_or(true, |f| f.backing == Backing::Memfd);
     let previous: HashMap<ContentId, Body> = reuse
         .previous
         .map(|s| {
@@ -758,7 +758,7 @@ mod tests {
         assert_eq!(entry.identity.etag, ContentId::of(&big).etag(None), "tagged by its content");
         assert!(read_at(&source) == big);
         let br = entry.br.as_ref().expect("a brotli variant, built from the source file");
-        assert!(br.len() < 300_000 && br.file.as_ref().is_none_or(|f| f.backing == Backing::Memfd));
+        assert!(br.len() < 300_000 && br.file.as_ref().map_or(true, |f| f.backing == Backing::Memfd));
         let mid_body = snapshot.get(b"/mid.js").unwrap().identity.file.clone().unwrap();
         assert_eq!(mid_body.backing, Backing::Memfd, "under source_min: in the memfd");
         let variants: u64 = snapshot.entries().flat_map(|(_, e)| e.reprs().skip(1)).map(Repr::len).sum();
@@ -794,6 +794,28 @@ mod tests {
         let body = |key: &[u8]| read_at(third.get(key).unwrap().identity.file.as_ref().unwrap());
         assert!(body(b"/a.bin") == changed);
         assert!(body(b"/b.bin") == same, "b.bin is sent with a.bin's new bytes");
+    }
+
+    /// Regression: phase 2 read a source file as it was when the job ran, so a file rewritten
+    /// in place after the load got a variant of its new bytes kept under its old content (and
+    /// served to every file with those old bytes); a file cut short was recorded as "not worth
+    /// compressing". Now the job sees the change and records nothing.
+    #[test]
+    fn phase_two_refuses_a_source_file_changed_since_the_load() {
+        use std::io::Write as _;
+        let root = TempRoot::new("source-changed");
+        fs::write(root.0.join("big.js"), text(300_000, 9)).unwrap();
+        let opts = LoadOptions { source_min: 200_000, ..root.opts() };
+        let (snapshot, _) = load_identity(&opts, Reuse::default()).unwrap();
+        let jobs = variants::jobs(&snapshot, &HashSet::new());
+        assert_eq!(jobs.len(), 1);
+        let mut f = fs::OpenOptions::new().write(true).open(root.0.join("big.js")).unwrap();
+        f.write_all(&text(300_000, 10)).unwrap();
+        let err = jobs[0].run().err().expect("a variant of other bytes");
+        assert!(variants::is_stale(&err), "{err}");
+        f.set_len(1000).unwrap();
+        let err = jobs[0].run().err().expect("a file cut short");
+        assert!(variants::is_stale(&err), "{err}");
     }
 
     fn built_bytes(s: &Snapshot, key: &[u8]) -> u64 {

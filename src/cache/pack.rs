@@ -32,8 +32,9 @@ use crate::sys::file;
 pub const ZERO_COPY_MIN: usize = 64 * 1024;
 
 /// Identity bodies from this size up are sent from their source file's page cache where shmem
-/// has no huge pages. Measured (`ab.sh`, shmem `never`): from 512 KiB up the page cache gave
-/// 1.06–1.27× the req/s at 0.70–0.83× the CPU; at 190 KiB it gained nothing (0.99×, 1.10×).
+/// has no huge pages. Measured (`ab.sh`, shmem `never`, 12 runs from 512 KiB to 5 MiB): medians
+/// 1.06× the req/s at 0.80× the CPU per request (single runs 0.91–1.36× and 0.59–1.10×); at
+/// 190 KiB no consistent gain (0.99× and 1.10× in two runs). Nothing between was measured.
 pub const PAGE_CACHE_MIN: u64 = 512 * 1024;
 
 /// Puts `bodies` in one new memfd and returns the stretch of each, in order.

@@ -103,6 +103,7 @@ pub struct DiskFile {
     /// The body's length (for a source file, its size when it was opened: what
     /// `Content-Length` promised).
     pub len: u64,
+    /// Where the bytes live: a memfd of ours, the source file read at load, or one not read.
     pub backing: Backing,
 }
 
@@ -114,7 +115,7 @@ pub enum Backing {
     Memfd,
     /// The source file itself, read and hashed at load (its tag is its content's) and sent from
     /// the kernel's page cache: the cheaper path for large bodies on a host whose shmem gets no
-    /// huge pages (`super::pack::LargeBodies`). Holds no memory of atomserve's; a file rewritten
+    /// huge pages (`--large-bodies`, `crate::config::LargeBodies`). Holds no memory of atomserve's; a file rewritten
     /// in place is served as it is now until the reload its change causes.
     Source,
     /// The source file, not read (over `--max-cached-file` or past the budget): tagged by size

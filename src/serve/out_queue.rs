@@ -94,8 +94,8 @@ pub enum Flush {
 /// The most bytes of a file sent in one flush, so that a fast client downloading a large file
 /// cannot keep its worker from the other connections. Also the size that moves large files
 /// fastest here: with 16 clients of a 5 MiB file, 256 KiB per `sendfile` gave 1.3–1.6× the req/s
-/// of 1 MiB at 0.7× the server CPU per request (128 KiB and 512 KiB fell between; lighttpd sends
-/// 256 KiB too), docs/benchmarks.md.
+/// of 1 MiB at 0.7× the server CPU per request (128 KiB was no better than 1 MiB, 512 KiB fell
+/// between; lighttpd sends 256 KiB too), docs/benchmarks.md.
 pub const FILE_SHARE: u64 = 256 * 1024;
 
 /// Pending output of one connection.

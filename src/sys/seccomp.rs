@@ -231,8 +231,9 @@ mod tests {
         });
         assert!(libc::WIFEXITED(ok) && libc::WEXITSTATUS(ok) == 0, "status {ok:#x}");
         let killed = in_filtered_child(|| {
-            // SAFETY: uname(2) into a valid buffer: a call the serving phase never makes.
+            // SAFETY: utsname is plain C chars, for which all-zero bytes are valid.
             let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+            // SAFETY: uname(2) into a valid buffer: a call the serving phase never makes.
             unsafe { libc::uname(&mut u) };
         });
         assert!(libc::WIFSIGNALED(killed) && libc::WTERMSIG(killed) == libc::SIGSYS, "status {killed:#x}");

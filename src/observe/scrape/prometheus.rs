@@ -146,7 +146,12 @@ pub fn render(src: &Sources, format: Format) -> String {
     let _ = writeln!(w, "atomserve_cache_reloads_total{{result=\"ok\"}} {}", stats.reload.ok.get());
     let _ = writeln!(w, "atomserve_cache_reloads_total{{result=\"failed\"}} {}", stats.reload.failed.get());
     gauge(w, "atomserve_cache_files", "Files in the live snapshot.", stats.reload.files.get());
-    gauge(w, "atomserve_cache_bytes", "Body bytes in the live snapshot.", stats.reload.bytes.get());
+    gauge(
+        w,
+        "atomserve_cache_bytes",
+        "Body bytes the live snapshot holds in memory (not those sent from files' page cache).",
+        stats.reload.bytes.get(),
+    );
     gauge(
         w,
         "atomserve_cache_generation",

@@ -162,13 +162,13 @@ pub fn register(meter: &Meter, src: &Arc<Sources>) {
     per_worker("atomserve.worker.turns", "Worker loop turns, each one wait for I/O", "{turn}", |w| &w.turns);
     per_worker(
         "atomserve.uring.recv_buffers.exhausted",
-        "Receives that found the provided buffers used up (ENOBUFS)",
+        "--io uring: receives that found the provided buffers used up (ENOBUFS)",
         "{receive}",
         |w| &w.recv_buffers_exhausted,
     );
     per_worker(
         "atomserve.uring.cq.overflows",
-        "Turns that found completions in the kernel's overflow list",
+        "--io uring: turns that found completions in the kernel's overflow list",
         "{turn}",
         |w| &w.cq_overflows,
     );
