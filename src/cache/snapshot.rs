@@ -115,8 +115,9 @@ pub enum Backing {
     Memfd,
     /// The source file itself, read and hashed at load (its tag is its content's) and sent from
     /// the kernel's page cache: the cheaper path for large bodies on a host whose shmem gets no
-    /// huge pages (`--large-bodies`, `crate::config::LargeBodies`). Holds no memory of atomserve's; a file rewritten
-    /// in place is served as it is now until the reload its change causes.
+    /// huge pages (`--large-bodies`, `crate::config::LargeBodies`). Holds no memory of
+    /// atomserve's; a file rewritten in place is served as it is now until the reload its
+    /// change causes.
     Source,
     /// The source file, not read (over `--max-cached-file` or past the budget): tagged by size
     /// and mtime.
