@@ -200,8 +200,9 @@ fn a_burst_beyond_the_completion_ring_loses_nothing() {
 }
 
 /// Starts a server on `root` with `args` (io_uring, whatever `ATOMSERVE_IO` says), opens `conns`
-/// connections and waits until it has adopted them all, runs `before`, then stops the process
-/// (SIGSTOP), sends `request` on every connection and lets it go (SIGCONT): with
+/// connections and waits until it has adopted them all and armed their receives, runs `before`,
+/// then stops the process (SIGSTOP, every thread stopped), sends `request` on every connection
+/// and lets it go (SIGCONT): with
 /// `DEFER_TASKRUN` every receive completes at its next enter. Checks that each connection is
 /// answered 200, and returns the server.
 fn burst_while_stopped(
@@ -219,8 +220,11 @@ fn burst_while_stopped(
     // Every connection adopted (its socket open in the server) before the stop.
     let adopted = s.wait_fds_at_least(baseline + conns, Duration::from_secs(60));
     assert!(adopted, "not all adopted: {} of {} fds\n{}", s.open_fds(), baseline + conns, s.log());
+    // Served by the one worker after it has taken every connection queued before it (the
+    // hand-off queue is FIFO) and submitted their receives, which the burst must find armed.
+    s.admin_get("/healthz");
     before(&s);
-    s.signal(libc::SIGSTOP);
+    s.stop();
     for c in open.iter_mut() {
         c.write_all(request).unwrap();
     }

@@ -201,6 +201,26 @@ impl Server {
         unsafe { libc::kill(self.pid(), sig) };
     }
 
+    /// Stops the process (SIGSTOP) and waits until every one of its threads is stopped: kill(2)
+    /// returns once the signal is queued, while each thread stops only when it next leaves the
+    /// kernel — on a loaded machine, milliseconds later, and until then a worker still reaps
+    /// whatever arrives.
+    pub fn stop(&self) {
+        self.signal(libc::SIGSTOP);
+        let end = Instant::now() + Duration::from_secs(20);
+        let tasks = format!("/proc/{}/task", self.pid());
+        let stopped = |dir: fs::DirEntry| {
+            let stat = fs::read_to_string(dir.path().join("stat")).unwrap_or_default();
+            // The state is the first field after the parenthesised command name.
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.trim_start());
+            matches!(state.and_then(|s| s.chars().next()), Some('T' | 't'))
+        };
+        while !fs::read_dir(&tasks).map(|d| d.flatten().all(stopped)).unwrap_or(false) {
+            assert!(Instant::now() < end, "{tasks}: not every thread stopped within 20 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Waits for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let end = Instant::now() + timeout;
