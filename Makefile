@@ -100,8 +100,10 @@ $(DENO): tools/package.json tools/package-lock.json | deps-node
 deps-node:
 	@command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
 
-## Python tools for the tests (h11, pytest, opentelemetry-proto, httplint), pinned in tests/requirements.txt.
+## Python tools for the tests (h11, pytest, opentelemetry-proto, httplint), pinned in tests/requirements.txt;
+## iproute2's `ss`, which tests/bigfiles.rs reads a server socket's TCP_INFO with.
 deps-test: $(VENV)/.installed
+	@command -v ss >/dev/null || { apt-get update && apt-get install -y --no-install-recommends iproute2; }
 
 $(VENV)/.installed: tests/requirements.txt
 	@command -v python3 >/dev/null || { apt-get update && apt-get install -y --no-install-recommends python3 python3-venv; }

@@ -264,3 +264,77 @@ fn large_bodies_are_sent_from_the_page_cache_or_a_memfd_as_asked() {
         assert!(s.get("/assets/large.txt").body == text, "{mode}");
     }
 }
+
+/// A large download keeps little in its socket that is not yet on the wire: once a file has
+/// used its share of a turn the connection sets `TCP_NOTSENT_LOWAT` (128 KiB), so a client that
+/// stops reading holds about its receive window plus that much of the server's kernel memory,
+/// not a send buffer grown to 4 MiB — and on a fast client the kernel transmits each share from
+/// the server's `sendfile`, not later from the client's ACKs (docs/benchmarks.md). Read on the
+/// server's socket with `ss -ti` (iproute2), which prints the `tcpi_notsent_bytes` of TCP_INFO.
+#[test]
+fn a_large_download_keeps_little_unsent_in_its_socket() {
+    const HUGE: usize = 32 << 20;
+    let root = fixture_root("bigfiles-paced");
+    fs::write(root.path.join("huge.bin"), vec![7u8; HUGE]).unwrap();
+    let s = Server::start(&root.path, &[]);
+    let mut c = s.connect();
+    set_receive_buffer(&c, 64 * 1024);
+    write!(c, "GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    // 2 MiB read at full speed — the server's file shares go out whole and it moves on to its
+    // other connections — then the client stops reading.
+    let mut buf = vec![0; 64 * 1024];
+    let mut got = c.read(&mut buf).unwrap();
+    let head = buf[..got].windows(4).position(|w| w == b"\r\n\r\n").expect("the head in the first read") + 4;
+    assert!(buf.starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&buf[..head]));
+    got -= head; // body bytes from here on
+    while got < 2 << 20 {
+        got += c.read(&mut buf).unwrap();
+    }
+    // Until the server's queue stops growing (three equal readings 50 ms apart).
+    let (mut last, mut same) = (u64::MAX, 0);
+    let end = Instant::now() + Duration::from_secs(10);
+    while same < 3 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = server_notsent(s.addr.port());
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+    }
+    assert!(last <= 256 * 1024, "{last} bytes queued and not sent for a client that stopped reading");
+    // The rest still arrives once the client reads again.
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    while got < HUGE {
+        let n = c.read(&mut buf[..(HUGE - got).min(64 * 1024)]).unwrap();
+        assert!(n > 0, "closed after {got} bytes of the body");
+        assert!(buf[..n].iter().all(|&b| b == 7), "a wrong byte");
+        got += n;
+    }
+}
+
+/// `SO_RCVBUF` on the client: its receive window stops growing, so a pause in reading backs the
+/// server's data up into the server's socket at once.
+fn set_receive_buffer(c: &TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt on a socket we own with a correctly sized int.
+    let rc = unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+}
+
+/// Bytes queued and not yet sent in the server's end of the one established connection on
+/// `port` (`notsent:` of `ss -ti`, printed only when not zero).
+fn server_notsent(port: u16) -> u64 {
+    let out = std::process::Command::new("ss")
+        .args(["-tniH", "state", "established", &format!("( sport = :{port} )")])
+        .output()
+        .expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !text.trim().is_empty(), "ss: {text}");
+    text.split_whitespace().find_map(|w| w.strip_prefix("notsent:")).map_or(0, |n| n.parse().unwrap())
+}

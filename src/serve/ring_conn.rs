@@ -317,6 +317,7 @@ fn pump<'s>(
                         ops.file_budget -= sent as u64;
                         if ops.file_budget == 0 {
                             ops.file_budget = FILE_SHARE;
+                            link.pace();
                             return Keep::Again; // the other connections first
                         }
                         if out.is_empty() {

@@ -131,6 +131,7 @@ impl Link {
                         // Progress was made, so the send timer starts again.
                         self.deadline_ms = ctx.now_ms + ctx.timeouts.send_ms;
                         self.send_armed = true;
+                        self.pace();
                         return Keep::Again;
                     }
                     Ok(Flush::Blocked { progress }) => {

@@ -38,7 +38,7 @@ pub const ALLOWED: &[(libc::c_long, &str)] = &[
     (libc::SYS_shutdown, "connections: lingering close"),
     (libc::SYS_close, "everything that ends"),
     (libc::SYS_getpeername, "access records: the client's address"),
-    (libc::SYS_setsockopt, "OTLP exporter's connections"),
+    (libc::SYS_setsockopt, "large downloads: TCP_NOTSENT_LOWAT; OTLP exporter's connections"),
     (libc::SYS_getsockopt, "OTLP exporter's connections"),
     (libc::SYS_getsockname, "OTLP exporter's connections"),
     (libc::SYS_socket, "sd_notify's datagram, the OTLP exporter"),

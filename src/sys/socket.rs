@@ -135,6 +135,13 @@ pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
+/// `TCP_NOTSENT_LOWAT`: the most bytes the socket keeps queued but not yet transmitted. A send
+/// beyond it is cut short (`SOCK_NOSPACE` set, so an `EPOLLOUT` edge follows), and `poll(2)`
+/// reports the socket writable only below it. See docs/syscalls.md.
+pub fn set_notsent_lowat(fd: BorrowedFd<'_>, bytes: u32) -> io::Result<()> {
+    set_int(fd, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes.min(i32::MAX as u32) as libc::c_int)
+}
+
 /// `getsockname(2)`: the address a listener is bound to (the real port when 0 was asked for).
 pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
     // SAFETY: all-zero sockaddr_storage is valid to overwrite.
