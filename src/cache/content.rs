@@ -23,6 +23,24 @@ impl ContentId {
         ContentId { len: bytes.len() as u64, hash: xxhash_rust::xxh3::xxh3_128(bytes) }
     }
 
+    /// The identity of everything `reader` yields, read through `buf` a piece at a time: a
+    /// body hashed without being held (one sent from its own file).
+    pub fn of_reader(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<Self> {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut len = 0u64;
+        loop {
+            match reader.read(buf) {
+                Ok(0) => return Ok(ContentId { len, hash: hasher.digest128() }),
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    len += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// A strong entity tag, quoted: `"<len hex>-<64 bits of the hash, hex>"`, plus `-gzip`/`-br`
     /// for a compressed representation (whose id is that of its own bytes).
     pub fn etag(&self, coding: Option<&str>) -> Box<[u8]> {
@@ -48,5 +66,19 @@ mod tests {
         let tag = String::from_utf8(id.etag(None).into()).unwrap();
         assert!(tag.starts_with("\"3-") && tag.ends_with('"') && tag.len() == 2 + 2 + 16, "{tag}");
         assert_eq!(&*id.etag(Some("br")), format!("{}-br\"", &tag[..tag.len() - 1]).as_bytes());
+    }
+
+    #[test]
+    fn a_body_hashed_in_pieces_has_the_id_of_the_whole() {
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        for piece in [1, 7, 4096, 1 << 20] {
+            let mut buf = vec![0; piece];
+            assert_eq!(
+                ContentId::of_reader(&mut &body[..], &mut buf).unwrap(),
+                ContentId::of(&body),
+                "{piece}"
+            );
+        }
+        assert_eq!(ContentId::of_reader(&mut &b""[..], &mut [0; 8]).unwrap(), ContentId::of(b""));
     }
 }

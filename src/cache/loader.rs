@@ -16,6 +16,8 @@
 //! snapshot stays. Files larger than `--max-cached-file`, and the largest files once
 //! `--cache-budget` is spent (the smallest are kept in memory first: they are the many), are kept
 //! open and sent with sendfile(2); the others are read and identified by their [`ContentId`].
+//! From `source_min` up (see below) a file is hashed as it is read, a piece at a time, and not
+//! kept in memory at all; it still counts against the budget, which bounds what a load reads.
 //!
 //! A body whose content the previous snapshot already holds is taken from it (the same heap
 //! buffer or memfd stretch, not a copy), and so are compressed variants already built for that
@@ -121,7 +123,8 @@ impl std::error::Error for LoadError {}
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoadReport {
     pub files: usize,
-    /// Bytes read into memory (every one of them hashed).
+    /// Bytes read and hashed: into memory, or a piece at a time for bodies sent from their
+    /// own file.
     pub read_bytes: u64,
     /// Files whose identity body the previous snapshot already held.
     pub reused_files: usize,
@@ -286,21 +289,24 @@ fn read_or_open(
 ) -> Result<Vec<Found>, LoadError> {
     let mut by_size: Vec<usize> = (0..candidates.len()).collect();
     by_size.sort_by_key(|&i| candidates[i].len);
-    let mut in_memory = vec![false; candidates.len()];
+    let mut held = vec![Held::Disk; candidates.len()];
     let mut used = 0u64;
     for i in by_size {
-        let len = candidates[i].len;
-        if len <= opts.max_cached_file && used + len <= opts.budget {
-            in_memory[i] = true;
-            used += len;
+        let c = &candidates[i];
+        // The budget bounds the bytes each load reads and hashes, of source files too.
+        if c.len <= opts.max_cached_file && used + c.len <= opts.budget {
+            let source = c.len >= opts.source_min && !is_shipped_variant(&c.key);
+            held[i] = if source { Held::Source } else { Held::Memory };
+            used += c.len;
         }
     }
-    let on_disk = in_memory.iter().filter(|&&m| !m).count();
+    let on_disk = held.iter().filter(|&&h| h == Held::Disk).count();
     let dir = file::open_dir(root).map_err(at(root))?;
+    let mut scratch = Vec::new();
     let found = candidates
         .iter()
-        .zip(in_memory)
-        .map(|(c, memory)| open_one(dir.as_fd(), c, memory, opts.source_min).map_err(at(&c.path)))
+        .zip(held)
+        .map(|(c, held)| open_one(dir.as_fd(), c, held, &mut scratch).map_err(at(&c.path)))
         .collect::<Result<Vec<_>, _>>()?;
     if on_disk > 0 {
         crate::log!(
@@ -312,12 +318,32 @@ fn read_or_open(
     Ok(found)
 }
 
+/// How a file's body will be held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    /// Read into memory: on the heap or, when large, packed into a memfd.
+    Memory,
+    /// In its own file, sent from the page cache through the descriptor that read it: hashed as
+    /// it is read, a piece at a time, and not kept (`Backing::Source`).
+    Source,
+    /// Not read: sent from disk, tagged by length and mtime (`Backing::Disk`).
+    Disk,
+}
+
+/// The read size for hashing a [`Held::Source`] file.
+const HASH_PIECE: usize = 256 * 1024;
+
+/// Whether `key` names a shipped compressed sibling (`app.js.br`): its bytes may become another
+/// file's variant, which is built from memory, so it is never a [`Held::Source`] body.
+fn is_shipped_variant(key: &[u8]) -> bool {
+    [&b".gz"[..], b".zst", b".br"].iter().any(|ext| key.ends_with(ext))
+}
+
 /// Opens one file beneath the root (the kernel refuses to leave the root or to follow a link, so
 /// a tree changed since the walk cannot smuggle an outside file in), checks that it is still a
-/// regular file (`O_NONBLOCK` kept a FIFO from blocking the open), and reads it (`memory`) or
-/// keeps it open to be sent from disk. A file read of `source_min` bytes or more keeps its
-/// descriptor too, to be sent from.
-fn open_one(dir: BorrowedFd<'_>, c: &Candidate, memory: bool, source_min: u64) -> io::Result<Found> {
+/// regular file (`O_NONBLOCK` kept a FIFO from blocking the open), and reads it as `held` says,
+/// hashing a source file's bytes through `scratch`.
+fn open_one(dir: BorrowedFd<'_>, c: &Candidate, held: Held, scratch: &mut Vec<u8>) -> io::Result<Found> {
     let fd = file::open_beneath(dir, &c.relative)?;
     let st = file::stat(fd.as_fd())?;
     if !st.regular {
@@ -325,19 +351,33 @@ fn open_one(dir: BorrowedFd<'_>, c: &Candidate, memory: bool, source_min: u64) -
     }
     let key = c.key.clone();
     let kept = |backing, fd| Some(Arc::new(DiskFile { fd: Arc::new(fd), offset: 0, len: st.len, backing }));
-    if !memory {
-        let disk = kept(Backing::Disk, fd);
-        return Ok(Found { key, body: Vec::new(), content: None, modified: st.mtime, disk, source: None });
-    }
+    let found = |body, content, disk, source| Found { key, body, content, modified: st.mtime, disk, source };
     let mut file = fs::File::from(fd);
+    match held {
+        Held::Disk => return Ok(found(Vec::new(), None, kept(Backing::Disk, file.into()), None)),
+        Held::Source => {
+            scratch.resize(HASH_PIECE, 0);
+            let id = ContentId::of_reader(&mut file, scratch)?;
+            if id.len == st.len {
+                return Ok(found(Vec::new(), Some(id), None, kept(Backing::Source, file.into())));
+            }
+            // Its size changed while it was read: not trusted to match what was hashed. Read
+            // again, into memory, like a smaller file.
+            io::Seek::rewind(&mut file)?;
+        }
+        Held::Memory => {}
+    }
     let mut body = Vec::with_capacity(st.len as usize);
     file.read_to_end(&mut body)?;
     let content = Some(ContentId::of(&body));
-    // A file whose size changed while it was read is not trusted to match what was read: its
-    // bytes go to a memfd like a smaller file's.
-    let from_source = st.len >= source_min && body.len() as u64 == st.len;
-    let source = if from_source { kept(Backing::Source, file.into()) } else { None };
-    Ok(Found { key, body, content, modified: st.mtime, disk: None, source })
+    Ok(found(body, content, None, None))
+}
+
+impl Found {
+    /// The identity body's length: read, or in its source file.
+    fn len(&self) -> u64 {
+        self.source.as_ref().map_or(self.body.len() as u64, |s| s.len)
+    }
 }
 
 /// Where a body comes from, before the new large ones are packed.
@@ -391,12 +431,13 @@ fn build(
     let index: HashMap<&[u8], usize> = found.iter().enumerate().map(|(i, f)| (f.key.as_slice(), i)).collect();
     let sibling = |f: &Found, ext: &[u8]| {
         let key = [f.key.as_slice(), ext].concat();
-        index.get(key.as_slice()).map(|&i| &found[i]).filter(|s| s.disk.is_none())
+        // Never a source file (`is_shipped_variant`): its bytes are not in memory.
+        index.get(key.as_slice()).map(|&i| &found[i]).filter(|s| s.disk.is_none() && s.source.is_none())
     };
     let mut to_pack: Vec<&[u8]> = Vec::new();
     let mut plans = Vec::with_capacity(found.len());
     for f in found {
-        report.read_bytes += f.body.len() as u64;
+        report.read_bytes += if f.disk.is_some() { 0 } else { f.len() };
         let identity = match (&f.disk, &f.source, f.content.and_then(|id| previous.get(&id))) {
             (Some(disk), _, _) => Place::Have(Body::Packed(disk.clone())),
             // Nothing to place: the bytes stay in the page cache of the file just read, through
@@ -416,13 +457,13 @@ fn build(
         };
         let content_type = mime::for_path(&f.key);
         let candidate =
-            opts.compress && f.disk.is_none() && compress::worth_trying(content_type, f.body.len());
+            opts.compress && f.disk.is_none() && compress::worth_trying(content_type, f.len() as usize);
         let mut variant = |coding: Coding, ext: &[u8]| {
             if !candidate {
                 return Variant::NotWanted;
             }
             if let Some(s) = sibling(f, ext) {
-                if !compress::worth(s.body.len(), f.body.len()) {
+                if !compress::worth(s.body.len(), f.len() as usize) {
                     return Variant::Decided(None);
                 }
                 report.built_bytes += s.body.len() as u64;
@@ -772,6 +813,49 @@ mod tests {
         assert_eq!(report.reused_files, 1, "mid.js's memfd stretch");
         let reopened = again.get(b"/big.js").unwrap().identity.file.clone().unwrap();
         assert!(!Arc::ptr_eq(&source, &reopened) && reopened.backing == Backing::Source);
+    }
+
+    /// Bodies sent from their own file are hashed as they are read and not held: the load's
+    /// peak memory is one piece, not the bodies (`tests/capacity.rs` measures that). They
+    /// still spend the budget, which bounds what each load reads; a shipped `.br` of that size
+    /// is read into memory, to be the variant of the file it sits beside.
+    #[test]
+    fn source_file_bodies_are_hashed_in_pieces_within_the_budget() {
+        let root = TempRoot::new("source-budget");
+        let bins = [b"/a.bin", b"/b.bin", b"/c.bin"];
+        for (i, key) in bins.iter().enumerate() {
+            fs::write(root.0.join(std::str::from_utf8(&key[1..]).unwrap()), text(300_000, 10 + i as u64))
+                .unwrap();
+        }
+        fs::write(root.0.join("small.css"), text(50_000, 20)).unwrap();
+        let (js, js_br) = (text(290_000, 21), text(210_000, 22));
+        fs::write(root.0.join("app.js"), &js).unwrap();
+        fs::write(root.0.join("app.js.br"), &js_br).unwrap();
+        let opts = LoadOptions { source_min: 200_000, budget: 1_150_000, ..root.opts() };
+        let (snapshot, report) = load_identity(&opts, Reuse::default()).unwrap();
+        let file = |key: &[u8]| snapshot.get(key).unwrap().identity.file.clone();
+        // Smallest first: small.css, app.js.br, app.js, then two of the three bins.
+        let backing = |key: &[u8]| file(key).map(|f| f.backing);
+        assert_eq!(backing(b"/small.css"), None, "on the heap");
+        assert_eq!(backing(b"/app.js.br"), Some(Backing::Memfd), "a shipped variant: in memory");
+        let sourced: Vec<&[u8]> = [&b"/a.bin"[..], b"/b.bin", b"/c.bin", b"/app.js"]
+            .into_iter()
+            .filter(|k| backing(k) == Some(Backing::Source))
+            .collect();
+        assert_eq!(sourced.len(), 3, "app.js and two bins: the budget is spent");
+        assert_eq!(backing(b"/app.js"), Some(Backing::Source));
+        for key in sourced {
+            let body = file(key).unwrap();
+            assert_eq!(snapshot.get(key).unwrap().identity.etag, ContentId::of(&read_at(&body)).etag(None));
+        }
+        let variant =
+            snapshot.get(b"/app.js").unwrap().br.clone().expect("the shipped .br is app.js's variant");
+        assert!(read_at(variant.file.as_ref().unwrap()) == js_br);
+        assert_eq!(
+            report.read_bytes,
+            2 * 300_000 + 290_000 + 50_000 + 210_000,
+            "what the budget allowed, hashed"
+        );
     }
 
     /// Regression: a reload took a source-file body from the snapshot before by its content, so
