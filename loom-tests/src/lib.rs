@@ -5,7 +5,7 @@
 
 #[cfg(atomserve_loom)]
 mod shared {
-    use atomserve::serve::handoff::{Handoff, Wake};
+    use atomserve::serve::handoff::{Handoff, Take, Wake};
     use loom::sync::{Condvar, Mutex};
 
     /// The fewest preemptions at which every model catches the mutants it is there for
@@ -55,15 +55,35 @@ mod shared {
     /// The worker loop of `src/serve/worker.rs`, reduced to its hand-off calls: take everything
     /// queued, exit only once stopped *and* the queue is empty, otherwise announce idleness and
     /// sleep. `take` receives each item.
-    pub fn worker(h: &Handoff<usize, Bell>, id: usize, mut take: impl FnMut(usize)) {
+    pub fn worker(h: &Handoff<usize, Bell>, id: usize, take: impl FnMut(usize)) {
+        worker_owning(h, id, 0, take);
+    }
+
+    /// [`worker`], owning `owned` connections from the start, each item taken one more — the
+    /// load it publishes and `Handoff::take` weighs (`worker::adopt_queued`): a worker that
+    /// handed an item on may sleep with items queued.
+    pub fn worker_owning(h: &Handoff<usize, Bell>, id: usize, mut owned: usize, mut take: impl FnMut(usize)) {
+        let mut handed = false;
         loop {
-            while let Some(item) = h.pop() {
-                take(item);
+            h.publish_load(id, owned);
+            loop {
+                match h.take(id, owned) {
+                    Take::Item(item) => {
+                        take(item);
+                        owned += 1;
+                    }
+                    Take::Handed => {
+                        handed = true;
+                        break;
+                    }
+                    Take::Empty => break,
+                }
             }
+            h.publish_load(id, owned);
             if h.is_stopping() && h.queued() == 0 {
                 return;
             }
-            if h.prepare_sleep(id) {
+            if h.prepare_sleep(id, std::mem::take(&mut handed)) {
                 h.bell(id).sleep();
                 h.woke(id);
             } else {
@@ -82,4 +102,4 @@ mod shared {
 }
 
 #[cfg(atomserve_loom)]
-pub use shared::{model, worker, Bell};
+pub use shared::{model, worker, worker_owning, Bell};

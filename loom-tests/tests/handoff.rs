@@ -11,7 +11,7 @@ use atomserve::serve::handoff::Handoff;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use loom_tests::{model, worker, Bell};
+use loom_tests::{model, worker, worker_owning, Bell};
 
 /// One worker of the model: takes items until the last one is consumed, whose consumer stops
 /// everyone (never before: see the module docs).
@@ -91,5 +91,68 @@ fn a_full_queue_refuses_and_loses_no_wakeup() {
         if let Some(item) = refused {
             assert_eq!(item, 1, "a refused push hands its item back (the acceptor answers 503)");
         }
+    });
+}
+
+/// Sharing by load: worker 0 already owns three connections, worker 1 none. Whichever worker
+/// the push rings, the item ends with worker 1 — taken directly, or handed to it by worker 0
+/// (its flag set, its bell rung) while worker 0 goes to sleep with the item still queued. A
+/// hand-off without the ring leaves both asleep with the item queued: loom reports the deadlock.
+#[test]
+fn a_heavier_worker_hands_its_item_to_the_lighter_one() {
+    model(|| {
+        let h = Arc::new(Handoff::new(2, vec![Bell::default(), Bell::default()]));
+        let taken_by = Arc::new(Mutex::new(Vec::new()));
+        let handles: Vec<_> = [(0, 3), (1, 0)]
+            .into_iter()
+            .map(|(id, owned)| {
+                let (h, taken_by) = (h.clone(), taken_by.clone());
+                thread::spawn(move || {
+                    worker_owning(&h, id, owned, |_| {
+                        taken_by.lock().unwrap().push(id);
+                        h.stop(); // the one item is in
+                    })
+                })
+            })
+            .collect();
+        assert!(h.push(0, 0).is_ok());
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_eq!(*taken_by.lock().unwrap(), vec![1], "taken once, by the lighter worker");
+    });
+}
+
+/// Two items and the same loads: hand-offs and direct takes interleave every way, and each
+/// item is still delivered exactly once, with no worker asleep while one waits.
+#[test]
+fn a_heavier_worker_hands_two_items_and_none_is_lost() {
+    model(|| {
+        let h = Arc::new(Handoff::new(2, vec![Bell::default(), Bell::default()]));
+        let consumed = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handles: Vec<_> = [(0, 3), (1, 0)]
+            .into_iter()
+            .map(|(id, owned)| {
+                let (h, consumed, seen) = (h.clone(), consumed.clone(), seen.clone());
+                thread::spawn(move || {
+                    worker_owning(&h, id, owned, |item| {
+                        seen.lock().unwrap().push(item);
+                        if consumed.fetch_add(1, Ordering::Relaxed) + 1 == 2 {
+                            h.stop();
+                        }
+                    })
+                })
+            })
+            .collect();
+        for item in 0..2 {
+            assert!(h.push(item, item).is_ok());
+        }
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1], "every item delivered exactly once");
     });
 }

@@ -24,10 +24,24 @@
 //! wake the same worker twice while another idles. The bell is an eventfd whose counter persists,
 //! so ringing before the worker actually blocks is not lost either.
 //!
+//! # Sharing by load
+//!
+//! Which worker a push rings decides nothing by itself: a worker that is awake takes what is
+//! queued. So one worker could own most connections while another idles (measured: 64 of 65 in
+//! some bursts). Each worker therefore publishes how many connections it owns
+//! ([`Handoff::publish_load`]), and [`Handoff::take`] gives the next item to the asking worker
+//! only when it owns no more than the lightest other worker plus a quarter (at least one).
+//! Otherwise it *hands* the item on. It sets the lighter worker's `handed` flag and rings that
+//! worker's bell. The rung worker takes one item on its next look, whatever its load. The
+//! worker that handed may then sleep although the queue is not empty
+//! (`prepare_sleep(_, true)`): the item is the rung worker's to take. Every hand-off is one
+//! ring answered by one take, so items still cannot be lost or left waiting. Loads are plain
+//! counts read Relaxed: a stale one makes a worse choice, never a lost item.
+//!
 //! Model-checked by `loom-tests/tests/handoff.rs`; explained in `docs/concurrency.md`.
 
-use crate::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use crate::sync::BoundedQueue;
+use crate::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{BoundedQueue, CachePadded};
 
 /// Something that wakes one sleeping worker: its eventfd in production, a loom condition
 /// variable in the models.
@@ -103,7 +117,7 @@ impl IdleSet {
 /// }
 ///
 /// let handoff = Handoff::new(4, vec![Bell::default(), Bell::default()]);
-/// assert!(handoff.prepare_sleep(1), "the queue is empty: worker 1 may sleep");
+/// assert!(handoff.prepare_sleep(1, false), "the queue is empty: worker 1 may sleep");
 /// handoff.push("conn", 0).unwrap();
 /// assert_eq!(handoff.bell(1).0.load(Ordering::Relaxed), 1, "the idle worker was rung");
 /// assert_eq!(handoff.bell(0).0.load(Ordering::Relaxed), 0, "the busy one was not");
@@ -112,7 +126,7 @@ impl IdleSet {
 ///
 /// // An item queued before a worker announces itself: it must not sleep.
 /// handoff.push("next", 0).unwrap();
-/// assert!(!handoff.prepare_sleep(0));
+/// assert!(!handoff.prepare_sleep(0, false));
 /// handoff.stop();
 /// assert!(handoff.is_stopping());
 /// ```
@@ -121,6 +135,22 @@ pub struct Handoff<T, W> {
     idle: IdleSet,
     bells: Box<[W]>,
     stopping: AtomicBool,
+    /// Per worker: the connections it owns, as it last published them.
+    loads: Box<[CachePadded<AtomicUsize>]>,
+    /// Per worker: another worker handed it an item (see the module docs).
+    handed: Box<[CachePadded<AtomicBool>]>,
+}
+
+/// What [`Handoff::take`] gives a worker.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Take<T> {
+    /// The next queued item: the worker adopts it.
+    Item(T),
+    /// The next item was handed to a worker with fewer connections, which was rung to take it.
+    /// This worker takes nothing more this turn and may sleep (`prepare_sleep(_, true)`).
+    Handed,
+    /// Nothing is queued.
+    Empty,
 }
 
 impl<T, W: Wake> Handoff<T, W> {
@@ -129,6 +159,8 @@ impl<T, W: Wake> Handoff<T, W> {
         Handoff {
             queue: BoundedQueue::new(capacity),
             idle: IdleSet::new(bells.len()),
+            loads: (0..bells.len()).map(|_| CachePadded::new(AtomicUsize::new(0))).collect(),
+            handed: (0..bells.len()).map(|_| CachePadded::new(AtomicBool::new(false))).collect(),
             bells: bells.into_boxed_slice(),
             stopping: AtomicBool::new(false),
         }
@@ -155,9 +187,83 @@ impl<T, W: Wake> Handoff<T, W> {
         Ok(())
     }
 
-    /// Takes the next queued item.
+    /// Takes the next queued item, whoever asks (tests and models; workers [`take`](Self::take)).
     pub fn pop(&self) -> Option<T> {
         self.queue.pop()
+    }
+
+    /// Worker `worker` owns `connections` now: what the others compare their load with.
+    pub fn publish_load(&self, worker: usize, connections: usize) {
+        let load = &self.loads[worker];
+        // Relaxed: a count other workers only weigh (module docs, "Sharing by load"); no data
+        // travels with it. Stored only when it changed, so a steady worker writes nothing.
+        // loom-tests/tests/handoff.rs (a_heavier_worker_hands_*).
+        if load.load(Ordering::Relaxed) != connections {
+            load.store(connections, Ordering::Relaxed);
+        }
+    }
+
+    /// The next queued item for worker `worker`, which owns `mine` connections — unless another
+    /// worker owns fewer by more than the slack: then that worker is rung to take it, and this
+    /// one gets [`Take::Handed`] (module docs, "Sharing by load").
+    ///
+    /// ```
+    /// use atomserve::serve::handoff::{Handoff, Take, Wake};
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// #[derive(Default)]
+    /// struct Bell(AtomicUsize);
+    /// impl Wake for Bell {
+    ///     fn wake(&self) {
+    ///         self.0.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    /// let handoff = Handoff::new(8, vec![Bell::default(), Bell::default()]);
+    /// handoff.push("a", 0).unwrap();
+    /// handoff.push("b", 0).unwrap();
+    /// handoff.publish_load(0, 10); // worker 0 owns 10 connections, worker 1 none
+    /// assert_eq!(handoff.take(0, 10), Take::Handed, "worker 1 is lighter");
+    /// assert_eq!(handoff.bell(1).0.load(Ordering::Relaxed), 1, "and was rung");
+    /// handoff.publish_load(1, 3);
+    /// assert_eq!(handoff.take(1, 3), Take::Item("a"), "handed to it: taken, whatever its load");
+    /// assert_eq!(handoff.take(1, 4), Take::Item("b"), "4 ≤ 10: its own");
+    /// assert_eq!(handoff.take(1, 5), Take::Empty);
+    /// ```
+    pub fn take(&self, worker: usize, mine: usize) -> Take<T> {
+        if self.queue.is_empty() {
+            return Take::Empty; // the common case, as cheap as before: no flag touched
+        }
+        // Relaxed: the flag carries no data (the item travels through the queue) and liveness
+        // does not rest on it — the ring does: a flag not yet seen only means this worker
+        // weighs loads as usual, and it pops or hands on again either way.
+        // loom-tests/tests/handoff.rs (a_heavier_worker_hands_*).
+        let handed = self.handed[worker].swap(false, Ordering::Relaxed);
+        if !handed && !self.is_stopping() {
+            if let Some(lighter) = self.lighter(worker, mine) {
+                // Relaxed: see the swap above; what must not be lost is the ring that follows,
+                // which wakes the lighter worker to look at the queue. loom-tests/tests/
+                // handoff.rs (a_heavier_worker_hands_*: without the ring, a deadlock).
+                self.handed[lighter].store(true, Ordering::Relaxed);
+                self.bells[lighter].wake();
+                return Take::Handed;
+            }
+        }
+        self.queue.pop().map_or(Take::Empty, Take::Item)
+    }
+
+    /// The worker, other than `worker`, with the fewest connections, when `worker`'s `mine`
+    /// exceed theirs by more than a quarter of theirs (at least one).
+    fn lighter(&self, worker: usize, mine: usize) -> Option<usize> {
+        let n = self.loads.len();
+        let mut best: Option<(usize, usize)> = None;
+        for w in (1..n).map(|i| (worker + i) % n) {
+            // Relaxed: see `publish_load`.
+            let load = self.loads[w].load(Ordering::Relaxed);
+            if best.map_or(true, |(_, least)| load < least) {
+                best = Some((w, load));
+            }
+        }
+        let (w, least) = best?;
+        (mine > least + (least / 4).max(1)).then_some(w)
     }
 
     /// How many items wait (a snapshot; for metrics).
@@ -195,13 +301,15 @@ impl<T, W: Wake> Handoff<T, W> {
 
     /// Worker `worker` is about to sleep. Returns `true` when it may (its bell will ring for the
     /// next item) and `false` when an item arrived meanwhile, in which case it must loop again.
-    /// After a sleep that was allowed, the worker calls [`Handoff::woke`].
-    pub fn prepare_sleep(&self, worker: usize) -> bool {
+    /// After a sleep that was allowed, the worker calls [`Handoff::woke`]. A worker that
+    /// `handed` an item this turn ([`Take::Handed`]) may sleep with items queued: the worker it
+    /// rang takes them, or hands them back with a ring.
+    pub fn prepare_sleep(&self, worker: usize, handed: bool) -> bool {
         self.idle.insert(worker);
         // SeqCst fence: the worker half of the Dekker pair with `push`'s fence (see module docs);
         // loom-tests/tests/handoff.rs (no_lost_wakeup_*).
         fence(Ordering::SeqCst);
-        if self.queue.is_empty() {
+        if handed || self.queue.is_empty() {
             return true;
         }
         self.idle.remove(worker);

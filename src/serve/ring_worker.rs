@@ -28,9 +28,6 @@ use crate::sys::uring::{Completion, Ring, SendMsg};
 
 /// The token of the bell's read.
 const BELL: u64 = slab::RESERVED;
-/// Most new connections taken from the queue in one loop turn (fewer: the worker's fair share,
-/// `Handoff::fair_share`), so that a burst is shared among workers.
-const ADOPT_BATCH: usize = 64;
 /// Inputs per turn from which the wait collects a batch (fewer: it wakes at the first
 /// completion). Measured: 8 starves the client at 16 connections (half the throughput), 16 keeps
 /// every case from 1 to 64 connections at or below epoll's CPU per request.
@@ -69,6 +66,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let mut rendered = Rendered::new(u64::MAX, date.text());
     let mut ready: Vec<u64> = Vec::new();
     let mut last_inputs = 0usize;
+    // This turn handed a queued connection to a lighter worker (`worker::adopt_queued`).
+    let mut handed = false;
     {
         let (mut sq, _) = ring.parts();
         // SAFETY: `bell_value` is boxed and outlives the ring (declared before it).
@@ -84,7 +83,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         let timeout = schedule.timeout(now, conns.is_empty(), !ready.is_empty());
         // A busy worker waits for a batch as large as its last one (see `Ring::submit_and_wait`).
         let batch = if last_inputs >= BATCH_FROM { last_inputs.min(RING_ENTRIES as usize) } else { 0 };
-        worker::wait(&setup, &mut reader, timeout, |timeout| ring.submit_and_wait(timeout, batch))?;
+        worker::wait(&setup, &mut reader, timeout, handed, |timeout| ring.submit_and_wait(timeout, batch))?;
         completions.clear();
         if ring.completions(&mut completions) {
             setup.sources.stats.workers[setup.id].cq_overflows.incr();
@@ -136,11 +135,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 closed,
             );
         }
-        for _ in 0..handoff.fair_share().min(ADOPT_BATCH) {
-            if conns.len() as u64 >= ring_conn::MAX_SLOTS - 1 {
-                break;
-            }
-            let Some(accepted) = handoff.pop() else { break };
+        let room = (ring_conn::MAX_SLOTS - 1).saturating_sub(conns.len() as u64) as usize;
+        handed = worker::adopt_queued(&setup, conns.len(), room, |accepted| {
             let mut conn = RingConn::new(accepted, now, &setup.timeouts);
             if conn.is_public() {
                 stats.connections_accepted.incr();
@@ -152,7 +148,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                     conns.insert(conn);
                 }
             }
-        }
+            conns.len()
+        });
         if schedule.sweep_due(now) {
             setup.access.flush(stats);
             conns.retain(

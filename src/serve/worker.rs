@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 
 use crate::cache::swap::Reader;
 use crate::cache::Snapshot;
+use crate::endpoint::Endpoint;
 use crate::http::date::DateCache;
 use crate::http::request::Limits;
 use crate::observe::access::AccessSink;
 use crate::observe::scrape::Sources;
+use crate::serve::handoff::Take;
 use crate::serve::link::{Bufs, Ctx, Keep, Timeouts};
 use crate::serve::rendered::Rendered;
 use crate::serve::respond::PathBufs;
@@ -79,6 +81,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let mut rendered = Rendered::new(u64::MAX, date.text());
     // Connections that stopped at their work budget with input left (see `Keep::Again`).
     let mut ready: Vec<u64> = Vec::new();
+    // This turn handed a queued connection to a lighter worker (`adopt_queued`).
+    let mut handed = false;
     reader.online();
 
     loop {
@@ -90,7 +94,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             setup.access.flush(&setup.sources.stats.workers[setup.id]);
         }
         let timeout = schedule.timeout(now, conns.is_empty(), !ready.is_empty());
-        wait(&setup, &mut reader, timeout, |timeout| epoll.wait(&mut events, timeout))?;
+        wait(&setup, &mut reader, timeout, handed, |timeout| epoll.wait(&mut events, timeout))?;
 
         // Work, on the snapshot that is current for this turn.
         let snapshot = reader.current();
@@ -135,8 +139,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             // Every connection once: idle ones close now, busy ones finish with a close.
             conns.retain(|token, conn| keep(conn.drive(&ctx, &mut bufs), token, &mut ready), closed);
         }
-        for _ in 0..handoff.fair_share().min(ADOPT_BATCH) {
-            let Some(accepted) = handoff.pop() else { break };
+        handed = adopt_queued(&setup, conns.len(), usize::MAX, |accepted| {
             let mut conn = Conn::new(accepted, now, &setup.timeouts);
             let public = conn.is_public();
             if public {
@@ -145,14 +148,13 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             let token = conns.vacant_token();
             if epoll.add(conn.fd(), epoll::CONNECTION, token).is_err() {
                 closed(conn);
-                continue;
-            }
-            if keep(conn.drive(&ctx, &mut bufs), token, &mut ready) {
+            } else if keep(conn.drive(&ctx, &mut bufs), token, &mut ready) {
                 conns.insert(conn);
             } else {
                 closed(conn);
             }
-        }
+            conns.len()
+        });
         if schedule.sweep_due(now) {
             setup.access.flush(stats);
             conns.retain(|_, conn| conn.deadline_ms() > now || conn.on_timeout(&ctx) != Keep::No, closed);
@@ -255,10 +257,11 @@ pub fn wait<T>(
     setup: &WorkerSetup,
     reader: &mut Reader<'_, Snapshot>,
     timeout: Option<Duration>,
+    handed: bool,
     wait: impl FnOnce(Option<Duration>) -> io::Result<T>,
 ) -> io::Result<T> {
     setup.sources.stats.workers[setup.id].turns.incr();
-    let may_sleep = timeout != Some(Duration::ZERO) && setup.handoff.prepare_sleep(setup.id);
+    let may_sleep = timeout != Some(Duration::ZERO) && setup.handoff.prepare_sleep(setup.id, handed);
     if may_sleep {
         reader.offline();
     }
@@ -270,6 +273,34 @@ pub fn wait<T>(
         reader.quiescent();
     }
     waited
+}
+
+/// Adopts up to the worker's fair share of queued connections (at most [`ADOPT_BATCH`] and
+/// `room`), calling `adopt` with each, which returns how many the worker owns then; or hands
+/// the next one to a worker with fewer (`Handoff::take`). Publishes the worker's load first
+/// and last. Returns whether it handed one on: the worker may then sleep with connections
+/// queued (`Handoff::prepare_sleep`).
+pub fn adopt_queued(
+    setup: &WorkerSetup,
+    mut owned: usize,
+    room: usize,
+    mut adopt: impl FnMut(Endpoint) -> usize,
+) -> bool {
+    let handoff = &*setup.handoff;
+    handoff.publish_load(setup.id, owned);
+    let mut handed = false;
+    for _ in 0..handoff.fair_share().min(ADOPT_BATCH).min(room) {
+        match handoff.take(setup.id, owned) {
+            Take::Item(accepted) => owned = adopt(accepted),
+            Take::Handed => {
+                handed = true;
+                break;
+            }
+            Take::Empty => break,
+        }
+    }
+    handoff.publish_load(setup.id, owned);
+    handed
 }
 
 impl Default for Schedule {
