@@ -118,6 +118,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let loaded = Loaded {
         files: snapshot.files(),
         bytes: snapshot.bytes(),
+        page_cache: snapshot.composition().page_cache_note(),
         descriptors: snapshot.descriptors(),
         time: load_time,
         pending: report.pending_files,
@@ -223,6 +224,8 @@ struct Bound {
 struct Loaded {
     files: usize,
     bytes: u64,
+    /// Bodies left in their files' page cache, for the banner (`Composition::page_cache_note`).
+    page_cache: String,
     descriptors: u64,
     time: Duration,
     /// Files whose compressed variants are still to be built.
@@ -378,13 +381,14 @@ fn banner(
     telemetry: Option<&Telemetry>,
 ) {
     crate::log!(
-        "version {}, serving {} ({} files, {} bytes, loaded in {} ms; {} files to compress in the background)",
+        "version {}, serving {} ({} files, {} bytes, loaded in {} ms; {} files to compress in the background{})",
         env!("CARGO_PKG_VERSION"),
         config.root.display(),
         loaded.files,
         loaded.bytes,
         loaded.time.as_millis(),
-        loaded.pending
+        loaded.pending,
+        loaded.page_cache
     );
     let origin = if bound.from_systemd { " (socket from systemd)" } else { "" };
     for addr in &bound.public {

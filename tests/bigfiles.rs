@@ -262,6 +262,18 @@ fn large_bodies_are_sent_from_the_page_cache_or_a_memfd_as_asked() {
         assert_eq!(r.header("content-encoding"), Some("br"), "{mode}");
         assert!(decode(&r) == text, "{mode}: the brotli variant differs from the file");
         assert!(s.get("/assets/large.txt").body == text, "{mode}");
+        // The log says where those bodies are, at start and at each reload: the byte counts of
+        // both lines are what the snapshot holds, which they are not part of.
+        let note = format!("; 2 bodies ({} bytes) sent from their files' page cache", BIG_LEN + 700_000);
+        assert_eq!(
+            s.log().contains(&format!("to compress in the background{note})")),
+            held,
+            "{mode}: {}",
+            s.log()
+        );
+        s.signal(libc::SIGHUP);
+        s.wait_log("reloaded (Signal)", 1, Duration::from_secs(20));
+        assert_eq!(s.log().contains(&format!("files to compress{note}")), held, "{mode}: {}", s.log());
     }
 }
 

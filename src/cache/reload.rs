@@ -290,13 +290,14 @@ impl<'c> Coordinator<'c> {
         match loaded {
             Ok((snapshot, report)) => {
                 let (files, bytes) = (snapshot.files(), snapshot.bytes());
+                let page_cache = snapshot.composition().page_cache_note();
                 let (generation, freed) = self.publish(snapshot);
                 let phase1 = started.elapsed();
                 stats.ok.incr();
                 record_phase1(&ctx.stats, trigger, phase1, &report);
                 crate::log!(
                     "reloaded ({trigger:?}): {files} files, {bytes} bytes, generation {generation}, in {} ms; \
-                     {} files ({} bytes) unchanged, {} bytes new, {} files to compress{}",
+                     {} files ({} bytes) unchanged, {} bytes new, {} files to compress{page_cache}{}",
                     phase1.as_millis(),
                     report.reused_files,
                     report.reused_bytes,

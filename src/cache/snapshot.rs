@@ -305,6 +305,24 @@ pub struct Composition {
     pub compressed_bytes: u64,
     /// Files sent from disk (over `--max-cached-file` or past the budget).
     pub disk_files: u64,
+    /// Identity bodies sent from their own file's page cache (`Backing::Source`): not in
+    /// [`Snapshot::bytes`], which counts what the snapshot holds.
+    pub source_files: u64,
+    pub source_bytes: u64,
+}
+
+impl Composition {
+    /// `"; N bodies (B bytes) sent from their files' page cache"`, or nothing: for the log lines
+    /// that say how many bytes a load holds, which those bodies are not part of.
+    pub fn page_cache_note(&self) -> String {
+        if self.source_files == 0 {
+            return String::new();
+        }
+        format!(
+            "; {} bodies ({} bytes) sent from their files' page cache",
+            self.source_files, self.source_bytes
+        )
+    }
 }
 
 /// What a request path resolves to.
@@ -441,8 +459,13 @@ impl Snapshot {
         for entry in self.files.values() {
             let identity = entry.identity.len();
             c.identity_bytes += identity;
-            if entry.identity.file.as_ref().is_some_and(|f| f.backing == Backing::Disk) {
-                c.disk_files += 1;
+            match entry.identity.file.as_ref().map(|f| f.backing) {
+                Some(Backing::Disk) => c.disk_files += 1,
+                Some(Backing::Source) => {
+                    c.source_files += 1;
+                    c.source_bytes += identity;
+                }
+                Some(Backing::Memfd) | None => {}
             }
             let smallest = [entry.gzip.as_ref(), entry.zstd.as_ref(), entry.br.as_ref()]
                 .into_iter()
