@@ -484,8 +484,8 @@ fn a_worker_that_cannot_start_ends_the_process() {
 }
 
 /// A burst of connections is shared between the workers by load (`Handoff::take`): with two
-/// workers on one CPU, whichever runs first used to take nearly all of them (64:1 and 65:0 in
-/// 10 bursts of wrk's 64; 7 of 10 at 2:1 or worse, docs/benchmarks.md). Now a worker with more
+/// workers on one CPU, whichever runs first used to take nearly all of them (65:0 twice in 10
+/// bursts of wrk's 64; 6 of 10 at 2:1 or worse, docs/benchmarks.md). Now a worker with more
 /// than the other's load plus a quarter hands the next one over. Both workers on the last CPU,
 /// 64 clients that connect at once and each send a request; five bursts on fresh servers.
 #[test]

@@ -54,22 +54,27 @@ mod shared {
 
     /// The worker loop of `src/serve/worker.rs`, reduced to its hand-off calls: take everything
     /// queued, exit only once stopped *and* the queue is empty, otherwise announce idleness and
-    /// sleep. `take` receives each item.
-    pub fn worker(h: &Handoff<usize, Bell>, id: usize, take: impl FnMut(usize)) {
-        worker_owning(h, id, 0, take);
+    /// sleep. `adopt` receives each item.
+    pub fn worker(h: &Handoff<usize, Bell>, id: usize, adopt: impl FnMut(usize)) {
+        worker_owning(h, id, 0, adopt);
     }
 
     /// [`worker`], owning `owned` connections from the start, each item taken one more — the
     /// load it publishes and `Handoff::take` weighs (`worker::adopt_queued`): a worker that
     /// handed an item on may sleep with items queued.
-    pub fn worker_owning(h: &Handoff<usize, Bell>, id: usize, mut owned: usize, mut take: impl FnMut(usize)) {
+    pub fn worker_owning(
+        h: &Handoff<usize, Bell>,
+        id: usize,
+        mut owned: usize,
+        mut adopt: impl FnMut(usize),
+    ) {
         let mut handed = false;
         loop {
             h.publish_load(id, owned);
             loop {
                 match h.take(id, owned) {
                     Take::Item(item) => {
-                        take(item);
+                        adopt(item);
                         owned += 1;
                     }
                     Take::Handed => {

@@ -156,3 +156,32 @@ fn a_heavier_worker_hands_two_items_and_none_is_lost() {
         assert_eq!(seen, vec![0, 1], "every item delivered exactly once");
     });
 }
+
+/// Both workers loaded (5 and 3) and their loads not yet published, as at start-up: each may
+/// read the other's as 0 and hand the item over, so hand-offs go both ways — the `handed` flag
+/// seen or not (it is Relaxed) — and the item is still taken exactly once, by either worker,
+/// with none asleep while it waits.
+#[test]
+fn workers_that_hand_to_each_other_lose_nothing() {
+    model(|| {
+        let h = Arc::new(Handoff::new(2, vec![Bell::default(), Bell::default()]));
+        let taken = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = [(0, 5), (1, 3)]
+            .into_iter()
+            .map(|(id, owned)| {
+                let (h, taken) = (h.clone(), taken.clone());
+                thread::spawn(move || {
+                    worker_owning(&h, id, owned, |_| {
+                        taken.fetch_add(1, Ordering::Relaxed);
+                        h.stop();
+                    })
+                })
+            })
+            .collect();
+        assert!(h.push(0, 0).is_ok());
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_eq!(taken.load(Ordering::Relaxed), 1, "taken exactly once");
+    });
+}

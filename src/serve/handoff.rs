@@ -27,16 +27,18 @@
 //! # Sharing by load
 //!
 //! Which worker a push rings decides nothing by itself: a worker that is awake takes what is
-//! queued. So one worker could own most connections while another idles (measured: 64 of 65 in
-//! some bursts). Each worker therefore publishes how many connections it owns
+//! queued. So one worker could own most connections while another idles (measured: 65 of 65
+//! in some bursts). Each worker therefore publishes how many connections it owns
 //! ([`Handoff::publish_load`]), and [`Handoff::take`] gives the next item to the asking worker
 //! only when it owns no more than the lightest other worker plus a quarter (at least one).
 //! Otherwise it *hands* the item on. It sets the lighter worker's `handed` flag and rings that
-//! worker's bell. The rung worker takes one item on its next look, whatever its load. The
-//! worker that handed may then sleep although the queue is not empty
-//! (`prepare_sleep(_, true)`): the item is the rung worker's to take. Every hand-off is one
-//! ring answered by one take, so items still cannot be lost or left waiting. Loads are plain
-//! counts read Relaxed: a stale one makes a worse choice, never a lost item.
+//! worker's bell. The worker that handed may then sleep although the queue is not empty
+//! (`prepare_sleep(_, true)`): the rung worker will look at the queue, and it pops, hands on
+//! again with another ring, or finds the queue empty. So items still cannot be lost or left
+//! waiting. The flag makes the rung worker's next `take` of a non-empty queue pop whatever its
+//! load, so that stale loads cannot bounce an item between workers. Loads are plain counts read
+//! Relaxed: a stale one makes a worse choice, never a lost item. A push starts its search for
+//! an idle worker to ring at the lightest one.
 //!
 //! Model-checked by `loom-tests/tests/handoff.rs`; explained in `docs/concurrency.md`.
 
@@ -171,17 +173,21 @@ impl<T, W: Wake> Handoff<T, W> {
         &self.bells[worker]
     }
 
-    /// Queues `item` and wakes one idle worker, if any. Gives the item back when the queue is
-    /// full, so the caller can refuse the connection instead of blocking.
+    /// Queues `item` and wakes one idle worker, if any: the lightest when it is idle. Gives the
+    /// item back when the queue is full, so the caller can refuse the connection instead of
+    /// blocking.
     ///
-    /// `hint` picks where the search for an idle worker starts (the acceptor rotates it).
+    /// `hint` breaks ties between equally loaded workers (the acceptor rotates it).
     pub fn push(&self, item: T, hint: usize) -> Result<(), T> {
         self.queue.push(item)?;
         // SeqCst fence: the acceptor half of the Dekker pair with `prepare_sleep`'s fence — either
         // this side sees the worker's idle bit or the worker sees this item. Weakening it loses
         // wake-ups in loom-tests/tests/handoff.rs (no_lost_wakeup_*).
         fence(Ordering::SeqCst);
-        if let Some(worker) = self.idle.claim(hint) {
+        // The search starts at the lightest worker, so that an idle one that would only hand
+        // the item on (`take`) is not the one woken for it.
+        let start = if self.loads.len() > 1 { self.lightest_from(hint) } else { hint };
+        if let Some(worker) = self.idle.claim(start) {
             self.bells[worker].wake();
         }
         Ok(())
@@ -254,16 +260,20 @@ impl<T, W: Wake> Handoff<T, W> {
     /// exceed theirs by more than a quarter of theirs (at least one).
     fn lighter(&self, worker: usize, mine: usize) -> Option<usize> {
         let n = self.loads.len();
-        let mut best: Option<(usize, usize)> = None;
-        for w in (1..n).map(|i| (worker + i) % n) {
-            // Relaxed: see `publish_load`.
-            let load = self.loads[w].load(Ordering::Relaxed);
-            if best.map_or(true, |(_, least)| load < least) {
-                best = Some((w, load));
-            }
-        }
-        let (w, least) = best?;
+        let w = (1..n).map(|i| (worker + i) % n).min_by_key(|&w| self.load(w))?;
+        let least = self.load(w);
         (mine > least + (least / 4).max(1)).then_some(w)
+    }
+
+    /// The worker with the fewest connections, the first of them from `start` on.
+    fn lightest_from(&self, start: usize) -> usize {
+        let n = self.loads.len();
+        (0..n).map(|i| (start + i) % n).min_by_key(|&w| self.load(w)).unwrap_or(start)
+    }
+
+    fn load(&self, worker: usize) -> usize {
+        // Relaxed: see `publish_load`.
+        self.loads[worker].load(Ordering::Relaxed)
     }
 
     /// How many items wait (a snapshot; for metrics).
@@ -351,6 +361,32 @@ impl<T, W: Wake> Handoff<T, W> {
 #[cfg(all(test, not(atomserve_loom)))]
 mod tests {
     use super::*;
+
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl Wake for Count {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Of two idle workers, a push rings the one with fewer connections, whatever its hint:
+    /// the heavier one would only hand the connection on (`take`), a second wake-up.
+    #[test]
+    fn a_push_rings_the_lightest_idle_worker() {
+        let h = Handoff::new(8, vec![Count::default(), Count::default(), Count::default()]);
+        h.publish_load(0, 10);
+        h.publish_load(1, 2);
+        h.publish_load(2, 7);
+        for w in 0..3 {
+            assert!(h.prepare_sleep(w, false));
+        }
+        h.push(1, 0).unwrap();
+        let rung = |w: usize| h.bell(w).0.load(Ordering::Relaxed);
+        assert_eq!((rung(0), rung(1), rung(2)), (0, 1, 0), "worker 1 owns the fewest");
+        h.push(2, 0).unwrap();
+        assert_eq!((rung(0), rung(1), rung(2)), (0, 1, 1), "worker 1 was claimed: the next idle one");
+    }
 
     /// The loom models run at most two workers, so one word: here the multi-word search. A
     /// claim searches the hint's word from the hint's bit (wrapping within that word), then the

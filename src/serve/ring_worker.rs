@@ -83,6 +83,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
         let timeout = schedule.timeout(now, conns.is_empty(), !ready.is_empty());
         // A busy worker waits for a batch as large as its last one (see `Ring::submit_and_wait`).
         let batch = if last_inputs >= BATCH_FROM { last_inputs.min(RING_ENTRIES as usize) } else { 0 };
+        // The sweep may have closed connections since the adoption step published the count.
+        handoff.publish_load(setup.id, conns.len());
         worker::wait(&setup, &mut reader, timeout, handed, |timeout| ring.submit_and_wait(timeout, batch))?;
         completions.clear();
         if ring.completions(&mut completions) {

@@ -94,6 +94,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             setup.access.flush(&setup.sources.stats.workers[setup.id]);
         }
         let timeout = schedule.timeout(now, conns.is_empty(), !ready.is_empty());
+        // The sweep may have closed connections since the adoption step published the count.
+        handoff.publish_load(setup.id, conns.len());
         wait(&setup, &mut reader, timeout, handed, |timeout| epoll.wait(&mut events, timeout))?;
 
         // Work, on the snapshot that is current for this turn.
@@ -275,7 +277,7 @@ pub fn wait<T>(
     waited
 }
 
-/// Adopts up to the worker's fair share of queued connections (at most [`ADOPT_BATCH`] and
+/// Adopts up to the worker's fair share of queued connections (at most `ADOPT_BATCH` and
 /// `room`), calling `adopt` with each, which returns how many the worker owns then; or hands
 /// the next one to a worker with fewer (`Handoff::take`). Publishes the worker's load first
 /// and last. Returns whether it handed one on: the worker may then sleep with connections
