@@ -290,7 +290,9 @@ fn a_large_download_keeps_little_unsent_in_its_socket() {
     fs::write(root.path.join("huge.bin"), vec![7u8; HUGE]).unwrap();
     let s = Server::start(&root.path, &[]);
     let mut c = s.connect();
-    set_receive_buffer(&c, 64 * 1024);
+    // SO_RCVBUF: the client's receive window stops growing, so a pause in reading backs the
+    // server's data up into the server's socket at once.
+    set_sockopt(&c, libc::SOL_SOCKET, libc::SO_RCVBUF, 64 * 1024 as libc::c_int);
     write!(c, "GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     // 2 MiB read at full speed — the server's file shares go out whole and it moves on to its
     // other connections — then the client stops reading.
@@ -320,23 +322,6 @@ fn a_large_download_keeps_little_unsent_in_its_socket() {
         assert!(buf[..n].iter().all(|&b| b == 7), "a wrong byte");
         got += n;
     }
-}
-
-/// `SO_RCVBUF` on the client: its receive window stops growing, so a pause in reading backs the
-/// server's data up into the server's socket at once.
-fn set_receive_buffer(c: &TcpStream, bytes: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setsockopt on a socket we own with a correctly sized int.
-    let rc = unsafe {
-        libc::setsockopt(
-            c.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&bytes as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as u32,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
 }
 
 /// Bytes queued and not yet sent in the server's end of the one established connection on

@@ -124,7 +124,7 @@ fn uring_connections_leave_no_descriptor_behind_whatever_state_they_close_in() {
                     c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
                     let mut first = [0u8; 1];
                     c.read_exact(&mut first).unwrap();
-                    socket_reset(&c);
+                    common::reset_on_close(&c);
                     drop(c);
                     continue;
                 }
@@ -154,22 +154,6 @@ fn uring_connections_leave_no_descriptor_behind_whatever_state_they_close_in() {
         c.join().unwrap();
     }
     assert!(!s.log().contains("failed"), "{}", s.log());
-}
-
-/// Closes `c` with a reset instead of a FIN (`SO_LINGER` with a zero timeout).
-fn socket_reset(c: &std::net::TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt on a socket we own with a correctly sized `linger`.
-    unsafe {
-        libc::setsockopt(
-            c.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as u32,
-        );
-    }
 }
 
 /// A burst of completions larger than the completion ring loses nothing. The ring has 4,096 CQ

@@ -115,18 +115,7 @@ fn no_descriptor_is_left_open_after_clients_leave() {
         // Some leave with a reset (SO_LINGER 0), the rest with a FIN.
         for (i, c) in conns.into_iter().enumerate() {
             if i % 2 == 0 {
-                let l = libc::linger { l_onoff: 1, l_linger: 0 };
-                // SAFETY: setsockopt on an fd we own with a valid linger struct.
-                unsafe {
-                    use std::os::fd::AsRawFd;
-                    libc::setsockopt(
-                        c.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_LINGER,
-                        (&l as *const libc::linger).cast(),
-                        std::mem::size_of::<libc::linger>() as u32,
-                    );
-                }
+                reset_on_close(&c);
             }
         }
     }

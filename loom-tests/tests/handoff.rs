@@ -94,6 +94,33 @@ fn a_full_queue_refuses_and_loses_no_wakeup() {
     });
 }
 
+/// Two workers owning `owned[0]` and `owned[1]` connections take items from `h` until it stops;
+/// `adopt(id, item)` receives each item and stops `h` after the last. Joined before returning.
+fn run_owning(
+    h: &Arc<Handoff<usize, Bell>>,
+    owned: [usize; 2],
+    items: usize,
+    adopt: impl Fn(usize, usize) + Send + Sync + 'static,
+) {
+    let adopt = Arc::new(adopt);
+    let handles: Vec<_> = (0..2)
+        .map(|id| {
+            let (h, adopt) = (h.clone(), adopt.clone());
+            thread::spawn(move || worker_owning(&h, id, owned[id], |item| adopt(id, item)))
+        })
+        .collect();
+    for item in 0..items {
+        assert!(h.push(item, item).is_ok());
+    }
+    for handle in handles {
+        handle.join().unwrap();
+    }
+}
+
+fn two_bells() -> Arc<Handoff<usize, Bell>> {
+    Arc::new(Handoff::new(2, vec![Bell::default(), Bell::default()]))
+}
+
 /// Sharing by load: worker 0 already owns three connections, worker 1 none. Whichever worker
 /// the push rings, the item ends with worker 1 — taken directly, or handed to it by worker 0
 /// (its flag set, its bell rung) while worker 0 goes to sleep with the item still queued. A
@@ -101,24 +128,13 @@ fn a_full_queue_refuses_and_loses_no_wakeup() {
 #[test]
 fn a_heavier_worker_hands_its_item_to_the_lighter_one() {
     model(|| {
-        let h = Arc::new(Handoff::new(2, vec![Bell::default(), Bell::default()]));
+        let h = two_bells();
         let taken_by = Arc::new(Mutex::new(Vec::new()));
-        let handles: Vec<_> = [(0, 3), (1, 0)]
-            .into_iter()
-            .map(|(id, owned)| {
-                let (h, taken_by) = (h.clone(), taken_by.clone());
-                thread::spawn(move || {
-                    worker_owning(&h, id, owned, |_| {
-                        taken_by.lock().unwrap().push(id);
-                        h.stop(); // the one item is in
-                    })
-                })
-            })
-            .collect();
-        assert!(h.push(0, 0).is_ok());
-        for handle in handles {
-            handle.join().unwrap();
-        }
+        let (stop, record) = (h.clone(), taken_by.clone());
+        run_owning(&h, [3, 0], 1, move |id, _| {
+            record.lock().unwrap().push(id);
+            stop.stop(); // the one item is in
+        });
         assert_eq!(*taken_by.lock().unwrap(), vec![1], "taken once, by the lighter worker");
     });
 }
@@ -128,29 +144,19 @@ fn a_heavier_worker_hands_its_item_to_the_lighter_one() {
 #[test]
 fn a_heavier_worker_hands_two_items_and_none_is_lost() {
     model(|| {
-        let h = Arc::new(Handoff::new(2, vec![Bell::default(), Bell::default()]));
-        let consumed = Arc::new(AtomicUsize::new(0));
+        let h = two_bells();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let handles: Vec<_> = [(0, 3), (1, 0)]
-            .into_iter()
-            .map(|(id, owned)| {
-                let (h, consumed, seen) = (h.clone(), consumed.clone(), seen.clone());
-                thread::spawn(move || {
-                    worker_owning(&h, id, owned, |item| {
-                        seen.lock().unwrap().push(item);
-                        if consumed.fetch_add(1, Ordering::Relaxed) + 1 == 2 {
-                            h.stop();
-                        }
-                    })
-                })
-            })
-            .collect();
-        for item in 0..2 {
-            assert!(h.push(item, item).is_ok());
-        }
-        for handle in handles {
-            handle.join().unwrap();
-        }
+        let (stop, record) = (h.clone(), seen.clone());
+        run_owning(&h, [3, 0], 2, move |_, item| {
+            let last = {
+                let mut seen = record.lock().unwrap();
+                seen.push(item);
+                seen.len() == 2
+            };
+            if last {
+                stop.stop();
+            }
+        });
         let mut seen = seen.lock().unwrap().clone();
         seen.sort_unstable();
         assert_eq!(seen, vec![0, 1], "every item delivered exactly once");
@@ -164,24 +170,13 @@ fn a_heavier_worker_hands_two_items_and_none_is_lost() {
 #[test]
 fn workers_that_hand_to_each_other_lose_nothing() {
     model(|| {
-        let h = Arc::new(Handoff::new(2, vec![Bell::default(), Bell::default()]));
+        let h = two_bells();
         let taken = Arc::new(AtomicUsize::new(0));
-        let handles: Vec<_> = [(0, 5), (1, 3)]
-            .into_iter()
-            .map(|(id, owned)| {
-                let (h, taken) = (h.clone(), taken.clone());
-                thread::spawn(move || {
-                    worker_owning(&h, id, owned, |_| {
-                        taken.fetch_add(1, Ordering::Relaxed);
-                        h.stop();
-                    })
-                })
-            })
-            .collect();
-        assert!(h.push(0, 0).is_ok());
-        for handle in handles {
-            handle.join().unwrap();
-        }
+        let (stop, count) = (h.clone(), taken.clone());
+        run_owning(&h, [5, 3], 1, move |_, _| {
+            count.fetch_add(1, Ordering::Relaxed);
+            stop.stop();
+        });
         assert_eq!(taken.load(Ordering::Relaxed), 1, "taken exactly once");
     });
 }

@@ -245,6 +245,28 @@ impl Drop for Server {
     }
 }
 
+/// `setsockopt(2)` of a plain value on a client socket; panics when the kernel refuses it.
+pub fn set_sockopt<T: Copy>(c: &TcpStream, level: libc::c_int, name: libc::c_int, value: T) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `value` lives across the call and the length passed is its exact size; the fd is
+    // the caller's open socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            level,
+            name,
+            (&value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt({level}, {name}): {}", std::io::Error::last_os_error());
+}
+
+/// Makes `c` close with a reset instead of a FIN (`SO_LINGER` with a zero timeout).
+pub fn reset_on_close(c: &TcpStream) {
+    set_sockopt(c, libc::SOL_SOCKET, libc::SO_LINGER, libc::linger { l_onoff: 1, l_linger: 0 });
+}
+
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     // `write!` issues several small writes; without this, Nagle holds the second one back until
