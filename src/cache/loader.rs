@@ -333,10 +333,14 @@ enum Held {
 /// The read size for hashing a [`Held::Source`] file.
 const HASH_PIECE: usize = 256 * 1024;
 
-/// Whether `key` names a shipped compressed sibling (`app.js.br`): its bytes may become another
-/// file's variant, which is built from memory, so it is never a [`Held::Source`] body.
+/// The suffix of a shipped compressed sibling (`app.js.br`), per coding, in
+/// `Coding::COMPRESSED` order (`Plan::variants`).
+const SHIPPED: [(Coding, &[u8]); 3] = [(Coding::Gzip, b".gz"), (Coding::Zstd, b".zst"), (Coding::Br, b".br")];
+
+/// Whether `key` names a shipped compressed sibling: its bytes may become another file's
+/// variant, which is built from memory, so it is never a [`Held::Source`] body.
 fn is_shipped_variant(key: &[u8]) -> bool {
-    [&b".gz"[..], b".zst", b".br"].iter().any(|ext| key.ends_with(ext))
+    SHIPPED.iter().any(|(_, ext)| key.ends_with(ext))
 }
 
 /// Opens one file beneath the root (the kernel refuses to leave the root or to follow a link, so
@@ -478,8 +482,7 @@ fn build(
                 None => Variant::Pending,
             }
         };
-        let variants =
-            [variant(Coding::Gzip, b".gz"), variant(Coding::Zstd, b".zst"), variant(Coding::Br, b".br")];
+        let variants = SHIPPED.map(|(coding, ext)| variant(coding, ext));
         plans.push(Plan { identity, variants, content_type, vary: candidate });
     }
     let packed = pack::pack(&to_pack).unwrap_or_else(|e| {
