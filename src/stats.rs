@@ -248,6 +248,10 @@ pub struct ReloadStats {
     pub compressible_bytes: Gauge,
     pub compressed_bytes: Gauge,
     pub disk_files: Gauge,
+    /// Identity bodies sent from their own file's page cache (`--large-bodies`), and their
+    /// bytes: not in `bytes`, which counts what the snapshot holds.
+    pub page_cache_files: Gauge,
+    pub page_cache_bytes: Gauge,
     /// The latest load: its [`Trigger`](crate::cache::reload::Trigger) code, and how long its
     /// phase 1 (identity snapshot served) and phase 2 (every variant built; 0 until then) took.
     pub last_trigger: Gauge,

@@ -274,6 +274,18 @@ fn large_bodies_are_sent_from_the_page_cache_or_a_memfd_as_asked() {
         s.signal(libc::SIGHUP);
         s.wait_log("reloaded (Signal)", 1, Duration::from_secs(20));
         assert_eq!(s.log().contains(&format!("files to compress{note}")), held, "{mode}: {}", s.log());
+        // And so do /metrics and /stats, for whoever watches memory from a dashboard.
+        let (files, bytes) = if held { (2, (BIG_LEN + 700_000) as u64) } else { (0, 0) };
+        let metrics = s.admin_get("/metrics").text();
+        let metric = |name: &str| -> Option<u64> {
+            metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        };
+        assert_eq!(metric("atomserve_cache_page_cache_files"), Some(files), "{mode}:\n{metrics}");
+        assert_eq!(metric("atomserve_cache_page_cache_bytes"), Some(bytes), "{mode}");
+        assert_eq!(metric("atomserve_cache_disk_files"), Some(0), "{mode}");
+        let stats: serde_json::Value = serde_json::from_slice(&s.admin_get("/stats").body).expect("JSON");
+        assert_eq!(stats["cache"]["page_cache_files"], files, "{mode}: {stats}");
+        assert_eq!(stats["cache"]["page_cache_bytes"], bytes, "{mode}: {stats}");
     }
 }
 

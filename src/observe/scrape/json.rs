@@ -72,7 +72,7 @@ pub fn render(src: &Sources) -> String {
         w,
         "\"cache\":{{\"generation\":{},\"files\":{},\"bytes\":{},\"hits\":{},\"misses\":{},\"reloads_ok\":{},\
          \"reloads_failed\":{},\"last_reload_unix_ms\":{},\"identity_bytes\":{},\"compressible_bytes\":{},\
-         \"compressed_bytes\":{},\"disk_files\":{},\"reused_files\":{},\"reused_bytes\":{},\"built_bytes\":{},\
+         \"compressed_bytes\":{},\"disk_files\":{},\"page_cache_files\":{},\"page_cache_bytes\":{},\"reused_files\":{},\"reused_bytes\":{},\"built_bytes\":{},\
          \"variants_pending\":{},\"last_reload\":{{\"trigger\":\"{}\",\"identity_ms\":{:.3},\"variants_ms\":{:.3}}}}}}}",
         src.cache.generation(),
         stats.reload.files.get(),
@@ -86,6 +86,8 @@ pub fn render(src: &Sources) -> String {
         stats.reload.compressible_bytes.get(),
         stats.reload.compressed_bytes.get(),
         stats.reload.disk_files.get(),
+        stats.reload.page_cache_files.get(),
+        stats.reload.page_cache_bytes.get(),
         stats.reload.reused_files.get(),
         stats.reload.reused_bytes.get(),
         stats.reload.built_bytes.get(),

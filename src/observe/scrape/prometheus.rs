@@ -154,6 +154,24 @@ pub fn render(src: &Sources, format: Format) -> String {
     );
     gauge(
         w,
+        "atomserve_cache_disk_files",
+        "Files sent from disk unread: over --max-cached-file, or past --cache-budget.",
+        stats.reload.disk_files.get(),
+    );
+    gauge(
+        w,
+        "atomserve_cache_page_cache_files",
+        "Large bodies sent from their own file's page cache (--large-bodies), not held in memory.",
+        stats.reload.page_cache_files.get(),
+    );
+    gauge(
+        w,
+        "atomserve_cache_page_cache_bytes",
+        "Bytes of the bodies sent from their own file's page cache (not in atomserve_cache_bytes).",
+        stats.reload.page_cache_bytes.get(),
+    );
+    gauge(
+        w,
         "atomserve_cache_generation",
         "Snapshots published since start (0: the first one).",
         src.cache.generation(),

@@ -112,6 +112,22 @@ pub fn register(meter: &Meter, src: &Arc<Sources>) {
     gauge(meter, src, "atomserve.cache.bytes", "Bytes of file content in the current snapshot", "By", |s| {
         s.stats.reload.bytes.get()
     });
+    gauge(
+        meter,
+        src,
+        "atomserve.cache.page_cache.files",
+        "Large bodies sent from their own file's page cache (--large-bodies), not held in memory",
+        "{file}",
+        |s| s.stats.reload.page_cache_files.get(),
+    );
+    gauge(
+        meter,
+        src,
+        "atomserve.cache.page_cache.bytes",
+        "Bytes of the bodies sent from their own file's page cache (not in atomserve.cache.bytes)",
+        "By",
+        |s| s.stats.reload.page_cache_bytes.get(),
+    );
     let s = src.clone();
     meter
         .f64_observable_gauge("atomserve.cache.reload.duration")
