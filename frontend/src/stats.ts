@@ -41,6 +41,9 @@ export interface Stats {
     compressed_bytes: number;
     /** Files sent from disk (over --max-cached-file or past the budget). */
     disk_files: number;
+    /** Large bodies sent from their own file's page cache (--large-bodies): not in `bytes`. */
+    page_cache_files: number;
+    page_cache_bytes: number;
     /** What loads took from the snapshot they replaced instead of building again, and placed anew. */
     reused_files: number;
     reused_bytes: number;
@@ -133,6 +136,8 @@ export function parseStats(json: unknown): Stats {
       compressible_bytes: num(c.compressible_bytes, "cache.compressible_bytes"),
       compressed_bytes: num(c.compressed_bytes, "cache.compressed_bytes"),
       disk_files: num(c.disk_files, "cache.disk_files"),
+      page_cache_files: num(c.page_cache_files, "cache.page_cache_files"),
+      page_cache_bytes: num(c.page_cache_bytes, "cache.page_cache_bytes"),
       reused_files: num(c.reused_files, "cache.reused_files"),
       reused_bytes: num(c.reused_bytes, "cache.reused_bytes"),
       built_bytes: num(c.built_bytes, "cache.built_bytes"),
