@@ -21,7 +21,7 @@ use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
-use crate::cache::DiskFile;
+use crate::cache::{Backing, DiskFile};
 use crate::sys::{file, socket};
 
 /// The most buffers one `sendmsg` takes; more wait for the next call. (Linux allows 1024.)
@@ -300,7 +300,10 @@ impl OutQueue {
     }
 
     /// Appends the last `len` bytes queued to `to`; `false` (and `to` unchanged) if a file
-    /// chunk is among them. For capturing a response just queued (`serve::rendered`).
+    /// chunk other than a stretch of atomserve's own memfd is among them. For capturing a
+    /// response just queued (`serve::rendered`): a memfd stretch is immutable and in memory,
+    /// so its bytes are read with `pread(2)`, which neither blocks on a disk nor can see a
+    /// source file rewritten since the load.
     pub fn copy_last(&self, len: usize, to: &mut Vec<u8>) -> bool {
         debug_assert!(len <= self.pending);
         let start = to.len();
@@ -310,8 +313,10 @@ impl OutQueue {
             if covered >= len {
                 break;
             }
-            if matches!(chunk, Chunk::File(..)) {
-                return false;
+            if let Chunk::File(disk, ..) = chunk {
+                if disk.backing != Backing::Memfd {
+                    return false;
+                }
             }
             covered += self.len(chunk);
             parts += 1;
@@ -319,9 +324,22 @@ impl OutQueue {
         let first = self.chunks.len() - parts;
         let mut skip = covered - len; // the front of the first of them belongs to earlier output
         for chunk in self.chunks.range(first..) {
-            let bytes = self.bytes(chunk);
-            to.extend_from_slice(&bytes[skip.min(bytes.len())..]);
-            skip = skip.saturating_sub(bytes.len());
+            let n = self.len(chunk);
+            let from = skip.min(n);
+            match chunk {
+                Chunk::File(disk, s, _) => {
+                    let at = to.len();
+                    to.resize(at + n - from, 0);
+                    if file::pread_exact(disk.fd.as_fd(), &mut to[at..], disk.offset + s + from as u64)
+                        .is_err()
+                    {
+                        to.truncate(start);
+                        return false;
+                    }
+                }
+                other => to.extend_from_slice(&self.bytes(other)[from..]),
+            }
+            skip = skip.saturating_sub(n);
         }
         debug_assert_eq!(to.len() - start, len);
         true

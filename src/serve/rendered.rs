@@ -3,7 +3,8 @@
 //!
 //! **What is rendered.** The responder's own output, copied: when a request that could be
 //! answered from this table misses it and the responder answers `200` from the cache with a
-//! body in memory of at most [`MAX_RESPONSE`] bytes, the bytes it queued are *captured*. So a
+//! body in memory (on the heap, or in the snapshot's memfd, read back with `pread(2)` once) of
+//! at most [`MAX_RESPONSE`] bytes, the bytes it queued are *captured*. So a
 //! rendered response is byte for byte what `respond` would queue, `_headers`, `Vary` and all; only
 //! its `Date` is rewritten, in place, when the second changes.
 //!
@@ -49,10 +50,14 @@ use crate::http::response::Status;
 use crate::serve::out_queue::{OutQueue, Turn};
 use crate::serve::respond::{CacheUse, Outcome};
 
-/// The largest response rendered whole (head and body): any body kept on the heap (bodies from
-/// `cache::pack::ZERO_COPY_MIN` up go out with sendfile(2) and are never captured), such as the
-/// ~36 KB brotli variant of a Vite bundle that browsers ask for.
-pub const MAX_RESPONSE: usize = 64 * 1024;
+/// The largest response rendered whole (head and body): every body kept on the heap, such as
+/// the ~36 KB brotli variant of a Vite bundle that browsers ask for, and the bodies in the
+/// snapshot's memfd up to a Vite chunk's size (the ~190 KiB identity JS). Those would
+/// otherwise go out as a `sendmsg(2)` of the head with `MSG_MORE` and a `sendfile(2)` of the
+/// body — and on io_uring as a send operation, then the `sendfile` a turn later. Rendered,
+/// either is one `sendfile`. Bodies sent from their own file (`Backing::Source`, from
+/// `cache::pack::PAGE_CACHE_MIN`, and `Backing::Disk`) are never captured.
+pub const MAX_RESPONSE: usize = 256 * 1024;
 /// Bytes of rendered responses per worker (twice that with the spares: 1 MiB at most).
 pub const BUDGET: usize = 512 * 1024;
 /// Entries per worker.
@@ -416,6 +421,8 @@ mod tests {
                 .unwrap();
             std::fs::write(root.join("big.txt"), "x".repeat(MAX_RESPONSE)).unwrap();
             std::fs::write(root.join("mid.bin"), vec![7u8; 3 * FILE_MIN]).unwrap();
+            let chunk: String = (0..20_000).map(|i| format!("f{i}();")).collect();
+            std::fs::write(root.join("chunk.js"), &chunk[..150 * 1024]).unwrap();
             std::fs::write(root.join("_headers"), "/*\n  X-Frame-Options: DENY\n").unwrap();
             let snapshot = load(&LoadOptions::for_tests(root.clone(), true)).unwrap();
             std::fs::remove_dir_all(&root).unwrap();
@@ -551,6 +558,27 @@ mod tests {
         assert!(hit);
         assert_eq!(second, fresh, "the new second's stretch has the new date");
         assert_eq!(slow.contents().unwrap(), first, "the queued stretch still holds the old bytes");
+    }
+
+    /// A body in the snapshot's memfd (a Vite chunk, past `ZERO_COPY_MIN`) is read back once and
+    /// rendered with its head: a hit is one stretch, one `sendfile`, not a head and a body.
+    #[test]
+    fn a_memfd_body_is_rendered_whole_with_its_head() {
+        const CHUNK: &str = "GET /chunk.js HTTP/1.1\r\nHost: t\r\n\r\n";
+        assert!(150 * 1024 >= crate::cache::pack::ZERO_COPY_MIN, "the body is in the memfd");
+        let mut table = Rendered::new(snapshot().serial(), ONE);
+        let (first, ..) = ask(&table, CHUNK, ONE);
+        table.refresh(snapshot().serial(), ONE);
+        assert_eq!(table.len(), 1, "captured");
+        let Parsed::Complete(req) = request::parse(CHUNK.as_bytes(), &Limits::default()) else { panic!() };
+        let mut out = OutQueue::default();
+        out.turn(|out| table.find(&req, true).expect("a hit").0.queue(out));
+        assert_eq!(out.chunks(), 1, "head and body in one chunk");
+        assert!(out.front_is_file());
+        assert_eq!(String::from_utf8_lossy(&out.contents().unwrap()), String::from_utf8_lossy(&first));
+        table.refresh(snapshot().serial(), TWO);
+        let (fresh, ..) = ask(&Rendered::new(snapshot().serial(), TWO), CHUNK, TWO);
+        assert_eq!(ask(&table, CHUNK, TWO).0, fresh, "the next second's date, the same body");
     }
 
     #[test]

@@ -47,7 +47,10 @@ pub const ALLOWED: &[(libc::c_long, &str)] = &[
     (libc::SYS_write, "eventfds (bells, signals), stderr, --access-log stdout"),
     (libc::SYS_writev, "std's buffered writers"),
     (libc::SYS_readv, "std's readers"),
-    (libc::SYS_pread64, "phase 2 reads large bodies back"),
+    (
+        libc::SYS_pread64,
+        "phase 2 reads large bodies back; a worker's rendered table, a memfd body it captures",
+    ),
     (libc::SYS_pwrite64, "memfd fill without MADV_POPULATE_WRITE"),
     (libc::SYS_lseek, "std's file reads"),
     // Reloads (the reload thread, --watch).
