@@ -152,31 +152,33 @@ pub fn render(src: &Sources, format: Format) -> String {
         "Body bytes the live snapshot holds in memory (not those sent from files' page cache).",
         stats.reload.bytes.get(),
     );
-    gauge(
-        w,
-        "atomserve_cache_disk_files",
-        "Files sent from disk unread: over --max-cached-file, or past --cache-budget.",
-        stats.reload.disk_files.get(),
-    );
-    gauge(
-        w,
-        "atomserve_cache_page_cache_files",
-        "Large bodies sent from their own file's page cache (--large-bodies), not held in memory.",
-        stats.reload.page_cache_files.get(),
-    );
-    gauge(
-        w,
-        "atomserve_cache_page_cache_bytes",
-        "Bytes of the bodies sent from their own file's page cache (not in atomserve_cache_bytes).",
-        stats.reload.page_cache_bytes.get(),
-    );
+    // What the snapshot serves without holding it in memory.
+    let r = &stats.reload;
+    for (name, help, value) in [
+        (
+            "atomserve_cache_disk_files",
+            "Files sent from disk unread: over --max-cached-file, or past --cache-budget.",
+            &r.disk_files,
+        ),
+        (
+            "atomserve_cache_page_cache_files",
+            "Large bodies sent from their own file's page cache (--large-bodies), not held in memory.",
+            &r.page_cache_files,
+        ),
+        (
+            "atomserve_cache_page_cache_bytes",
+            "Bytes of the bodies sent from their own file's page cache (not in atomserve_cache_bytes).",
+            &r.page_cache_bytes,
+        ),
+    ] {
+        gauge(w, name, help, value.get());
+    }
     gauge(
         w,
         "atomserve_cache_generation",
         "Snapshots published since start (0: the first one).",
         src.cache.generation(),
     );
-    let r = &stats.reload;
     family(
         w,
         "atomserve_cache_reload_duration_seconds",
