@@ -22,31 +22,40 @@ fn get(c: &mut TcpStream, path: &str) -> Response {
 #[test]
 fn a_reload_shows_on_a_connection_that_stays_open() {
     let root = fixture_root("rendered-reload");
+    // And a body in the snapshot's memfd (rendered whole with its head), edited in place too.
+    let chunk = |fill: u8| vec![fill; 100 * 1024];
+    std::fs::write(root.path.join("chunk.bin"), chunk(b'a')).unwrap();
     let s = Server::start(&root.path, &["--workers", "1"]);
     let mut c = s.connect();
     for _ in 0..5 {
         assert_eq!(get(&mut c, "/docs/deep/page.txt").text(), "deep\n");
+        assert!(get(&mut c, "/chunk.bin").body == chunk(b'a'));
     }
-    for (n, text) in ["DEEP\n", "deep\n", "DeeP\n"].into_iter().enumerate() {
+    for (n, (text, fill)) in [("DEEP\n", b'b'), ("deep\n", b'a'), ("DeeP\n", b'c')].into_iter().enumerate() {
         std::fs::write(root.path.join("docs/deep/page.txt"), text).unwrap();
+        std::fs::write(root.path.join("chunk.bin"), chunk(fill)).unwrap();
         s.signal(libc::SIGHUP);
         s.wait_log("atomserve: reload", n + 1, Duration::from_secs(10));
         for _ in 0..5 {
             assert_eq!(get(&mut c, "/docs/deep/page.txt").text(), text, "after reload {}", n + 1);
+            assert!(get(&mut c, "/chunk.bin").body == chunk(fill), "after reload {}", n + 1);
         }
     }
 }
 
-/// For a small response (on the heap) and a large one (sent from a memfd that each new second
-/// replaces: `rendered::FILE_MIN`).
+/// For a small response (on the heap), a large one (sent from a memfd that each new second
+/// replaces: `rendered::FILE_MIN`), and one whose body is in the snapshot's memfd (from
+/// `cache::pack::ZERO_COPY_MIN`), rendered whole with its head all the same.
 #[test]
 fn the_date_keeps_up_with_the_clock() {
     let root = fixture_root("rendered-date");
     let large: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(root.path.join("large.bin"), &large).unwrap();
+    let chunk: Vec<u8> = (0..150_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(root.path.join("chunk.bin"), &chunk).unwrap();
     let s = Server::start(&root.path, &["--workers", "1"]);
     let mut c = s.connect();
-    for path in ["/index.html", "/large.bin"] {
+    for (path, body) in [("/index.html", None), ("/large.bin", Some(&large)), ("/chunk.bin", Some(&chunk))] {
         let started = Instant::now();
         let mut dates = Vec::new();
         let mut etags = Vec::new();
@@ -57,8 +66,8 @@ fn the_date_keeps_up_with_the_clock() {
             let date = r.header("date").unwrap().to_string();
             let secs = httpdate_secs(&date);
             assert!(before <= secs && secs <= after, "{path}: Date {date} outside {before}..={after}");
-            if path == "/large.bin" {
-                assert!(r.body == large, "{path}: the body, whole, every time");
+            if let Some(body) = body {
+                assert!(&r.body == body, "{path}: the body, whole, every time");
             }
             if dates.last() != Some(&date) {
                 dates.push(date);
