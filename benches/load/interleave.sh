@@ -10,7 +10,8 @@
 # round and ROUNDS (3) rounds, each server in turn, of `wrk -t1 -cCONNS (64) -dDURATION (5s)`
 # pinned to CLIENT_CPU (0), with `-s $LUA` and `-H "$HEADER"` when set. Per run it prints req/s,
 # the server's CPU µs per request (utime+stime of its process and children from /proc) and wrk's
-# own CPU µs per request (when wrk's core is saturated, req/s measures wrk as much as the server).
+# own CPU µs per request (when wrk's core is saturated, req/s measures wrk as much as the server),
+# and wrk's 99th percentile latency (per pipelined batch with LUA=pipeline.lua).
 set -euo pipefail
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-64}
 SERVER_CPU=${SERVER_CPU:-1} CLIENT_CPU=${CLIENT_CPU:-0} PORT_BASE=${PORT_BASE:-28100}
@@ -48,13 +49,15 @@ extra=()
 for r in $(seq 0 "$ROUNDS"); do
   for n in "${names[@]}"; do
     t0=$(ticks "${PID[$n]}")
-    out=$(taskset -c "$CLIENT_CPU" /usr/bin/time -f "WRKCPU %U %S" wrk -t1 -c"$CONNS" -d"$DURATION" \
+    out=$(taskset -c "$CLIENT_CPU" /usr/bin/time -f "WRKCPU %U %S" wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
       "${extra[@]}" "http://127.0.0.1:${PORT[$n]}$path" 2>&1)
     t1=$(ticks "${PID[$n]}")
     ((r == 0)) && continue
     awk -v r="$r" -v n="$n" -v dt=$((t1 - t0)) -v hz="$hz" '
+      function ms(v) { return v ~ /us$/ ? v / 1000 : v ~ /ms$/ ? v + 0 : v * 1000 }
       / requests in / { reqs = $1 } /^Requests\/sec/ { rps = $2 } /^WRKCPU/ { w = $2 + $3 }
-      END { printf "round %d  %-10s %10.0f req/s  server %8.2f µs/req  wrk %8.2f µs/req\n",
-                   r, n, rps, dt * 1e6 / hz / reqs, w * 1e6 / reqs }' <<<"$out"
+      $1 == "99%" { p99 = ms($2) }
+      END { printf "round %d  %-10s %10.0f req/s  server %8.2f µs/req  wrk %8.2f µs/req  p99 %7.3f ms\n",
+                   r, n, rps, dt * 1e6 / hz / reqs, w * 1e6 / reqs, p99 }' <<<"$out"
   done
 done
