@@ -1,6 +1,8 @@
 //! Criterion benches behind the concurrency choices in `docs/concurrency.md`:
 //! - fd hand-off: crossbeam `ArrayQueue` (what atomserve uses) vs `Mutex<VecDeque>` vs
 //!   `std::sync::mpsc::sync_channel`, with 1 and 2 producers/consumers;
+//! - one connection through atomserve's `Handoff` (push, then the worker's take), with 1 to 64
+//!   workers: what weighing every worker's load costs per accepted connection;
 //! - snapshot read path: atomserve's QSBR `SnapshotCell` vs cloning an `Arc` vs an `RwLock` read
 //!   vs `arc-swap`, on 1 and 2 threads;
 //! - counters: a padded single-writer load + store (atomserve's `Counter`) vs a shared
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use atomserve::cache::SnapshotCell;
+use atomserve::serve::handoff::{Handoff, Take, Wake};
 use atomserve::stats::Counter;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crossbeam_utils::CachePadded;
@@ -128,6 +131,39 @@ fn handoff(c: &mut Criterion) {
     g.finish();
 }
 
+/// A bell that rings nothing: the bench measures the hand-off's own work.
+struct Silent;
+impl Wake for Silent {
+    fn wake(&self) {}
+}
+
+/// One accepted connection through the real `Handoff` on one thread: a worker announces its
+/// sleep (`prepare_sleep`, a fence), the acceptor `push`es (its fence, the scan for the lightest
+/// worker, the idle-set claim) and the worker `take`s (the scan for a lighter worker). Every
+/// worker carries the same load, so nothing is handed on. One thread: the loads are in its cache,
+/// so this is the scans' own cost, not the cache misses of loads other cores just wrote.
+fn handoff_push_take(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handoff_push_take");
+    g.throughput(Throughput::Elements(1));
+    for workers in [1, 2, 8, 64] {
+        let handoff: Handoff<u64, Silent> = Handoff::new(1024, (0..workers).map(|_| Silent).collect());
+        for w in 0..workers {
+            handoff.publish_load(w, 10);
+        }
+        g.bench_with_input(BenchmarkId::from_parameter(workers), &workers, |b, _| {
+            b.iter(|| {
+                handoff.prepare_sleep(0, false);
+                handoff.push(black_box(7), 0).unwrap();
+                match handoff.take(0, 10) {
+                    Take::Item(v) => black_box(v),
+                    _ => unreachable!("one item, equal loads"),
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 /// A stand-in snapshot: a little data to read, as a worker reads one entry per request.
 struct Snap {
     files: [u64; 8],
@@ -226,5 +262,5 @@ fn counters(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, handoff, snapshot_read, counters);
+criterion_group!(benches, handoff, handoff_push_take, snapshot_read, counters);
 criterion_main!(benches);
