@@ -299,11 +299,11 @@ impl OutQueue {
         Ok(all)
     }
 
-    /// Appends the last `len` bytes queued to `to`; `false` (and `to` unchanged) if a file
-    /// chunk other than a stretch of atomserve's own memfd is among them. For capturing a
-    /// response just queued (`serve::rendered`): a memfd stretch is immutable and in memory,
-    /// so its bytes are read with `pread(2)`, which neither blocks on a disk nor can see a
-    /// source file rewritten since the load.
+    /// Appends the last `len` bytes queued to `to`; `false` (and `to` unchanged, nothing
+    /// allocated) if a file chunk other than a stretch of atomserve's own memfd is among them,
+    /// or its read fails. For capturing a response just queued (`serve::rendered`): a memfd
+    /// stretch is immutable and in memory, so its bytes are read with `pread(2)`, which does not
+    /// wait for a disk (short of swap) and cannot see a source file rewritten since the load.
     pub fn copy_last(&self, len: usize, to: &mut Vec<u8>) -> bool {
         debug_assert!(len <= self.pending);
         let start = to.len();
@@ -323,6 +323,7 @@ impl OutQueue {
         }
         let first = self.chunks.len() - parts;
         let mut skip = covered - len; // the front of the first of them belongs to earlier output
+        to.reserve(len); // only now: a refused capture costs no allocation
         for chunk in self.chunks.range(first..) {
             let n = self.len(chunk);
             let from = skip.min(n);
@@ -435,6 +436,40 @@ mod tests {
             len: bytes.len() as u64,
             backing: Backing::Disk,
         })
+    }
+
+    /// `copy_last` copies the last bytes queued, a memfd stretch's read back at its offset, and
+    /// refuses (leaving `to` as it was) when they include a file that is not atomserve's memfd.
+    #[test]
+    fn copy_last_reads_memfd_stretches_and_refuses_other_files() {
+        let body: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        let packed = crate::cache::pack::pack(&[&[9u8; 5000][..], &body]).unwrap();
+        let stretch = &packed[1];
+        assert!(stretch.backing == Backing::Memfd && stretch.offset > 0, "the second body, past the first");
+        let mut q = OutQueue::default();
+        q.turn(|out| {
+            out.push_own(|b| b.extend_from_slice(b"earlier response;HEAD "));
+            out.push_file(stretch, 10, body.len() as u64);
+            out.push_own(|b| b.extend_from_slice(b" tail"));
+        });
+        q.advance(3); // the front chunk partly sent
+        let len = 5 + (body.len() - 10) + 5;
+        let mut to = b"kept".to_vec();
+        assert!(q.copy_last(len, &mut to));
+        assert_eq!(&to[..4], b"kept");
+        assert_eq!(&to[4..9], b"HEAD ");
+        assert!(to[9..9 + body.len() - 10] == body[10..], "the stretch's bytes, from its offset");
+        assert_eq!(&to[to.len() - 5..], b" tail");
+        // A file sent from its own descriptor (disk, or a source file's page cache) is refused.
+        let disk = disk_file(&body);
+        let mut q = OutQueue::default();
+        q.turn(|out| {
+            out.push_own(|b| b.extend_from_slice(b"HEAD "));
+            out.push_file(&disk, 0, body.len() as u64);
+        });
+        let mut to = b"kept".to_vec();
+        assert!(!q.copy_last(5 + body.len(), &mut to));
+        assert_eq!((to.as_slice(), to.capacity()), (&b"kept"[..], 4), "unchanged, nothing allocated");
     }
 
     /// A file chunk sends at most its share per flush and says `Yield` (not `Blocked`: the

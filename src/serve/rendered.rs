@@ -1,10 +1,11 @@
-//! Whole responses for hot small files, rendered once a second: a keep-alive hit is one
+//! Whole responses for hot files (up to 256 KiB with their head), rendered once a second: a keep-alive hit is one
 //! contiguous buffer queued as one chunk, like a fixed-response server's `send` (issue #16).
 //!
 //! **What is rendered.** The responder's own output, copied: when a request that could be
 //! answered from this table misses it and the responder answers `200` from the cache with a
-//! body in memory (on the heap, or in the snapshot's memfd, read back with `pread(2)` once) of
-//! at most [`MAX_RESPONSE`] bytes, the bytes it queued are *captured*. So a
+//! body in memory (on the heap, or in the snapshot's memfd, read back with `pread(2)` at each
+//! capture), the whole response at most [`MAX_RESPONSE`] bytes, the bytes it queued are
+//! *captured*. So a
 //! rendered response is byte for byte what `respond` would queue, `_headers`, `Vary` and all; only
 //! its `Date` is rewritten, in place, when the second changes.
 //!
@@ -36,7 +37,11 @@
 //! **Memory.** At most [`MAX_ENTRIES`] entries and [`BUDGET`] bytes of responses per worker,
 //! twice over (a small entry keeps a spare buffer, so that rewriting the date allocates nothing
 //! while no slow client still holds the spare; a large one its memfd stretch, page-rounded);
-//! at most [`MAX_CAPTURES`] captures a turn.
+//! at most [`MAX_CAPTURES`] captures a turn, their bytes within the same budget. Beyond that,
+//! what slow clients hold: a response still queued keeps the buffer or stretch of the second it
+//! was sent in, which every connection served that second shares, until it is sent — so each
+//! second that a trickling download is still in flight keeps up to [`BUDGET`] more. On a host
+//! whose shmem gets huge pages, each second's memfd takes a 2 MiB page however little it holds.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -58,7 +63,7 @@ use crate::serve::respond::{CacheUse, Outcome};
 /// either is one `sendfile`. Bodies sent from their own file (`Backing::Source`, from
 /// `cache::pack::PAGE_CACHE_MIN`, and `Backing::Disk`) are never captured.
 pub const MAX_RESPONSE: usize = 256 * 1024;
-/// Bytes of rendered responses per worker (twice that with the spares: 1 MiB at most).
+/// Bytes of rendered responses per worker (twice that with the spares; see the module doc).
 pub const BUDGET: usize = 512 * 1024;
 /// Entries per worker.
 pub const MAX_ENTRIES: usize = 64;
@@ -344,9 +349,13 @@ impl Rendered {
         if captures.len() >= MAX_CAPTURES || captures.iter().any(same) {
             return;
         }
-        let mut bytes = Vec::with_capacity(len);
+        // Captures not yet adopted count against the budget too: a turn copies at most that.
+        if self.bytes + captures.iter().map(|c| c.bytes.len()).sum::<usize>() + len > BUDGET {
+            return;
+        }
+        let mut bytes = Vec::new();
         if !out.copy_last(len, &mut bytes) {
-            return; // a part is sent from a file descriptor
+            return; // a part is a file other than the snapshot's memfd, or its read failed
         }
         let Some(date_at) = date_position(&bytes, &self.date) else {
             return;
@@ -565,7 +574,9 @@ mod tests {
     #[test]
     fn a_memfd_body_is_rendered_whole_with_its_head() {
         const CHUNK: &str = "GET /chunk.js HTTP/1.1\r\nHost: t\r\n\r\n";
-        assert!(150 * 1024 >= crate::cache::pack::ZERO_COPY_MIN, "the body is in the memfd");
+        let (_, entry) = snapshot().entries().find(|(key, _)| *key == b"/chunk.js").unwrap();
+        let file = entry.identity.file.as_ref().expect("the body is a file chunk");
+        assert!(file.backing == crate::cache::Backing::Memfd, "the body is in the snapshot's memfd");
         let mut table = Rendered::new(snapshot().serial(), ONE);
         let (first, ..) = ask(&table, CHUNK, ONE);
         table.refresh(snapshot().serial(), ONE);
