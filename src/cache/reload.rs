@@ -406,8 +406,8 @@ pub fn describe(r: &ReloadStats, snapshot: &Snapshot) {
     r.compressible_bytes.set(c.compressible_bytes);
     r.compressed_bytes.set(c.compressed_bytes);
     r.disk_files.set(c.disk_files);
-    r.page_cache_files.set(c.source_files);
-    r.page_cache_bytes.set(c.source_bytes);
+    r.page_cache_files.set(c.page_cache_files);
+    r.page_cache_bytes.set(c.page_cache_bytes);
 }
 
 /// Records phase 1 of a load in the reload gauges and counters.

@@ -307,20 +307,20 @@ pub struct Composition {
     pub disk_files: u64,
     /// Identity bodies sent from their own file's page cache (`Backing::Source`): not in
     /// [`Snapshot::bytes`], which counts what the snapshot holds.
-    pub source_files: u64,
-    pub source_bytes: u64,
+    pub page_cache_files: u64,
+    pub page_cache_bytes: u64,
 }
 
 impl Composition {
     /// `"; N bodies (B bytes) sent from their files' page cache"`, or nothing: for the log lines
     /// that say how many bytes a load holds, which those bodies are not part of.
     pub fn page_cache_note(&self) -> String {
-        if self.source_files == 0 {
+        if self.page_cache_files == 0 {
             return String::new();
         }
         format!(
             "; {} bodies ({} bytes) sent from their files' page cache",
-            self.source_files, self.source_bytes
+            self.page_cache_files, self.page_cache_bytes
         )
     }
 }
@@ -462,8 +462,8 @@ impl Snapshot {
             match entry.identity.file.as_ref().map(|f| f.backing) {
                 Some(Backing::Disk) => c.disk_files += 1,
                 Some(Backing::Source) => {
-                    c.source_files += 1;
-                    c.source_bytes += identity;
+                    c.page_cache_files += 1;
+                    c.page_cache_bytes += identity;
                 }
                 Some(Backing::Memfd) | None => {}
             }

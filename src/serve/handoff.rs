@@ -259,16 +259,20 @@ impl<T, W: Wake> Handoff<T, W> {
     /// The worker, other than `worker`, with the fewest connections, when `worker`'s `mine`
     /// exceed theirs by more than a quarter of theirs (at least one).
     fn lighter(&self, worker: usize, mine: usize) -> Option<usize> {
-        let n = self.loads.len();
-        let w = (1..n).map(|i| (worker + i) % n).min_by_key(|&w| self.load(w))?;
-        let least = self.load(w);
+        let (w, least) = self.lightest(worker + 1, self.loads.len() - 1)?;
         (mine > least + (least / 4).max(1)).then_some(w)
     }
 
     /// The worker with the fewest connections, the first of them from `start` on.
     fn lightest_from(&self, start: usize) -> usize {
+        self.lightest(start, self.loads.len()).map_or(start, |(w, _)| w)
+    }
+
+    /// Of the `count` workers from `start` on (wrapping), the first with the fewest connections,
+    /// and that count: each load read once.
+    fn lightest(&self, start: usize, count: usize) -> Option<(usize, usize)> {
         let n = self.loads.len();
-        (0..n).map(|i| (start + i) % n).min_by_key(|&w| self.load(w)).unwrap_or(start)
+        (0..count).map(|i| (start + i) % n).map(|w| (w, self.load(w))).min_by_key(|&(_, load)| load)
     }
 
     fn load(&self, worker: usize) -> usize {
