@@ -1,7 +1,7 @@
 /*
  * The syscall floor: the least work a Linux HTTP/1.1 server can do per keep-alive request.
  *
- *   floor PORT RESPONSE_FILE copy|sendfile|split
+ *   floor PORT RESPONSE_FILE copy|sendfile|split|iovec|gather
  *
  * RESPONSE_FILE holds one complete response, head and body, exactly as atomserve sends it (the
  * harness fetches it once from atomserve). The responder parses nothing: every "\r\n\r\n" it
@@ -11,7 +11,10 @@
  * back to back so a whole batch goes in one call), or sendfile(2) from a sealed memfd (`sendfile`,
  * the zero-copy path), or `split`: the head with send(2) and MSG_MORE, then the body with sendfile(2)
  * from the memfd — the least a server can do whose head changes per response (`Date`) while its
- * body stays in memory. A send that would block resumes on the next EPOLLOUT edge.
+ * body stays in memory. Two more shapes of a pipelined batch, to compare how it reaches the
+ * kernel: `iovec`, one sendmsg(2) with an iovec per response (each pointing at the one copy in
+ * memory), and `gather`, the responses copied into one buffer first and sent with one send(2).
+ * A send that would block resumes on the next EPOLLOUT edge.
  *
  * Built by benches/load/peers.sh with `gcc -O2`; it is a yardstick, not a server.
  */
@@ -50,6 +53,7 @@ static uint64_t copies;
 static int memfd = -1;    /* `sendfile`, `split`: one response in a sealed memfd */
 static const char *one;   /* one response, in heap memory */
 static size_t head_len;   /* `split`: bytes sent with send(2) before the body's sendfile(2) */
+static enum { PLAIN, IOVEC, GATHER } shape; /* `iovec`, `gather`: how a batch of responses goes out */
 
 static void die(const char *what) {
     perror(what);
@@ -86,6 +90,28 @@ static int flush(int fd, struct conn *c) {
             off_t o = c->off;
             size_t len = resp_len - c->off;
             n = sendfile(fd, memfd, &o, len < c->owed ? len : c->owed);
+        } else if (shape == GATHER) {
+            static char gathered[256 * 1024];
+            size_t len = 0;
+            uint64_t left = c->owed;
+            for (uint32_t off = c->off; left && len + resp_len <= sizeof gathered; off = 0) {
+                size_t part = resp_len - off < left ? resp_len - off : left;
+                memcpy(gathered + len, one + off, part);
+                len += part;
+                left -= part;
+            }
+            n = send(fd, gathered, len, MSG_NOSIGNAL);
+        } else if (shape == IOVEC) {
+            struct iovec iov[64];
+            int k = 0;
+            uint64_t left = c->owed;
+            for (uint32_t off = c->off; left && k < 64; off = 0, k++) {
+                size_t part = resp_len - off < left ? resp_len - off : left;
+                iov[k] = (struct iovec){.iov_base = (char *)one + off, .iov_len = part};
+                left -= part;
+            }
+            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+            n = sendmsg(fd, &msg, MSG_NOSIGNAL);
         } else {
             uint64_t room = copies * resp_len - c->off;
             n = send(fd, resp + c->off, room < c->owed ? room : c->owed, MSG_NOSIGNAL);
@@ -99,10 +125,11 @@ static int flush(int fd, struct conn *c) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s PORT RESPONSE_FILE copy|sendfile|split\n", argv[0]);
+        fprintf(stderr, "usage: %s PORT RESPONSE_FILE copy|sendfile|split|iovec|gather\n", argv[0]);
         return 2;
     }
     int split = strcmp(argv[3], "split") == 0;
+    shape = strcmp(argv[3], "iovec") == 0 ? IOVEC : strcmp(argv[3], "gather") == 0 ? GATHER : PLAIN;
     int zero_copy = split || strcmp(argv[3], "sendfile") == 0;
     /* sendfile(2) has no MSG_NOSIGNAL: a client that closes mid-response must not kill us. */
     signal(SIGPIPE, SIG_IGN);

@@ -57,7 +57,7 @@ for r in $(seq 0 "$ROUNDS"); do
       function ms(v) { return v ~ /us$/ ? v / 1000 : v ~ /ms$/ ? v + 0 : v * 1000 }
       / requests in / { reqs = $1 } /^Requests\/sec/ { rps = $2 } /^WRKCPU/ { w = $2 + $3 }
       $1 == "99%" { p99 = ms($2) }
-      END { printf "round %d  %-10s %10.0f req/s  server %8.2f µs/req  wrk %8.2f µs/req  p99 %7.3f ms\n",
+      END { printf "round %d  %-10s %10.0f req/s  server %8.3f µs/req  wrk %8.3f µs/req  p99 %7.3f ms\n",
                    r, n, rps, dt * 1e6 / hz / reqs, w * 1e6 / reqs, p99 }' <<<"$out"
   done
 done

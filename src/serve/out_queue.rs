@@ -3,7 +3,9 @@
 //! Bodies and response heads are *not* copied: a chunk may point straight into the snapshot's
 //! memory. Only the few dozen bytes that change per response (the tail: `Date`, `Connection`)
 //! and generated responses live in the connection's own buffer. A partial send keeps its place
-//! and resumes where the kernel stopped.
+//! and resumes where the kernel stopped. One exception: a pipelined batch of small responses is
+//! copied into that buffer before it is sent ([`OutQueue::coalesce`]), because the kernel copies
+//! one stretch faster than one per iovec.
 //!
 //! A borrowed chunk is only valid until the worker's next quiescent point (see
 //! `cache::swap`): after that, a reload may free the snapshot it points into. The contract lives
@@ -98,6 +100,13 @@ pub enum Flush {
 /// between; lighttpd sends 256 KiB too), docs/benchmarks.md.
 pub const FILE_SHARE: u64 = 256 * 1024;
 
+/// The fewest chunks at the front of the queue worth copying into one ([`OutQueue::coalesce`]):
+/// more than one response's head, body and tail.
+pub const COALESCE_CHUNKS: usize = 4;
+/// The most bytes [`OutQueue::coalesce`] copies at once, and so the most a busy connection's own
+/// buffer grows by for it (released with the rest when the connection goes idle).
+pub const COALESCE_BYTES: usize = 32 * 1024;
+
 /// Pending output of one connection.
 #[derive(Default)]
 pub struct OutQueue {
@@ -189,6 +198,7 @@ impl OutQueue {
 
     /// Sends as much as the socket takes (and at most [`FILE_SHARE`] bytes of a file).
     pub fn flush(&mut self, fd: BorrowedFd<'_>) -> io::Result<Flush> {
+        self.coalesce();
         self.flush_with_share(fd, FILE_SHARE)
     }
 
@@ -228,6 +238,61 @@ impl OutQueue {
             }
         }
         Ok(Flush::Done)
+    }
+
+    /// Copies the chunks at the front of the queue into one chunk of the connection's own buffer,
+    /// when at least [`COALESCE_CHUNKS`] of them come before any file and within
+    /// [`COALESCE_BYTES`]: the kernel then copies one stretch instead of one per iovec. This is
+    /// for pipelined batches, where each response is a chunk of its own; a single response (at
+    /// most a head, a body and a tail) is left alone. Call it only when no send reads the queue
+    /// (an io_uring send in flight points into `own`, which this may reallocate).
+    #[inline]
+    pub fn coalesce(&mut self) {
+        if self.chunks.len() < COALESCE_CHUNKS {
+            return;
+        }
+        self.coalesce_front();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn coalesce_front(&mut self) {
+        // `own` keeps what was sent until the queue empties: a connection whose queue never
+        // empties (a slow reader that keeps pipelining) stops coalescing at twice the share.
+        let cap = (2 * COALESCE_BYTES).saturating_sub(self.own.len()).min(COALESCE_BYTES);
+        let (mut count, mut bytes) = (0, 0);
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if matches!(chunk, Chunk::File(..)) {
+                break;
+            }
+            let len = self.len(chunk) - if i == 0 { self.sent } else { 0 };
+            if bytes + len > cap {
+                break;
+            }
+            bytes += len;
+            count += 1;
+        }
+        if count < COALESCE_CHUNKS {
+            return;
+        }
+        let OutQueue { chunks, own, sent, .. } = self;
+        let start = own.len();
+        own.reserve(bytes);
+        for (i, chunk) in chunks.iter().take(count).enumerate() {
+            let skip = if i == 0 { *sent } else { 0 };
+            match *chunk {
+                Chunk::Own { start, len } => own.extend_from_within(start + skip..start + len),
+                // SAFETY: as in `bytes`: a borrowed chunk exists only during the turn that queued
+                // it, while its Arc is alive; `s..e` was checked when it was queued.
+                Chunk::Borrowed(arc, s, e) => own.extend_from_slice(unsafe { &(&*arc)[s + skip..e] }),
+                Chunk::Held(ref held, s, e) => own.extend_from_slice(&held[s + skip..e]),
+                Chunk::File(..) => {} // not among the first `count`
+            }
+        }
+        debug_assert_eq!(own.len() - start, bytes);
+        chunks.drain(..count);
+        chunks.push_front(Chunk::Own { start, len: bytes });
+        *sent = 0;
     }
 
     /// Whether the next bytes to send are a file's (sent with `sendfile(2)`, not `sendmsg`).
@@ -436,6 +501,72 @@ mod tests {
             len: bytes.len() as u64,
             backing: Backing::Disk,
         })
+    }
+
+    /// A pipelined batch (a chunk per response, some of them the connection's own bytes, the
+    /// front one partly sent) becomes one chunk with the same bytes; what follows a file, or
+    /// passes `COALESCE_BYTES`, stays as it was; fewer than `COALESCE_CHUNKS` are left alone.
+    #[test]
+    fn coalesce_copies_a_batch_into_one_chunk_with_the_same_bytes() {
+        let response: Arc<[u8]> = (0..1000u32).map(|i| (i % 241) as u8).collect::<Vec<_>>().into();
+        let mut q = OutQueue::default();
+        q.turn(|out| {
+            for i in 0..16u8 {
+                out.push_shared(&response);
+                out.push_own(|b| b.extend_from_slice(&[b'a' + i; 7]));
+            }
+        });
+        q.advance(5);
+        let before = q.contents().unwrap();
+        q.coalesce();
+        assert_eq!(q.chunks(), 1, "one chunk for the whole batch");
+        assert_eq!((q.contents().unwrap(), q.pending()), (before.clone(), before.len()));
+        let (tx, mut rx) = UnixStream::pair().unwrap();
+        assert_eq!(q.flush(tx.as_fd()).unwrap(), Flush::Done);
+        drop(tx);
+        let mut got = Vec::new();
+        rx.read_to_end(&mut got).unwrap();
+        assert!(got == before, "the batch as queued");
+
+        // Up to a file: what precedes it is copied, the file and what follows it stay.
+        let disk = disk_file(&[7u8; 100]);
+        let mut q = OutQueue::default();
+        q.turn(|out| {
+            for _ in 0..4 {
+                out.push_shared(&response);
+            }
+            out.push_file(&disk, 0, 100);
+            out.push_shared(&response);
+        });
+        let before = q.contents().unwrap();
+        q.coalesce();
+        assert_eq!((q.chunks(), q.contents().unwrap()), (3, before));
+
+        // Past `COALESCE_BYTES`: only the chunks within it.
+        let big: Arc<[u8]> = vec![1u8; COALESCE_BYTES / 2].into();
+        let mut q = OutQueue::default();
+        q.turn(|out| (0..5).for_each(|_| out.push_shared(&big)));
+        q.coalesce();
+        assert_eq!(q.chunks(), 5, "two halves fill the share: fewer than COALESCE_CHUNKS, left alone");
+        let mut q = OutQueue::default();
+        q.turn(|out| (0..3).for_each(|_| out.push_shared(&response)));
+        q.coalesce();
+        assert_eq!(q.chunks(), 3, "one response's head, body and tail are left alone");
+    }
+
+    /// A queue that never empties (a slow reader that keeps pipelining) keeps what it sent in
+    /// `own` until it does: coalescing stops at twice `COALESCE_BYTES`, so `own` stays bounded.
+    #[test]
+    fn coalescing_a_queue_that_never_empties_stays_bounded() {
+        let response: Arc<[u8]> = vec![3u8; 1000].into();
+        let mut q = OutQueue::default();
+        for _ in 0..100 {
+            q.turn(|out| (0..8).for_each(|_| out.push_shared(&response)));
+            q.coalesce();
+            q.advance(q.pending() - 10); // all but the last few bytes sent
+        }
+        assert!(q.own.len() <= 2 * COALESCE_BYTES, "own holds {} bytes", q.own.len());
+        assert_eq!(q.contents().unwrap().len(), q.pending());
     }
 
     /// `copy_last` copies the last bytes queued, a memfd stretch's read back at its offset, and

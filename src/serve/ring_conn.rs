@@ -337,6 +337,7 @@ fn pump<'s>(
                 }
             }
             let mut msg = io.pool.pop().unwrap_or_else(SendMsg::new);
+            out.coalesce();
             let mut iov = [const { MaybeUninit::uninit() }; MAX_IOV];
             let (n, file_follows) = out.gather(&mut iov);
             // SAFETY: `gather` initialised `iov[..n]`, and `MaybeUninit<T>` has `T`'s layout.
