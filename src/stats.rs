@@ -187,7 +187,12 @@ pub struct WorkerStats {
     pub status: [Counter; STATUS_CODES.len()],
     pub response_bytes: Counter,
     pub duration: Histogram,
+    /// Cache hits answered by the responder. The hits a scrape reports are this plus
+    /// `rendered_hits`: a request is counted once, by whichever answered it.
     pub cache_hits: Counter,
+    /// Cache hits answered whole from the worker's rendered responses (`serve::rendered`): one
+    /// lookup and one chunk, no responder.
+    pub rendered_hits: Counter,
     pub cache_misses: Counter,
     pub connections_accepted: Counter,
     /// Public connections this worker closed; incremented with [`Counter::incr_release`] (see

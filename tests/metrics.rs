@@ -98,6 +98,9 @@ fn metrics_counts_are_exact_and_admin_traffic_is_not_counted() {
         7 * INDEX.len() + 3 * "Not Found\n".len() + 2 * "Method Not Allowed\n".len() + "Bad Request\n".len();
     assert_eq!(get("atomserve_http_response_bytes_total"), body_bytes as f64);
     assert_eq!(get("atomserve_cache_hits_total"), 8.0);
+    // The first `GET /` is answered by the responder and captured; the six after it come whole
+    // from the worker's rendered responses (the HEAD is never rendered).
+    assert_eq!(get("atomserve_cache_rendered_hits_total"), 6.0);
     assert_eq!(get("atomserve_cache_misses_total"), 3.0);
     assert_eq!(get("atomserve_connections_accepted_total"), 4.0);
     assert_eq!(get("atomserve_connections_closed_total"), 4.0);
@@ -181,6 +184,7 @@ fn stats_json_matches_metrics() {
     let sum: u64 = workers.iter().map(|w| w["requests"].as_u64().unwrap()).sum();
     assert_eq!(sum, 14);
     assert_eq!(v["cache"]["files"], 10);
+    assert_eq!(v["cache"]["rendered_hits"], 6);
     assert_eq!(v["cache"]["generation"], 0);
     assert_eq!(v["connections_active"], 0);
 }

@@ -16,6 +16,14 @@ fn get(c: &mut TcpStream, path: &str) -> Response {
     read_response(c, false).unwrap()
 }
 
+/// `cache.rendered_hits` from `/stats`: requests answered whole from a rendered response.
+fn rendered_hits(s: &Server) -> u64 {
+    let mut c = connect(s.admin.expect("admin listener"));
+    let r = get(&mut c, "/stats");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+    v["cache"]["rendered_hits"].as_u64().expect("cache.rendered_hits")
+}
+
 /// Regression guard for the table's key: it is the snapshot's serial, not its address (a new
 /// snapshot may be allocated where the freed one was), and a same-size edit is the case where a
 /// stale entry would go unnoticed.
@@ -36,10 +44,17 @@ fn a_reload_shows_on_a_connection_that_stays_open() {
         std::fs::write(root.path.join("chunk.bin"), chunk(fill)).unwrap();
         s.signal(libc::SIGHUP);
         s.wait_log("atomserve: reload", n + 1, Duration::from_secs(10));
+        let before = rendered_hits(&s);
         for _ in 0..5 {
             assert_eq!(get(&mut c, "/docs/deep/page.txt").text(), text, "after reload {}", n + 1);
             assert!(get(&mut c, "/chunk.bin").body == chunk(fill), "after reload {}", n + 1);
         }
+        // What is checked above came from the rendered responses, not only from the responder:
+        // of the ten, the first of each path is the responder's (a new snapshot empties the
+        // table), and so may be one more if the variants built in the background are published
+        // in between.
+        let rendered = rendered_hits(&s) - before;
+        assert!(rendered >= 4, "after reload {}: {rendered} of 10 responses rendered", n + 1);
     }
 }
 

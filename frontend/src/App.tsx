@@ -254,6 +254,7 @@ function App() {
                   <tr><th>files from disk</th><td colSpan={2} data-metric="cache_disk_files" data-value={v.cache.disk_files}>{v.cache.disk_files}</td></tr>
                   <tr><th>from the page cache</th><td data-metric="cache_page_cache_files" data-value={v.cache.page_cache_files}>{v.cache.page_cache_files} files</td><td data-metric="cache_page_cache_bytes" data-value={v.cache.page_cache_bytes}>{formatBytes(v.cache.page_cache_bytes)}</td></tr>
                   <tr><th>hits / misses</th><td data-metric="cache_hits" data-value={v.cache.hits}>{v.cache.hits}</td><td data-metric="cache_misses" data-value={v.cache.misses}>{v.cache.misses}</td></tr>
+                  <tr><th>hits rendered whole</th><td colSpan={2} data-metric="cache_rendered_hits" data-value={v.cache.rendered_hits}>{v.cache.rendered_hits} ({formatPercent(v.cache.renderedShare)})</td></tr>
                   <tr><th>reloads ok / failed</th><td data-metric="cache_reloads_ok" data-value={v.cache.reloads_ok}>{v.cache.reloads_ok}</td><td data-metric="cache_reloads_failed" data-value={v.cache.reloads_failed}>{v.cache.reloads_failed}</td></tr>
                   <tr><th>last reload</th><td colSpan={2} data-metric="cache_last_reload_unix_ms" data-value={v.cache.last_reload_unix_ms}>{formatReload(v.cache.last_reload_unix_ms, last.time_unix_ms)}</td></tr>
                   <tr><th>last load's phases</th><td colSpan={2} data-metric="cache_last_reload_identity_ms" data-value={v.cache.last_reload.identity_ms}>{formatPhases(v.cache.last_reload, v.cache.variants_pending)}</td></tr>

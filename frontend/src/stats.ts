@@ -30,6 +30,8 @@ export interface Stats {
     files: number;
     bytes: number;
     hits: number;
+    /** The part of `hits` answered whole from a worker's rendered responses (hot files). */
+    rendered_hits: number;
     misses: number;
     reloads_ok: number;
     reloads_failed: number;
@@ -128,6 +130,7 @@ export function parseStats(json: unknown): Stats {
       files: num(c.files, "cache.files"),
       bytes: num(c.bytes, "cache.bytes"),
       hits: num(c.hits, "cache.hits"),
+      rendered_hits: num(c.rendered_hits, "cache.rendered_hits"),
       misses: num(c.misses, "cache.misses"),
       reloads_ok: num(c.reloads_ok, "cache.reloads_ok"),
       reloads_failed: num(c.reloads_failed, "cache.reloads_failed"),
@@ -320,7 +323,7 @@ export interface View {
   /** max/min of per-worker request counts; 1 is perfect balance, null with fewer than 2 busy workers */
   imbalance: number | null;
   /** compressionSavings: 1 − smallest variants / identity, over the files that have variants. */
-  cache: Stats["cache"] & { hitRatio: number | null; compressionSavings: number | null };
+  cache: Stats["cache"] & { hitRatio: number | null; renderedShare: number | null; compressionSavings: number | null };
   chart: Point[];
 }
 
@@ -399,6 +402,7 @@ export function view(history: History): View | null {
     cache: {
       ...s.cache,
       hitRatio: lookups ? s.cache.hits / lookups : null,
+      renderedShare: s.cache.hits ? s.cache.rendered_hits / s.cache.hits : null,
       compressionSavings: s.cache.compressible_bytes
         ? 1 - s.cache.compressed_bytes / s.cache.compressible_bytes
         : null,

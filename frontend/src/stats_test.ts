@@ -27,7 +27,7 @@ import {
 const BOUNDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** A document shaped exactly like one captured from `curl 127.0.0.1:9464/stats`. */
-const CAPTURED = `{"time_unix_ms":1795663214835,"uptime_seconds":1.932,"requests_total":2,"response_bytes_total":468,"responses_by_code":{"200":1,"404":1},"duration_seconds":{"bounds":[0.00005,0.0001,0.00025,0.0005,0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10],"counts":[0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"sum":0.000200797,"count":2},"workers":[{"id":0,"cpu":0,"requests":1,"connections_accepted":1,"connections_active":0,"turns":14,"recv_buffers_exhausted":0,"cq_overflows":0},{"id":1,"cpu":1,"requests":1,"connections_accepted":1,"connections_active":1,"turns":9,"recv_buffers_exhausted":0,"cq_overflows":0}],"connections_active":0,"connections_accepted_total":2,"accept_queue_depth":0,"accept_queue_full_total":0,"cache":{"generation":0,"files":9,"bytes":422088,"hits":1,"misses":1,"reloads_ok":0,"reloads_failed":0,"last_reload_unix_ms":0,"identity_bytes":239413,"compressible_bytes":239413,"compressed_bytes":64458,"disk_files":0,"page_cache_files":0,"page_cache_bytes":0,"reused_files":0,"reused_bytes":0,"built_bytes":239413,"variants_pending":0,"last_reload":{"trigger":"start","identity_ms":3.214,"variants_ms":612.5}}}`;
+const CAPTURED = `{"time_unix_ms":1795663214835,"uptime_seconds":1.932,"requests_total":2,"response_bytes_total":468,"responses_by_code":{"200":1,"404":1},"duration_seconds":{"bounds":[0.00005,0.0001,0.00025,0.0005,0.001,0.0025,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10],"counts":[0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"sum":0.000200797,"count":2},"workers":[{"id":0,"cpu":0,"requests":1,"connections_accepted":1,"connections_active":0,"turns":14,"recv_buffers_exhausted":0,"cq_overflows":0},{"id":1,"cpu":1,"requests":1,"connections_accepted":1,"connections_active":1,"turns":9,"recv_buffers_exhausted":0,"cq_overflows":0}],"connections_active":0,"connections_accepted_total":2,"accept_queue_depth":0,"accept_queue_full_total":0,"cache":{"generation":0,"files":9,"bytes":422088,"hits":1,"rendered_hits":0,"misses":1,"reloads_ok":0,"reloads_failed":0,"last_reload_unix_ms":0,"identity_bytes":239413,"compressible_bytes":239413,"compressed_bytes":64458,"disk_files":0,"page_cache_files":0,"page_cache_bytes":0,"reused_files":0,"reused_bytes":0,"built_bytes":239413,"variants_pending":0,"last_reload":{"trigger":"start","identity_ms":3.214,"variants_ms":612.5}}}`;
 
 /** A sample `seconds` after the captured one, with the given counters. */
 function sample(seconds: number, requests: number, extra: Partial<Stats> = {}): Stats {
@@ -168,6 +168,7 @@ Deno.test("view: a single sample shows lifetime latency and no rates yet", () =>
   assert.equal(v.latency.window, "since start");
   assert.equal(v.latency.count, 2);
   assert.equal(v.cache.hitRatio, 0.5);
+  assert.equal(v.cache.renderedShare, 0); // one hit, answered by the responder
   assert.ok(Math.abs(v.cache.compressionSavings! - (1 - 64458 / 239413)) < 1e-12);
   assert.equal(v.imbalance, 1);
 });

@@ -332,7 +332,9 @@ impl Link {
     /// one place every answered request passes. Only the public listener is counted (the admin
     /// listener's own traffic is not part of the HTTP metrics); the duration is recorded when
     /// the response is fully sent. `req` is `None` for a head that could not be parsed.
-    #[inline]
+    // Always inlined: out of line (as the inliner chose once `CacheUse` had a fourth case) it
+    // cost 24 instructions a keep-alive request (callgrind).
+    #[inline(always)]
     pub(super) fn finish(&mut self, outcome: Outcome, req: Option<&Request<'_>>, ctx: &Ctx<'_>) {
         if outcome.close {
             self.state = State::Closing;
@@ -343,6 +345,7 @@ impl Link {
         }
         match outcome.cache {
             CacheUse::Hit => ctx.stats.cache_hits.incr(),
+            CacheUse::Rendered => ctx.stats.rendered_hits.incr(),
             CacheUse::Miss => ctx.stats.cache_misses.incr(),
             CacheUse::None => {}
         }

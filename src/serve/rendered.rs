@@ -365,7 +365,7 @@ impl Rendered {
             accept_encoding: req.accept_encoding.map(Into::into),
             bytes,
             date_at,
-            outcome,
+            outcome: Outcome { cache: CacheUse::Rendered, ..outcome },
         });
     }
 }
@@ -475,7 +475,7 @@ mod tests {
         let (again, again_outcome, hit) = ask(&table, GET, ONE);
         assert!(hit);
         assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(&first));
-        assert_eq!(again_outcome, outcome);
+        assert_eq!(again_outcome, Outcome { cache: CacheUse::Rendered, ..outcome }, "counted apart");
         assert!(first.windows(15).any(|w| w == b"X-Frame-Options"), "_headers rules are in it");
         // Each Accept-Encoding value has its own entry: the br answer is not the identity one.
         let (br, _, hit) = ask(&table, GET_BR, ONE);

@@ -81,7 +81,11 @@ impl PathBufs {
 pub enum CacheUse {
     /// The request never reached the cache (an error, a redirect, the admin listener).
     None,
+    /// Answered by the responder from the snapshot.
     Hit,
+    /// Answered whole from the worker's rendered responses (`serve::rendered`), which only
+    /// ever hold hits: counted apart, a hit all the same.
+    Rendered,
     Miss,
 }
 

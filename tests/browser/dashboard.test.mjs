@@ -203,6 +203,9 @@ test('the dashboard shows live figures that follow the load', async () => {
   assert.equal(await metric(page, 'cache_bytes'), s.cache.bytes)
   assert.equal(await metric(page, 'cache_page_cache_files'), s.cache.page_cache_files)
   assert.equal(await metric(page, 'cache_page_cache_bytes'), s.cache.page_cache_bytes)
+  // Counts move with traffic: the part shown is never more than the hits shown with it.
+  const rendered = await metric(page, 'cache_rendered_hits')
+  assert.ok(rendered >= 0 && rendered <= (await metric(page, 'cache_hits')), `rendered hits ${rendered}`)
   assert.equal(await page.locator('[data-metric="worker_requests"]').count(), s.workers.length)
   const p50 = await metric(page, 'duration_seconds_p50')
   assert.ok(p50 > 0 && p50 <= s.duration_seconds.bounds.at(-1), `p50 ${p50}`)

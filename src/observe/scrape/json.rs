@@ -70,14 +70,15 @@ pub fn render(src: &Sources) -> String {
     );
     let _ = write!(
         w,
-        "\"cache\":{{\"generation\":{},\"files\":{},\"bytes\":{},\"hits\":{},\"misses\":{},\"reloads_ok\":{},\
+        "\"cache\":{{\"generation\":{},\"files\":{},\"bytes\":{},\"hits\":{},\"rendered_hits\":{},\"misses\":{},\"reloads_ok\":{},\
          \"reloads_failed\":{},\"last_reload_unix_ms\":{},\"identity_bytes\":{},\"compressible_bytes\":{},\
          \"compressed_bytes\":{},\"disk_files\":{},\"page_cache_files\":{},\"page_cache_bytes\":{},\"reused_files\":{},\"reused_bytes\":{},\"built_bytes\":{},\
          \"variants_pending\":{},\"last_reload\":{{\"trigger\":\"{}\",\"identity_ms\":{:.3},\"variants_ms\":{:.3}}}}}}}",
         src.cache.generation(),
         stats.reload.files.get(),
         stats.reload.bytes.get(),
-        stats.sum(|s| &s.cache_hits),
+        stats.sum(|s| &s.cache_hits) + stats.sum(|s| &s.rendered_hits),
+        stats.sum(|s| &s.rendered_hits),
         stats.sum(|s| &s.cache_misses),
         stats.reload.ok.get(),
         stats.reload.failed.get(),

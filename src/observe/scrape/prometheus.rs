@@ -133,7 +133,13 @@ pub fn render(src: &Sources, format: Format) -> String {
         w,
         "atomserve_cache_hits_total",
         "Requests answered from the snapshot.",
-        stats.sum(|s| &s.cache_hits),
+        stats.sum(|s| &s.cache_hits) + stats.sum(|s| &s.rendered_hits),
+    );
+    counter(
+        w,
+        "atomserve_cache_rendered_hits_total",
+        "Cache hits answered whole from a worker's rendered responses (part of atomserve_cache_hits_total).",
+        stats.sum(|s| &s.rendered_hits),
     );
     counter(
         w,

@@ -86,8 +86,16 @@ pub fn register(meter: &Meter, src: &Arc<Sources>) {
         |s| s.stats.acceptor.queue_full.get(),
     );
     counter(meter, src, "atomserve.cache.hits", "Requests answered from the snapshot", "{request}", |s| {
-        s.stats.sum(|w| &w.cache_hits)
+        s.stats.sum(|w| &w.cache_hits) + s.stats.sum(|w| &w.rendered_hits)
     });
+    counter(
+        meter,
+        src,
+        "atomserve.cache.rendered_hits",
+        "Cache hits answered whole from a worker's rendered responses",
+        "{request}",
+        |s| s.stats.sum(|w| &w.rendered_hits),
+    );
     counter(
         meter,
         src,
