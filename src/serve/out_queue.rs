@@ -103,8 +103,9 @@ pub const FILE_SHARE: u64 = 256 * 1024;
 /// The fewest chunks at the front of the queue worth copying into one ([`OutQueue::coalesce`]):
 /// more than one response's head, body and tail.
 pub const COALESCE_CHUNKS: usize = 4;
-/// The most bytes [`OutQueue::coalesce`] copies at once, and so the most a busy connection's own
-/// buffer grows by for it (released with the rest when the connection goes idle).
+/// The most bytes [`OutQueue::coalesce`] copies at once. The own buffer keeps what it copied until
+/// the queue empties, and a batch drained over many partial sends may be coalesced at each:
+/// copies stop once the buffer holds twice this (it is released when the connection goes idle).
 pub const COALESCE_BYTES: usize = 32 * 1024;
 
 /// Pending output of one connection.
@@ -346,7 +347,7 @@ impl OutQueue {
     }
 
     /// A copy of every byte queued and not yet sent, files read with `pread(2)`: what the
-    /// client would receive. For tests and debugging; the send path never copies.
+    /// client would receive. For tests and debugging; the send path copies only in `coalesce`.
     pub fn contents(&self) -> io::Result<Vec<u8>> {
         let mut all = Vec::with_capacity(self.pending);
         for (i, chunk) in self.chunks.iter().enumerate() {
@@ -575,6 +576,8 @@ mod tests {
     fn queue_operations_keep_the_bytes_in_order() {
         let shared: Vec<Arc<[u8]>> =
             (0..4u8).map(|k| (0..(700 * usize::from(k) + 50)).map(|i| (i as u8) ^ k).collect()).collect();
+        let file_bytes: Vec<u8> = (0..3001u32).map(|i| (i % 239) as u8).collect();
+        let file = disk_file(&file_bytes);
         let mut q = OutQueue::default();
         let mut model = std::collections::VecDeque::new();
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -585,7 +588,7 @@ mod tests {
             seed % n
         };
         for step in 0..30_000 {
-            match next(8) {
+            match next(10) {
                 0..=2 => {
                     let len = next(400) as usize + 1;
                     let byte = (step % 251) as u8;
@@ -593,11 +596,39 @@ mod tests {
                     model.extend(std::iter::repeat_n(byte, len));
                 }
                 3..=4 => {
-                    let bytes = &shared[next(4) as usize];
-                    q.turn(|out| out.push_shared(bytes));
+                    // Borrowed within the turn, coalesced there at times (as a send made in the
+                    // turn does), held after it.
+                    let (bytes, now) = (&shared[next(4) as usize], next(2) == 0);
+                    q.turn(|out| {
+                        out.push_shared(bytes);
+                        if now {
+                            out.coalesce();
+                        }
+                    });
                     model.extend(bytes.iter());
                 }
                 5 => q.coalesce(),
+                7 => {
+                    // Everything sent, then a batch borrowed in a turn, partly sent, coalesced:
+                    // the front chunk is a borrowed one partly sent.
+                    q.advance(q.pending());
+                    model.clear();
+                    let batch: Vec<&Arc<[u8]>> =
+                        (0..4 + next(4)).map(|_| &shared[next(4) as usize]).collect();
+                    let sent = next(batch[0].len() as u64) as usize;
+                    q.turn(|out| {
+                        batch.iter().for_each(|bytes| out.push_shared(bytes));
+                        out.advance(sent);
+                        out.coalesce();
+                    });
+                    batch.iter().for_each(|bytes| model.extend(bytes.iter()));
+                    model.drain(..sent);
+                }
+                6 => {
+                    let start = next(3000);
+                    q.push_file(&file, start, 3001);
+                    model.extend(&file_bytes[start as usize..]);
+                }
                 _ => {
                     let n = next(q.pending() as u64 + 1) as usize;
                     q.advance(n);

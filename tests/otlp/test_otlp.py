@@ -202,7 +202,9 @@ def test_metrics_traces_and_logs_arrive_with_exact_counts(root: Path, receiver: 
     assert list(point.explicit_bounds)[:4] == [0.000005, 0.00001, 0.000025, 0.00005] and point.explicit_bounds[-1] == 10.0
     assert point.sum > 0
     assert counter_sum(m["atomserve.cache.hits"]) == 71  # 60 GET + 10 HEAD + 1 traced GET
-    assert counter_sum(m["atomserve.cache.rendered_hits"]) <= 71  # a part of the hits
+    # A part of the hits: the 60 GETs of two paths on one connection, all but the first of each
+    # answered from the worker's rendered responses (fewer if a snapshot is published between).
+    assert 50 <= counter_sum(m["atomserve.cache.rendered_hits"]) <= 58
     assert counter_sum(m["atomserve.cache.misses"]) == 25
     assert counter_sum(m["atomserve.connections.accepted"]) == 1
     assert sum(p.as_int for p in m["atomserve.worker.requests"].sum.data_points) == total

@@ -129,17 +129,19 @@ pub fn render(src: &Sources, format: Format) -> String {
         "Pauses in accepting after EMFILE/ENFILE/ENOBUFS/ENOMEM.",
         stats.acceptor.backoffs.get(),
     );
+    // Read once: a part must never come out larger than the whole it is counted in.
+    let rendered_hits = stats.sum(|s| &s.rendered_hits);
     counter(
         w,
         "atomserve_cache_hits_total",
         "Requests answered from the snapshot.",
-        stats.sum(|s| &s.cache_hits) + stats.sum(|s| &s.rendered_hits),
+        stats.sum(|s| &s.cache_hits) + rendered_hits,
     );
     counter(
         w,
         "atomserve_cache_rendered_hits_total",
         "Cache hits answered whole from a worker's rendered responses (part of atomserve_cache_hits_total).",
-        stats.sum(|s| &s.rendered_hits),
+        rendered_hits,
     );
     counter(
         w,
