@@ -41,6 +41,21 @@ enum Chunk {
     File(Arc<DiskFile>, u64, u64),
 }
 
+impl Chunk {
+    /// The bytes of a chunk that points into shared memory (borrowed or held); empty for the
+    /// connection's own bytes (which need the queue's buffer: `OutQueue::bytes`) and for files.
+    #[inline]
+    fn shared(&self) -> &[u8] {
+        match self {
+            // SAFETY: a borrowed chunk exists only during the `OutQueue::turn` call that queued
+            // it, while the Arc it points to is alive (see `turn`); `start..end` was checked.
+            Chunk::Borrowed(arc, start, end) => unsafe { &(&**arc)[*start..*end] },
+            Chunk::Held(bytes, start, end) => &bytes[*start..*end],
+            Chunk::Own { .. } | Chunk::File(..) => &[],
+        }
+    }
+}
+
 /// An [`OutQueue`] lent for one turn of a worker, during which the snapshot the worker reads
 /// is alive for `'s`: bytes of that snapshot can be queued without touching their reference
 /// count. Everything else an `OutQueue` does is reached through `Deref`.
@@ -283,11 +298,7 @@ impl OutQueue {
             let skip = if i == 0 { *sent } else { 0 };
             match *chunk {
                 Chunk::Own { start, len } => own.extend_from_within(start + skip..start + len),
-                // SAFETY: as in `bytes`: a borrowed chunk exists only during the turn that queued
-                // it, while its Arc is alive; `s..e` was checked when it was queued.
-                Chunk::Borrowed(arc, s, e) => own.extend_from_slice(unsafe { &(&*arc)[s + skip..e] }),
-                Chunk::Held(ref held, s, e) => own.extend_from_slice(&held[s + skip..e]),
-                Chunk::File(..) => {} // not among the first `count`
+                ref other => own.extend_from_slice(&other.shared()[skip..]), // no file among them
             }
         }
         debug_assert_eq!(own.len() - start, bytes);
@@ -436,12 +447,8 @@ impl OutQueue {
     #[inline]
     fn bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
         match chunk {
-            // SAFETY: a borrowed chunk exists only during the `OutQueue::turn` call that queued
-            // it, while the Arc it points to is alive (see `turn`); `start..end` was checked.
-            Chunk::Borrowed(arc, start, end) => unsafe { &(&**arc)[*start..*end] },
-            Chunk::Held(bytes, start, end) => &bytes[*start..*end],
             Chunk::Own { start, len } => &self.own[*start..*start + *len],
-            Chunk::File(..) => &[],
+            other => other.shared(),
         }
     }
 

@@ -1,5 +1,6 @@
-//! Whole responses for hot files (up to 256 KiB with their head), rendered once a second: a keep-alive hit is one
-//! contiguous buffer queued as one chunk, like a fixed-response server's `send` (issue #16).
+//! Whole responses for hot files (up to 256 KiB with their head), rendered once a second: a
+//! keep-alive hit is one contiguous buffer queued as one chunk, like a fixed-response server's
+//! `send` (issue #16).
 //!
 //! **What is rendered.** The responder's own output, copied: when a request that could be
 //! answered from this table misses it and the responder answers `200` from the cache with a

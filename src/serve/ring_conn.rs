@@ -346,7 +346,7 @@ fn pump<'s>(
             // turn, then held by the queue's own `Arc`s at the same address) and the queue's own
             // buffer, which is not written while `ops.send` is set (`on_input` keeps new input
             // aside). The chunks leave the queue only in `advance`, after this send's
-            // completion, and in `coalesce`, which runs only here, before a send is made;
+            // completion, and in `coalesce`, which this backend calls only here, before a send;
             // `msg` is kept in `ops.send` until then; and a connection with a send
             // in flight is never dropped (`in_flight`).
             let queued =
