@@ -19,7 +19,7 @@ use crate::http::response::Status;
 use crate::observe::access::{AccessRecord, AccessSink};
 use crate::observe::scrape::Sources;
 use crate::serve::inbuf::InBuf;
-use crate::serve::out_queue::{Flush, OutQueue, Turn};
+use crate::serve::out_queue::{BatchSpares, Flush, OutQueue, Turn};
 use crate::serve::rendered::Rendered;
 use crate::serve::respond::{self, CacheUse, Outcome, PathBufs, Service, Site};
 use crate::stats::{self, WorkerStats};
@@ -85,6 +85,8 @@ pub struct Bufs {
     pub scratch: Vec<u8>,
     /// The responder's path buffers.
     pub paths: PathBufs,
+    /// Buffers for pipelined batches (`OutQueue::coalesce`), lent to a connection until it idles.
+    pub batches: BatchSpares,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,14 +401,14 @@ impl Link {
 
     /// Sets the timer while waiting for input: the head timeout runs from a request's first byte
     /// (a client dribbling bytes cannot extend it), the keep-alive timeout between requests.
-    pub(super) fn arm_read_timer(&mut self, out: &mut OutQueue, ctx: &Ctx<'_>) {
+    pub(super) fn arm_read_timer(&mut self, out: &mut OutQueue, ctx: &Ctx<'_>, batches: &mut BatchSpares) {
         if self.state == State::Lingering {
             return; // the linger deadline stands
         }
         self.deadline_ms = match self.head_started_ms {
             Some(started) => started + ctx.timeouts.header_ms,
             None => {
-                out.shrink();
+                out.shrink(batches);
                 ctx.now_ms + ctx.timeouts.keep_alive_ms
             }
         };

@@ -4,8 +4,10 @@
 //! memory. Only the few dozen bytes that change per response (the tail: `Date`, `Connection`)
 //! and generated responses live in the connection's own buffer. A partial send keeps its place
 //! and resumes where the kernel stopped. One exception: a pipelined batch of small responses is
-//! copied into that buffer before it is sent ([`OutQueue::coalesce`]), because the kernel copies
-//! one stretch faster than one per iovec.
+//! copied into one stretch before it is sent ([`OutQueue::coalesce`]), because the kernel copies
+//! one stretch faster than one per iovec. That stretch is a buffer of its own, lent by the
+//! worker's [`BatchSpares`] and given back when the connection goes idle, so that a pipelining
+//! connection neither allocates per batch nor keeps a batch's memory while idle.
 //!
 //! A borrowed chunk is only valid until the worker's next quiescent point (see
 //! `cache::swap`): after that, a reload may free the snapshot it points into. The contract lives
@@ -37,13 +39,16 @@ enum Chunk {
     Held(Arc<[u8]>, usize, usize),
     /// `own[start..start + len]`.
     Own { start: usize, len: usize },
+    /// `batch[start..start + len]`: responses copied into one stretch by `coalesce`.
+    Batch { start: usize, len: usize },
     /// Bytes `start..end` of a file on disk, sent with sendfile(2).
     File(Arc<DiskFile>, u64, u64),
 }
 
 impl Chunk {
     /// The bytes of a chunk that points into shared memory (borrowed or held); empty for the
-    /// connection's own bytes (which need the queue's buffer: `OutQueue::bytes`) and for files.
+    /// connection's own and batch bytes (which need the queue's buffers: `OutQueue::bytes`) and
+    /// for files.
     #[inline]
     fn shared(&self) -> &[u8] {
         match self {
@@ -51,7 +56,7 @@ impl Chunk {
             // it, while the Arc it points to is alive (see `turn`); `start..end` was checked.
             Chunk::Borrowed(arc, start, end) => unsafe { &(&**arc)[*start..*end] },
             Chunk::Held(bytes, start, end) => &bytes[*start..*end],
-            Chunk::Own { .. } | Chunk::File(..) => &[],
+            Chunk::Own { .. } | Chunk::Batch { .. } | Chunk::File(..) => &[],
         }
     }
 }
@@ -118,16 +123,63 @@ pub const FILE_SHARE: u64 = 256 * 1024;
 /// The fewest chunks at the front of the queue worth copying into one ([`OutQueue::coalesce`]):
 /// more than one response's head, body and tail.
 pub const COALESCE_CHUNKS: usize = 4;
-/// The most bytes [`OutQueue::coalesce`] copies at once. The own buffer keeps what it copied until
-/// the queue empties, and a batch drained over many partial sends may be coalesced at each:
-/// copies stop once the buffer holds twice this (it is released when the connection goes idle).
+/// The most bytes [`OutQueue::coalesce`] copies at once. The batch buffer keeps what it copied
+/// until the queue empties, and a batch drained over many partial sends may be coalesced at each:
+/// copies stop once the buffer holds twice this (it goes back to the worker's spares when the
+/// connection goes idle).
 pub const COALESCE_BYTES: usize = 32 * 1024;
+
+/// Emptied batch buffers ([`OutQueue::coalesce`]) a worker keeps for its connections' next
+/// pipelined batch: a connection takes one for a batch and gives it back when it goes idle, so
+/// pipelining costs no allocation once the worker has served as many pipelining connections at
+/// once as it keeps spares. At most [`BATCH_SPARES`] buffers of at most [`BATCH_SPARE_MAX`]
+/// bytes: 4 MiB per worker at the very most, and only after that many connections pipelined at
+/// once (a batch of 16 responses of 1 KiB takes 32 KiB).
+#[derive(Default)]
+pub struct BatchSpares(Vec<Vec<u8>>);
+
+/// How many batch buffers a worker keeps, and the largest it keeps.
+pub const BATCH_SPARES: usize = 64;
+pub const BATCH_SPARE_MAX: usize = 2 * COALESCE_BYTES;
+
+impl BatchSpares {
+    /// An empty pool with room for [`BATCH_SPARES`] (made at start-up: giving one back never
+    /// allocates). `BatchSpares::default()` has no room and allocates nothing: for a queue that
+    /// will not coalesce (a single response).
+    pub fn new() -> BatchSpares {
+        BatchSpares(Vec::with_capacity(BATCH_SPARES))
+    }
+
+    /// A buffer for a batch: a spare, or an empty `Vec` that allocates when first written.
+    fn take(&mut self) -> Vec<u8> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    /// Keeps `buf` (emptied) for another batch, or frees it if the pool is full or `buf` is
+    /// larger than the pool keeps.
+    fn give(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > 0 && buf.capacity() <= BATCH_SPARE_MAX && self.0.len() < BATCH_SPARES {
+            buf.clear();
+            self.0.push(buf);
+        }
+    }
+
+    /// Buffers kept now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
 
 /// Pending output of one connection.
 #[derive(Default)]
 pub struct OutQueue {
     chunks: VecDeque<Chunk>,
     own: Vec<u8>,
+    /// Where `coalesce` copies a pipelined batch: from the worker's [`BatchSpares`] while the
+    /// connection has output, given back by `shrink` when it goes idle. Only the front chunk
+    /// may point into it.
+    batch: Vec<u8>,
     /// Bytes of the front chunk already sent.
     sent: usize,
     /// Bytes queued and not yet sent.
@@ -212,9 +264,9 @@ impl OutQueue {
         self.chunks.push_back(Chunk::Own { start, len });
     }
 
-    /// Sends as much as the socket takes (and at most [`FILE_SHARE`] bytes of a file).
+    /// Sends as much as the socket takes (and at most [`FILE_SHARE`] bytes of a file). The epoll
+    /// transport calls [`OutQueue::coalesce`] first.
     pub fn flush(&mut self, fd: BorrowedFd<'_>) -> io::Result<Flush> {
-        self.coalesce();
         self.flush_with_share(fd, FILE_SHARE)
     }
 
@@ -256,26 +308,35 @@ impl OutQueue {
         Ok(Flush::Done)
     }
 
-    /// Copies the chunks at the front of the queue into one chunk of the connection's own buffer,
-    /// when at least [`COALESCE_CHUNKS`] of them come before any file and within
-    /// [`COALESCE_BYTES`]: the kernel then copies one stretch instead of one per iovec. This is
-    /// for pipelined batches, where each response is a chunk of its own; a single response (at
-    /// most a head, a body and a tail) is left alone. Call it only when no send reads the queue
-    /// (an io_uring send in flight points into `own`, which this may reallocate).
+    /// Copies the chunks at the front of the queue into one chunk of the batch buffer (taken
+    /// from `spares` if the queue has none), when at least [`COALESCE_CHUNKS`] of them come
+    /// before any file and within [`COALESCE_BYTES`]: the kernel then copies one stretch instead
+    /// of one per iovec. This is for pipelined batches, where each response is a chunk of its
+    /// own; a single response (at most a head, a body and a tail) is left alone. Call it only
+    /// when no send reads the queue (an io_uring send in flight points into `batch`, which this
+    /// may reallocate).
     #[inline]
-    pub fn coalesce(&mut self) {
+    pub fn coalesce(&mut self, spares: &mut BatchSpares) {
         if self.chunks.len() < COALESCE_CHUNKS {
             return;
         }
-        self.coalesce_front();
+        self.coalesce_front(spares);
     }
 
     #[cold]
     #[inline(never)]
-    fn coalesce_front(&mut self) {
-        // `own` keeps what was sent until the queue empties, and a queue drained over many
-        // partial sends is coalesced afresh at each: copies stop at twice the share.
-        let cap = (2 * COALESCE_BYTES).saturating_sub(self.own.len()).min(COALESCE_BYTES);
+    fn coalesce_front(&mut self, spares: &mut BatchSpares) {
+        // A batch chunk is only ever at the front (made there, and copied again whenever
+        // coalescing starts from it), so without one at the front nothing reads `batch`: it is
+        // emptied here rather than each time the queue empties (which is on every request's
+        // path). With one, `batch` keeps what was sent until the queue empties, and a queue
+        // drained over many partial sends is coalesced afresh at each: copies stop at twice
+        // the share.
+        if !matches!(self.chunks.front(), Some(Chunk::Batch { .. })) {
+            self.batch.clear();
+        }
+        debug_assert!(self.chunks.iter().skip(1).all(|c| !matches!(c, Chunk::Batch { .. })));
+        let cap = (2 * COALESCE_BYTES).saturating_sub(self.batch.len()).min(COALESCE_BYTES);
         let (mut count, mut bytes) = (0, 0);
         for (i, chunk) in self.chunks.iter().enumerate() {
             if matches!(chunk, Chunk::File(..)) {
@@ -291,19 +352,23 @@ impl OutQueue {
         if count < COALESCE_CHUNKS {
             return;
         }
-        let OutQueue { chunks, own, sent, .. } = self;
-        let start = own.len();
-        own.reserve(bytes);
+        if self.batch.capacity() == 0 {
+            self.batch = spares.take();
+        }
+        let OutQueue { chunks, own, batch, sent, .. } = self;
+        let start = batch.len();
+        batch.reserve(bytes);
         for (i, chunk) in chunks.iter().take(count).enumerate() {
             let skip = if i == 0 { *sent } else { 0 };
             match *chunk {
-                Chunk::Own { start, len } => own.extend_from_within(start + skip..start + len),
-                ref other => own.extend_from_slice(&other.shared()[skip..]), // no file among them
+                Chunk::Own { start, len } => batch.extend_from_slice(&own[start + skip..start + len]),
+                Chunk::Batch { start, len } => batch.extend_from_within(start + skip..start + len),
+                ref other => batch.extend_from_slice(&other.shared()[skip..]), // no file among them
             }
         }
-        debug_assert_eq!(own.len() - start, bytes);
+        debug_assert_eq!(batch.len() - start, bytes);
         chunks.drain(..count);
-        chunks.push_front(Chunk::Own { start, len: bytes });
+        chunks.push_front(Chunk::Batch { start, len: bytes });
         *sent = 0;
     }
 
@@ -434,10 +499,27 @@ impl OutQueue {
     }
 
     /// Releases the buffers' memory: an idle keep-alive connection should cost next to nothing.
-    pub fn shrink(&mut self) {
+    /// The batch buffer goes back to `spares` for the next pipelined batch, of this connection or
+    /// another.
+    // Inlined, with the release apart: most connections go idle holding nothing to release, and
+    // out of line the check cost ~20 instructions a keep-alive request (callgrind).
+    #[inline(always)]
+    pub fn shrink(&mut self, spares: &mut BatchSpares) {
         debug_assert!(self.is_empty());
+        // `|`, not `||`: three loads and one branch.
+        if (self.own.capacity() > 4096) | (self.batch.capacity() > 0) | (self.chunks.capacity() > 64) {
+            self.release(spares);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release(&mut self, spares: &mut BatchSpares) {
         if self.own.capacity() > 4096 {
             self.own = Vec::new();
+        }
+        if self.batch.capacity() > 0 {
+            spares.give(std::mem::take(&mut self.batch));
         }
         if self.chunks.capacity() > 64 {
             self.chunks = VecDeque::new();
@@ -446,9 +528,11 @@ impl OutQueue {
 
     #[inline]
     fn bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
+        // Shared bytes first: a rendered response is one such chunk.
         match chunk {
+            Chunk::Borrowed(..) | Chunk::Held(..) | Chunk::File(..) => chunk.shared(),
             Chunk::Own { start, len } => &self.own[*start..*start + *len],
-            other => other.shared(),
+            Chunk::Batch { start, len } => &self.batch[*start..*start + *len],
         }
     }
 
@@ -526,7 +610,7 @@ mod tests {
         });
         q.advance(5);
         let before = q.contents().unwrap();
-        q.coalesce();
+        q.coalesce(&mut BatchSpares::new());
         assert_eq!(q.chunks(), 1, "one chunk for the whole batch");
         assert_eq!((q.contents().unwrap(), q.pending()), (before.clone(), before.len()));
         let (tx, mut rx) = UnixStream::pair().unwrap();
@@ -547,22 +631,22 @@ mod tests {
             out.push_shared(&response);
         });
         let before = q.contents().unwrap();
-        q.coalesce();
+        q.coalesce(&mut BatchSpares::new());
         assert_eq!((q.chunks(), q.contents().unwrap()), (3, before));
 
         // Past `COALESCE_BYTES`: only the chunks within it.
         let big: Arc<[u8]> = vec![1u8; COALESCE_BYTES / 2].into();
         let mut q = OutQueue::default();
         q.turn(|out| (0..5).for_each(|_| out.push_shared(&big)));
-        q.coalesce();
+        q.coalesce(&mut BatchSpares::new());
         assert_eq!(q.chunks(), 5, "two halves fill the share: fewer than COALESCE_CHUNKS, left alone");
         let mut q = OutQueue::default();
         q.turn(|out| (0..3).for_each(|_| out.push_shared(&response)));
-        q.coalesce();
+        q.coalesce(&mut BatchSpares::new());
         assert_eq!(q.chunks(), 3, "one response's head, body and tail are left alone");
     }
 
-    /// A queue drained over many partial sends keeps what it sent in `own` until it empties, and
+    /// A queue drained over many partial sends keeps what it sent in `batch` until it empties, and
     /// each flush may coalesce its front again: coalescing stops at twice `COALESCE_BYTES`.
     #[test]
     fn coalescing_over_many_partial_sends_stays_bounded() {
@@ -570,15 +654,47 @@ mod tests {
         let mut q = OutQueue::default();
         for _ in 0..100 {
             q.turn(|out| (0..8).for_each(|_| out.push_shared(&response)));
-            q.coalesce();
+            q.coalesce(&mut BatchSpares::new());
             q.advance(q.pending() - 10); // all but the last few bytes sent
         }
-        assert!(q.own.len() <= 2 * COALESCE_BYTES, "own holds {} bytes", q.own.len());
+        assert!(q.batch.len() <= 2 * COALESCE_BYTES, "batch holds {} bytes", q.batch.len());
         assert_eq!(q.contents().unwrap().len(), q.pending());
     }
 
-    /// Random pushes (own bytes, shared bytes), coalescing and partial sends, checked against a
-    /// plain byte queue: what the client would receive never changes by how it is held.
+    /// A batch is copied into a buffer lent by the worker's spares, which goes back when the
+    /// connection idles, and is lent again to the next batch (of any connection) without an
+    /// allocation; the connection's own buffer stays small. The pool keeps at most
+    /// `BATCH_SPARES` buffers of at most `BATCH_SPARE_MAX` bytes.
+    #[test]
+    fn batch_buffers_go_back_to_the_spares_when_a_connection_idles() {
+        let response: Arc<[u8]> = vec![5u8; 1000].into();
+        let mut spares = BatchSpares::new();
+        let (mut a, mut b) = (OutQueue::default(), OutQueue::default());
+        a.turn(|out| (0..16).for_each(|_| out.push_shared(&response)));
+        a.coalesce(&mut spares);
+        assert_eq!((a.chunks(), a.own.capacity()), (1, 0), "copied into the batch buffer, not `own`");
+        let (lent, capacity) = (a.batch.as_ptr(), a.batch.capacity());
+        a.advance(a.pending());
+        a.shrink(&mut spares);
+        assert_eq!((spares.len(), a.batch.capacity()), (1, 0), "given back when idle");
+        b.turn(|out| (0..16).for_each(|_| out.push_shared(&response)));
+        b.coalesce(&mut spares);
+        assert_eq!((b.batch.as_ptr(), b.batch.capacity()), (lent, capacity), "the same buffer, lent again");
+        assert_eq!(spares.len(), 0);
+        assert_eq!(b.contents().unwrap(), vec![5u8; 16_000]);
+
+        for _ in 0..BATCH_SPARES + 1 {
+            spares.give(Vec::with_capacity(100));
+        }
+        spares.give(Vec::with_capacity(BATCH_SPARE_MAX + 1));
+        assert_eq!(spares.len(), BATCH_SPARES);
+        spares.take();
+        spares.give(Vec::with_capacity(BATCH_SPARE_MAX + 1));
+        assert_eq!(spares.len(), BATCH_SPARES - 1, "a buffer larger than the pool keeps is freed");
+    }
+
+    /// Random pushes (own bytes, shared bytes), coalescing, partial sends and idle spells,
+    /// checked against a plain byte queue: what the client would receive never changes by how it is held.
     #[test]
     fn queue_operations_keep_the_bytes_in_order() {
         let shared: Vec<Arc<[u8]>> =
@@ -586,6 +702,9 @@ mod tests {
         let file_bytes: Vec<u8> = (0..3001u32).map(|i| (i % 239) as u8).collect();
         let file = disk_file(&file_bytes);
         let mut q = OutQueue::default();
+        // One pool for the run: batch buffers go back to it whenever the queue empties, and
+        // come out of it (with what they held before) for the next batch.
+        let mut spares = BatchSpares::new();
         let mut model = std::collections::VecDeque::new();
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = |n: u64| {
@@ -609,24 +728,25 @@ mod tests {
                     q.turn(|out| {
                         out.push_shared(bytes);
                         if now {
-                            out.coalesce();
+                            out.coalesce(&mut spares);
                         }
                     });
                     model.extend(bytes.iter());
                 }
-                5 => q.coalesce(),
+                5 => q.coalesce(&mut spares),
                 7 => {
                     // Everything sent, then a batch borrowed in a turn, partly sent, coalesced:
                     // the front chunk is a borrowed one partly sent.
                     q.advance(q.pending());
                     model.clear();
+                    q.shrink(&mut spares); // idle: the batch buffer goes back
                     let batch: Vec<&Arc<[u8]>> =
                         (0..4 + next(4)).map(|_| &shared[next(4) as usize]).collect();
                     let sent = next(batch[0].len() as u64) as usize;
                     q.turn(|out| {
                         batch.iter().for_each(|bytes| out.push_shared(bytes));
                         out.advance(sent);
-                        out.coalesce();
+                        out.coalesce(&mut spares);
                     });
                     batch.iter().for_each(|bytes| model.extend(bytes.iter()));
                     model.drain(..sent);

@@ -30,7 +30,7 @@ use std::os::fd::AsFd;
 use crate::endpoint::{Endpoint, Role};
 use crate::serve::inbuf::{InBuf, Spares};
 use crate::serve::link::{Ctx, Keep, Link, State, Timeouts};
-use crate::serve::out_queue::{self, OutQueue, Turn, MAX_IOV};
+use crate::serve::out_queue::{self, BatchSpares, OutQueue, Turn, MAX_IOV};
 use crate::serve::respond::PathBufs;
 use crate::sys::socket;
 use crate::sys::uring::{Completion, SendMsg, Submissions};
@@ -82,6 +82,8 @@ pub struct Io<'a, 'r> {
     pub paths: &'a mut PathBufs,
     /// Emptied input buffers, for the next request split across two receives.
     pub spares: &'a mut Spares,
+    /// Buffers for pipelined batches (`OutQueue::coalesce`), lent to a connection until it idles.
+    pub batches: &'a mut BatchSpares,
 }
 
 /// One client connection on the ring.
@@ -337,7 +339,7 @@ fn pump<'s>(
                 }
             }
             let mut msg = io.pool.pop().unwrap_or_else(SendMsg::new);
-            out.coalesce();
+            out.coalesce(io.batches);
             let mut iov = [const { MaybeUninit::uninit() }; MAX_IOV];
             let (n, file_follows) = out.gather(&mut iov);
             // SAFETY: `gather` initialised `iov[..n]`, and `MaybeUninit<T>` has `T`'s layout.
@@ -390,7 +392,7 @@ fn pump<'s>(
             link.state = State::Closing;
             continue;
         }
-        link.arm_read_timer(out, ctx);
+        link.arm_read_timer(out, ctx, io.batches);
         return arm_recv(link, ops, token, io);
     }
     Keep::Again

@@ -121,6 +121,9 @@ impl Link {
                 if !edge.writable {
                     return Keep::Yes;
                 }
+                // Coalescing here, not inside `flush`: one argument fewer to the send loop, which
+                // cost it ~6 instructions a request in saved registers (callgrind).
+                out.coalesce(&mut bufs.batches);
                 match out.flush(self.fd.as_fd()) {
                     Ok(Flush::Done) => {
                         self.send_armed = false;
@@ -176,7 +179,7 @@ impl Link {
                 continue;
             }
             if !edge.readable {
-                self.arm_read_timer(out, ctx);
+                self.arm_read_timer(out, ctx, &mut bufs.batches);
                 return Keep::Yes;
             }
             match self.read(edge, out, inbuf, ctx, bufs) {
@@ -186,7 +189,7 @@ impl Link {
             }
         }
         if out.is_empty() {
-            self.arm_read_timer(out, ctx);
+            self.arm_read_timer(out, ctx, &mut bufs.batches);
         }
         Keep::Again
     }
@@ -295,6 +298,7 @@ mod tests {
     use crate::http::request::Limits;
     use crate::observe::access::AccessSink;
     use crate::observe::scrape::Sources;
+    use crate::serve::out_queue::BatchSpares;
     use crate::serve::rendered::Rendered;
     use crate::serve::respond::PathBufs;
     use std::io::{Read, Write};
@@ -329,7 +333,8 @@ mod tests {
             stats: &stats.workers[0],
             access: &access,
         };
-        let mut bufs = Bufs { scratch: vec![0; 64 * 1024], paths: PathBufs::default() };
+        let mut bufs =
+            Bufs { scratch: vec![0; 64 * 1024], paths: PathBufs::default(), batches: BatchSpares::new() };
         let (server, mut client) = UnixStream::pair().unwrap();
         server.set_nonblocking(true).unwrap();
         let mut conn = Conn::new(Endpoint { fd: server.into(), role: Role::Public }, 0, &timeouts);

@@ -27,6 +27,7 @@ use crate::observe::access::AccessSink;
 use crate::observe::scrape::Sources;
 use crate::serve::handoff::Take;
 use crate::serve::link::{Bufs, Ctx, Keep, Timeouts};
+use crate::serve::out_queue::BatchSpares;
 use crate::serve::rendered::Rendered;
 use crate::serve::respond::PathBufs;
 use crate::serve::slab::{self, Slab};
@@ -76,7 +77,11 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let mut schedule = Schedule::new();
     let mut events = Events::with_capacity(256);
     let mut conns: Slab<Conn> = Slab::default();
-    let mut bufs = Bufs { scratch: vec![0u8; SCRATCH], paths: PathBufs::with_capacity(256) };
+    let mut bufs = Bufs {
+        scratch: vec![0u8; SCRATCH],
+        paths: PathBufs::with_capacity(256),
+        batches: BatchSpares::new(),
+    };
     let mut date = DateCache::new();
     let mut rendered = Rendered::new(u64::MAX, date.text());
     // Connections that stopped at their work budget with input left (see `Keep::Again`).
