@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::cache::Snapshot;
 use crate::endpoint::{Endpoint, Role};
@@ -23,7 +23,7 @@ use crate::serve::out_queue::{BatchSpares, Flush, OutQueue, Turn};
 use crate::serve::rendered::Rendered;
 use crate::serve::respond::{self, CacheUse, Outcome, PathBufs, Service, Site};
 use crate::stats::{self, WorkerStats};
-use crate::sys::socket;
+use crate::sys::{clock, socket};
 
 /// A large download's limit on bytes queued in its socket and not yet transmitted (see
 /// [`Link::pace`]): half a file share, so each `sendfile` finds the last one mostly on its way.
@@ -70,7 +70,8 @@ pub struct Ctx<'w> {
     pub now_ms: u64,
     /// When this turn started (the worker woke up to the readiness or completions it serves):
     /// where a request's duration starts, one clock read per turn rather than one per read.
-    pub turn_started: Instant,
+    /// `sys::clock::monotonic_ns`.
+    pub turn_started: u64,
     /// The server is shutting down: finish what is in flight, take nothing new.
     pub draining: bool,
     /// This worker's counters.
@@ -137,7 +138,7 @@ pub(super) struct Link {
     /// Requests answered so far; a connection that has not finished one is not idle.
     pub(super) requests: u32,
     /// When the read that brought in the requests now being answered happened.
-    pub(super) batch_started: Option<Instant>,
+    pub(super) batch_started: Option<u64>,
     /// Public requests answered since `batch_started` whose responses are not fully sent yet.
     pub(super) batch_requests: u32,
     /// Their access records, when a sink wants them (see [`crate::observe::access`]).
@@ -365,7 +366,9 @@ impl Link {
     pub(super) fn record(&mut self, req: Option<&Request<'_>>, outcome: Outcome) {
         let fd = self.fd.as_fd();
         let peer = *self.peer.get_or_insert_with(|| socket::peer_addr(fd).ok());
-        let since_read = self.batch_started.map_or(std::time::Duration::ZERO, |t| t.elapsed());
+        let since_read = self
+            .batch_started
+            .map_or(Duration::ZERO, |t| Duration::from_nanos(clock::monotonic_ns().saturating_sub(t)));
         let start = SystemTime::now() - since_read;
         let mut record = match req {
             Some(req) => AccessRecord::new(req, start, peer),
@@ -385,7 +388,7 @@ impl Link {
         let started = if self.parse_pending { self.batch_started } else { self.batch_started.take() };
         if let Some(started) = started {
             if self.batch_requests > 0 {
-                let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+                let ns = clock::monotonic_ns().saturating_sub(started);
                 ctx.stats.duration.observe_ns(ns, u64::from(self.batch_requests));
             }
         }

@@ -328,7 +328,7 @@ mod tests {
             limits: &limits,
             timeouts: &timeouts,
             now_ms: 0,
-            turn_started: std::time::Instant::now(),
+            turn_started: crate::sys::clock::monotonic_ns(),
             draining: false,
             stats: &stats.workers[0],
             access: &access,

@@ -16,7 +16,7 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cache::swap::Reader;
 use crate::cache::Snapshot;
@@ -34,8 +34,8 @@ use crate::serve::slab::{self, Slab};
 use crate::serve::transport::Conn;
 use crate::serve::FdHandoff;
 use crate::sync::Arc;
-use crate::sys::affinity;
 use crate::sys::epoll::{self, Epoll, Events};
+use crate::sys::{affinity, clock};
 
 /// Everything a worker starts with.
 pub struct WorkerSetup {
@@ -186,26 +186,27 @@ pub fn pin(setup: &WorkerSetup) {
 /// long the next wait may last, when timers are swept, when a stop was noticed and when the
 /// drain is over. Shared by the epoll and the io_uring loops.
 pub struct Schedule {
-    clock: Instant,
+    /// `sys::clock::monotonic_ns` when the worker started.
+    epoch_ns: u64,
     drain_deadline: Option<u64>,
     next_sweep: u64,
 }
 
 impl Schedule {
     pub fn new() -> Schedule {
-        Schedule { clock: Instant::now(), drain_deadline: None, next_sweep: SWEEP_MS }
+        Schedule { epoch_ns: clock::monotonic_ns(), drain_deadline: None, next_sweep: SWEEP_MS }
     }
 
     /// Coarse monotonic milliseconds since the worker started.
     pub fn now_ms(&self) -> u64 {
-        self.clock.elapsed().as_millis() as u64
+        clock::monotonic_ns().saturating_sub(self.epoch_ns) / 1_000_000
     }
 
-    /// The time of a turn's start: the instant and, coarse, [`Schedule::now_ms`] of it (one
-    /// clock read for both).
-    pub fn turn(&self) -> (Instant, u64) {
-        let now = Instant::now();
-        (now, now.duration_since(self.clock).as_millis() as u64)
+    /// The time of a turn's start: `sys::clock::monotonic_ns` and, coarse,
+    /// [`Schedule::now_ms`] of it (one clock read for both).
+    pub fn turn(&self) -> (u64, u64) {
+        let now = clock::monotonic_ns();
+        (now, now.saturating_sub(self.epoch_ns) / 1_000_000)
     }
 
     /// How long the next wait may last: not at all with connections `ready` to run again;
@@ -322,7 +323,7 @@ pub fn context<'w>(
     snapshot: &'w Snapshot,
     date: &'w DateCache,
     rendered: &'w Rendered,
-    (started, now): (Instant, u64),
+    (started, now): (u64, u64),
     draining: bool,
 ) -> Ctx<'w> {
     Ctx {
