@@ -109,7 +109,8 @@ struct InFlight {
     eof: bool,
     /// Closing: everything in flight was cancelled; the slot is freed at the last completion.
     dead: bool,
-    /// Bytes of the front file chunk still allowed before yielding to other connections.
+    /// Bytes of file chunks still allowed before yielding to other connections (and pacing the
+    /// connection, `Link::pace`): `FILE_SHARE` for each download, renewed when the queue empties.
     file_budget: u64,
 }
 
@@ -325,6 +326,12 @@ fn pump<'s>(
                         if out.is_empty() {
                             link.send_armed = false;
                             link.observe_batch(ctx);
+                            // The share is per download, as epoll's is per flush: without this,
+                            // what each 190 KiB response left of it ran out on the next one,
+                            // which was then paced (`TCP_NOTSENT_LOWAT`) and every later
+                            // response went out in two `sendfile`s a poll apart (1.74 a
+                            // response, docs/benchmarks.md).
+                            ops.file_budget = FILE_SHARE;
                         }
                         continue;
                     }
