@@ -8,7 +8,7 @@ mod chunked_model;
 
 use atomserve::http::chunked::{self, Scan};
 use atomserve::http::encoding::{AcceptEncoding, Coding};
-use atomserve::http::request::{parse, Limits, Parsed};
+use atomserve::http::request::{parse, Fields, Limits, Parsed};
 use atomserve::http::response::Status;
 use atomserve::http::{date, path, range};
 use chunked_model::{agrees, encode};
@@ -103,7 +103,7 @@ proptest! {
 
     #[test]
     fn request_parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
-        if let Parsed::Complete(req) = parse(&bytes, &Limits::default()) {
+        if let Parsed::Complete(req) = parse(&bytes, &Limits::default(), &mut Fields::default()) {
             prop_assert!(req.head_len <= bytes.len());
         }
     }
@@ -115,7 +115,7 @@ proptest! {
         extra in prop::collection::vec("[A-Za-z-]{1,12}: [ -~]{0,30}", 0..8),
     ) {
         let head = format!("{method} {target} HTTP/1.1\r\nHost: x\r\n{}\r\n", extra.iter().map(|h| format!("{h}\r\n")).collect::<String>());
-        match parse(head.as_bytes(), &Limits::default()) {
+        match parse(head.as_bytes(), &Limits::default(), &mut Fields::default()) {
             Parsed::Complete(req) => prop_assert_eq!(req.head_len, head.len()),
             Parsed::Invalid(_) => {}
             Parsed::Partial => prop_assert!(false, "a complete head reported partial: {head:?}"),

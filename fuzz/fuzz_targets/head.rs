@@ -5,16 +5,17 @@
 
 #![no_main]
 
-use atomserve::http::request::{parse, Limits, Parsed};
+use atomserve::http::request::{parse, Fields, Limits, Parsed};
 use libfuzzer_sys::fuzz_target;
 
 mod reference {
     //! The parser of commit 0d890ab (httparse + a loop over its field array), unchanged but for
-    //! the paths of what it uses.
+    //! the paths of what it uses and for where its result goes (since the parse that lends one, a
+    //! `Request` borrows the `Fields` slot its caller lends).
     use std::mem::MaybeUninit;
 
     use atomserve::http::conditional::Conditions;
-    use atomserve::http::request::{Limits, Method, Parsed, Request};
+    use atomserve::http::request::{Fields, Limits, Method, Parsed, Request};
     use atomserve::http::response::Status;
 
     fn method_of(token: &str) -> Method {
@@ -44,6 +45,7 @@ mod reference {
         buf: &'b [u8],
         headers: &mut [MaybeUninit<httparse::Header<'b>>],
         limits: &Limits,
+        slot: &'b mut Fields<'b>,
     ) -> Parsed<'b> {
         // Clients may send empty lines between requests (RFC 9112 §2.2): skip them first. They
         // count against the head limit, or a stream of CRLFs would grow the buffer without end.
@@ -52,7 +54,7 @@ mod reference {
             if skip > limits.max_request_line {
                 return Parsed::Invalid(Status::BadRequest);
             }
-            return match parse(&buf[skip..], headers, limits) {
+            return match parse(&buf[skip..], headers, limits, slot) {
                 Parsed::Complete(req) if skip + req.head_len > limits.max_header_bytes => {
                     Parsed::Invalid(Status::HeaderFieldsTooLarge)
                 }
@@ -195,16 +197,21 @@ mod reference {
             head_len,
             body_len,
             chunked,
-            expect_continue,
-            conditions,
-            range,
-            accept_encoding,
-            accept,
-            host,
-            user_agent,
-            referer,
-            traceparent,
-            tracestate,
+            fields: {
+                *slot = Fields {
+                    expect_continue,
+                    conditions,
+                    range,
+                    accept_encoding,
+                    accept,
+                    host,
+                    user_agent,
+                    referer,
+                    traceparent,
+                    tracestate,
+                };
+                slot
+            },
         })
     }
 
@@ -264,9 +271,10 @@ mod reference {
 }
 
 fn check(data: &[u8], limits: &Limits) {
-    let ours = parse(data, limits);
+    let (mut ours_fields, mut their_fields) = (Fields::default(), Fields::default());
+    let ours = parse(data, limits, &mut ours_fields);
     let mut headers = vec![std::mem::MaybeUninit::uninit(); limits.max_headers.min(256)];
-    let theirs = reference::parse(data, &mut headers, limits);
+    let theirs = reference::parse(data, &mut headers, limits, &mut their_fields);
     assert_eq!(format!("{ours:?}"), format!("{theirs:?}"), "{:?}", String::from_utf8_lossy(data));
     if let Parsed::Complete(req) = ours {
         assert!(req.head_len <= data.len());

@@ -4,11 +4,12 @@
 
 #![no_main]
 
-use atomserve::http::request::{parse, Limits, Parsed};
+use atomserve::http::request::{parse, Fields, Limits, Parsed};
 use libfuzzer_sys::fuzz_target;
 
 fn check(data: &[u8], limits: &Limits) {
-    match parse(data, limits) {
+    let mut fields = Fields::default();
+    match parse(data, limits, &mut fields) {
         Parsed::Complete(req) => {
             let n = req.head_len;
             assert!(n <= data.len() && data[..n].ends_with(b"\n"), "head_len {n} of {}", data.len());
@@ -19,7 +20,7 @@ fn check(data: &[u8], limits: &Limits) {
             );
             assert!(req.body_len <= limits.max_body);
             // What follows the head (a pipelined request, a body) does not change how it parses.
-            match parse(&data[..n], limits) {
+            match parse(&data[..n], limits, &mut Fields::default()) {
                 Parsed::Complete(r) => {
                     assert_eq!(
                         (r.head_len, r.target, r.body_len, r.keep_alive),
@@ -30,7 +31,8 @@ fn check(data: &[u8], limits: &Limits) {
             }
             // Any prefix of it is Partial: a head that arrives in pieces is not refused on the way.
             for k in [n - 1, usize::from(data[0]) * n / 256] {
-                let r = parse(&data[..k], limits);
+                let mut fields = Fields::default();
+                let r = parse(&data[..k], limits, &mut fields);
                 assert!(matches!(r, Parsed::Partial), "prefix of {k}/{n} bytes: {r:?}");
             }
         }

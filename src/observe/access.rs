@@ -302,7 +302,10 @@ mod tests {
     #[test]
     fn combined_format_escapes_what_could_forge_a_line() {
         let raw = b"GET /a%20b?q=x HTTP/1.1\r\nHost: h\r\nUser-Agent: evil\" 200 0 \"\xff\r\n\r\n";
-        let Parsed::Complete(req) = request::parse(raw, &Limits::default()) else { panic!("parse") };
+        let mut fields = request::Fields::default();
+        let Parsed::Complete(req) = request::parse(raw, &Limits::default(), &mut fields) else {
+            panic!("parse")
+        };
         let peer = "192.0.2.7:5555".parse().ok();
         let mut rec = AccessRecord::new(&req, UNIX_EPOCH + Duration::from_secs(1_795_663_171), peer);
         rec.status = 200;

@@ -443,7 +443,8 @@ mod tests {
     /// Answers `raw` as `Link::process` does; returns the bytes queued and whether the table
     /// answered.
     fn ask(table: &Rendered, raw: &str, date: &[u8; date::LEN]) -> (Vec<u8>, Outcome, bool) {
-        let Parsed::Complete(req) = request::parse(raw.as_bytes(), &Limits::default()) else {
+        let mut fields = request::Fields::default();
+        let Parsed::Complete(req) = request::parse(raw.as_bytes(), &Limits::default(), &mut fields) else {
             panic!("{raw}")
         };
         let site = Site { service: Service::Files(snapshot()), date, draining: false };
@@ -510,7 +511,10 @@ mod tests {
             assert!(!hit, "{raw}");
             table.refresh(snapshot().serial(), ONE);
         }
-        let Parsed::Complete(req) = request::parse(GET.as_bytes(), &Limits::default()) else { panic!() };
+        let mut fields = request::Fields::default();
+        let Parsed::Complete(req) = request::parse(GET.as_bytes(), &Limits::default(), &mut fields) else {
+            panic!()
+        };
         assert!(table.find(&req, false).is_none(), "not when closing (draining, admin listener)");
         // What is not a cached 200 in memory is never captured: a 404, a body too large.
         for raw in
@@ -555,7 +559,10 @@ mod tests {
         let (first, ..) = ask(&table, MID, ONE);
         assert!(first.len() > 3 * FILE_MIN);
         table.refresh(snapshot().serial(), ONE);
-        let Parsed::Complete(req) = request::parse(MID.as_bytes(), &Limits::default()) else { panic!() };
+        let mut fields = request::Fields::default();
+        let Parsed::Complete(req) = request::parse(MID.as_bytes(), &Limits::default(), &mut fields) else {
+            panic!()
+        };
         let mut slow = OutQueue::default(); // a client that has not read its response yet
         slow.turn(|out| match table.find(&req, true) {
             Some((Response::File(disk), _)) => out.push_file(disk, 0, disk.len),
@@ -582,7 +589,10 @@ mod tests {
         let (first, ..) = ask(&table, CHUNK, ONE);
         table.refresh(snapshot().serial(), ONE);
         assert_eq!(table.len(), 1, "captured");
-        let Parsed::Complete(req) = request::parse(CHUNK.as_bytes(), &Limits::default()) else { panic!() };
+        let mut fields = request::Fields::default();
+        let Parsed::Complete(req) = request::parse(CHUNK.as_bytes(), &Limits::default(), &mut fields) else {
+            panic!()
+        };
         let mut out = OutQueue::default();
         out.turn(|out| table.find(&req, true).expect("a hit").0.queue(out));
         assert_eq!(out.chunks(), 1, "head and body in one chunk");

@@ -463,7 +463,8 @@ mod tests {
     /// outcome and the bytes the client would get.
     fn ask(raw: &str, service: Service<'_>, draining: bool) -> (Outcome, String) {
         let raw = &raw.replacen("\r\n", "\r\nHost: example.test\r\n", 1);
-        let Parsed::Complete(req) = request::parse(raw.as_bytes(), &Limits::default()) else {
+        let mut fields = request::Fields::default();
+        let Parsed::Complete(req) = request::parse(raw.as_bytes(), &Limits::default(), &mut fields) else {
             panic!("not a complete request: {raw:?}");
         };
         let mut out = OutQueue::default();
