@@ -91,6 +91,28 @@ fn past_the_budget_the_largest_files_go_to_disk() {
 
 /// Reads a response slowly through a tiny receive buffer: the server's socket fills, sendfile
 /// returns EAGAIN, and the send must resume on EPOLLOUT where it stopped.
+/// A download whose last bytes use up exactly its share of a turn (5 MiB is 20 × 256 KiB) is
+/// still finished: its duration recorded, the next request timed afresh. On the ring the share
+/// ran out before the end-of-response bookkeeping, which was then skipped: the histogram counted
+/// none of these downloads.
+#[test]
+fn downloads_that_end_with_their_share_are_counted() {
+    let root = fixture_root("bigfiles-share");
+    let s = Server::start(&root.path, &["--max-cached-file", "1M"]);
+    let mut c = s.connect();
+    for _ in 0..3 {
+        write!(c, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = read_response(&mut c, false).unwrap();
+        assert_eq!((r.status, r.body.len()), (200, BIG_LEN));
+    }
+    let metrics = s.admin_get("/metrics").text();
+    let count = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(count("atomserve_http_request_duration_seconds_count "), 3, "{metrics}");
+}
+
 #[test]
 fn a_slow_reader_gets_every_byte() {
     let root = fixture_root("slow-reader");
