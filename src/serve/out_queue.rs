@@ -130,22 +130,22 @@ pub const COALESCE_CHUNKS: usize = 4;
 pub const COALESCE_BYTES: usize = 32 * 1024;
 
 /// Emptied batch buffers ([`OutQueue::coalesce`]) a worker keeps for its connections' next
-/// pipelined batch: a connection takes one for a batch and gives it back when it goes idle, so
-/// pipelining costs no allocation once the worker has served as many pipelining connections at
-/// once as it keeps spares. At most [`BATCH_SPARES`] buffers of at most [`BATCH_SPARE_MAX`]
-/// bytes: 4 MiB per worker at the very most, and only after that many connections pipelined at
-/// once (a batch of 16 responses of 1 KiB takes 32 KiB).
-#[derive(Default)]
+/// pipelined batch: a connection takes one for a batch and gives it back when it goes idle or
+/// closes. Once the pool has warmed up, pipelining allocates nothing, as long as no more
+/// connections pipeline at once than the pool keeps buffers. At most [`BATCH_SPARES`] buffers of
+/// at most [`BATCH_SPARE_MAX`] bytes: 4 MiB per worker at the very most, and only after that many
+/// connections pipelined at once (a batch of 16 responses of 1 KiB takes about 17 KiB).
 pub struct BatchSpares(Vec<Vec<u8>>);
 
-/// How many batch buffers a worker keeps, and the largest it keeps.
+/// How many batch buffers a worker keeps.
 pub const BATCH_SPARES: usize = 64;
+/// The largest batch buffer a worker keeps: what one batch may hold at most (`coalesce` grows a
+/// buffer no further).
 pub const BATCH_SPARE_MAX: usize = 2 * COALESCE_BYTES;
 
 impl BatchSpares {
     /// An empty pool with room for [`BATCH_SPARES`] (made at start-up: giving one back never
-    /// allocates). `BatchSpares::default()` has no room and allocates nothing: for a queue that
-    /// will not coalesce (a single response).
+    /// allocates).
     pub fn new() -> BatchSpares {
         BatchSpares(Vec::with_capacity(BATCH_SPARES))
     }
@@ -357,7 +357,13 @@ impl OutQueue {
         }
         let OutQueue { chunks, own, batch, sent, .. } = self;
         let start = batch.len();
-        batch.reserve(bytes);
+        if batch.capacity() - start < bytes {
+            // Doubling, but never past what the spares keep (`start + bytes` is at most twice
+            // `COALESCE_BYTES`, which is `BATCH_SPARE_MAX`): a buffer that grew past it would be
+            // freed when given back, and the next batch would allocate again.
+            let want = (2 * batch.capacity()).min(BATCH_SPARE_MAX).max(start + bytes);
+            batch.reserve_exact(want - start);
+        }
         for (i, chunk) in chunks.iter().take(count).enumerate() {
             let skip = if i == 0 { *sent } else { 0 };
             match *chunk {
@@ -658,6 +664,8 @@ mod tests {
             q.advance(q.pending() - 10); // all but the last few bytes sent
         }
         assert!(q.batch.len() <= 2 * COALESCE_BYTES, "batch holds {} bytes", q.batch.len());
+        // Grown no further than the spares keep, or giving it back would free it.
+        assert!(q.batch.capacity() <= BATCH_SPARE_MAX, "batch capacity {}", q.batch.capacity());
         assert_eq!(q.contents().unwrap().len(), q.pending());
     }
 

@@ -357,12 +357,13 @@ fn pump<'s>(
             // SAFETY: `gather` initialised `iov[..n]`, and `MaybeUninit<T>` has `T`'s layout.
             msg.set(unsafe { std::slice::from_raw_parts(iov.as_ptr().cast(), n) });
             // SAFETY: the iovecs point into the queue's chunks: snapshot bytes (borrowed for this
-            // turn, then held by the queue's own `Arc`s at the same address) and the queue's own
+            // turn, then held by the queue's own `Arc`s at the same address), the queue's own
             // buffer, which is not written while `ops.send` is set (`on_input` keeps new input
-            // aside). The chunks leave the queue only in `advance`, after this send's
-            // completion, and in `coalesce`, which this backend calls only here, before a send;
-            // `msg` is kept in `ops.send` until then; and a connection with a send
-            // in flight is never dropped (`in_flight`).
+            // aside), and its batch buffer, which only `coalesce` writes (called only here,
+            // before a send) and only `shrink` gives away (with the queue empty, so after this
+            // send's completion). The chunks leave the queue only in `advance`, after that
+            // completion, and in `coalesce`; `msg` is kept in `ops.send` until then; and a
+            // connection with a send in flight is never dropped (`in_flight`).
             let queued =
                 unsafe { io.sq.send_msg(link.fd.as_fd(), &msg, file_follows, user_data(token, Op::Send)) };
             if queued.is_err() {
@@ -382,6 +383,7 @@ fn pump<'s>(
                 }
                 link.state = State::Lingering;
                 inbuf.release_into(io.spares);
+                out.shrink(io.batches); // the queue is empty: a last batch's buffer goes back
                 link.deadline_ms = ctx.now_ms + ctx.timeouts.linger_ms;
                 if ops.eof {
                     return Keep::No;

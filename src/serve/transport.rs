@@ -159,6 +159,7 @@ impl Link {
                     }
                     self.state = State::Lingering;
                     inbuf.release();
+                    out.shrink(&mut bufs.batches); // the queue is empty: a last batch's buffer goes back
                     self.deadline_ms = ctx.now_ms + ctx.timeouts.linger_ms;
                     return self.linger(edge, &mut bufs.scratch);
                 }
