@@ -206,9 +206,7 @@ impl RingConn {
                         // Progress: the send timer runs from here.
                         link.deadline_ms = ctx.now_ms + ctx.timeouts.send_ms;
                         if out.is_empty() {
-                            link.send_armed = false;
-                            link.observe_batch(ctx);
-                            ops.file_budget = FILE_SHARE; // as after a file (`pump`)
+                            sent_all(link, ops, ctx);
                         }
                     }
                     _ => return Keep::No, // EPIPE, ECONNRESET: the client is gone
@@ -323,14 +321,7 @@ fn pump<'s>(
                         // of them) is finished, not paced and yielded with its bookkeeping
                         // skipped (its duration went unrecorded, tests/bigfiles.rs).
                         if out.is_empty() {
-                            link.send_armed = false;
-                            link.observe_batch(ctx);
-                            // The share is per download, as epoll's is per flush: without this,
-                            // what each 190 KiB response left of it ran out on the next one,
-                            // which was then paced (`TCP_NOTSENT_LOWAT`) and every later
-                            // response went out in two `sendfile`s a poll apart (1.74 a
-                            // response, docs/benchmarks.md).
-                            ops.file_budget = FILE_SHARE;
+                            sent_all(link, ops, ctx);
                             continue;
                         }
                         if ops.file_budget == 0 {
@@ -410,6 +401,18 @@ fn pump<'s>(
         return arm_recv(link, ops, token, io);
     }
     Keep::Again
+}
+
+/// The output queue emptied, after a send completion or a file's last `sendfile`: the batch is
+/// answered (its send timer disarmed, its durations recorded), and the next download gets a whole
+/// file share. The share is per download, as epoll's is per flush: renewed only when spent, what
+/// each 190 KiB response left of it ran out on the next one, which was then paced
+/// (`TCP_NOTSENT_LOWAT`), and every later response went out in two `sendfile`s a poll apart (1.74
+/// a response, docs/benchmarks.md).
+fn sent_all(link: &mut Link, ops: &mut InFlight, ctx: &Ctx<'_>) {
+    link.send_armed = false;
+    link.observe_batch(ctx);
+    ops.file_budget = FILE_SHARE;
 }
 
 /// While output is in flight: stop receiving once too much input is buffered behind it.

@@ -199,14 +199,19 @@ impl Schedule {
 
     /// Coarse monotonic milliseconds since the worker started.
     pub fn now_ms(&self) -> u64 {
-        clock::monotonic_ns().saturating_sub(self.epoch_ns) / 1_000_000
+        self.ms_at(clock::monotonic_ns())
     }
 
     /// The time of a turn's start: `sys::clock::monotonic_ns` and, coarse,
     /// [`Schedule::now_ms`] of it (one clock read for both).
     pub fn turn(&self) -> (u64, u64) {
         let now = clock::monotonic_ns();
-        (now, now.saturating_sub(self.epoch_ns) / 1_000_000)
+        (now, self.ms_at(now))
+    }
+
+    /// Milliseconds from the worker's start to `ns` (a `sys::clock::monotonic_ns` reading).
+    fn ms_at(&self, ns: u64) -> u64 {
+        ns.saturating_sub(self.epoch_ns) / 1_000_000
     }
 
     /// How long the next wait may last: not at all with connections `ready` to run again;
