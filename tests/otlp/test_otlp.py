@@ -270,9 +270,15 @@ def test_no_endpoint_means_no_exporter_threads(root: Path) -> None:
         # client runtime. The reload thread starts its compression threads once the server
         # serves (phase 2 of the load): wait for them rather than race them (this failed on a
         # fresh clone whose first request was answered before they existed).
+        # A new thread is named by itself once it first runs, so under load a worker can still
+        # show the process's name for a moment (seen once: 'atomserve' in place of
+        # 'atomserve-w1'): wait for the workers' names too.
         deadline = time.monotonic() + 10
+        workers = {"atomserve-w0", "atomserve-w1"}
         names = server.threads()
-        while not any(n.startswith("atomserve-zip") for n in names) and time.monotonic() < deadline:
+        while (
+            not any(n.startswith("atomserve-zip") for n in names) or not workers <= set(names)
+        ) and time.monotonic() < deadline:
             time.sleep(0.02)
             names = server.threads()
         zip_threads = [n for n in names if n.startswith("atomserve-zip")]
