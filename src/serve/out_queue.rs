@@ -337,42 +337,53 @@ impl OutQueue {
         }
         debug_assert!(self.chunks.iter().skip(1).all(|c| !matches!(c, Chunk::Batch { .. })));
         let cap = (2 * COALESCE_BYTES).saturating_sub(self.batch.len()).min(COALESCE_BYTES);
-        let (mut count, mut bytes) = (0, 0);
-        for (i, chunk) in self.chunks.iter().enumerate() {
+        // Worth it only if the first `COALESCE_CHUNKS` chunks fit: decided on those alone, so
+        // that a queue left as it is is neither copied nor walked to its end in vain.
+        let mut bytes = 0;
+        for (i, chunk) in self.chunks.iter().take(COALESCE_CHUNKS).enumerate() {
             if matches!(chunk, Chunk::File(..)) {
-                break;
+                return;
             }
-            let len = self.len(chunk) - if i == 0 { self.sent } else { 0 };
-            if bytes + len > cap {
-                break;
+            bytes += self.len(chunk) - if i == 0 { self.sent } else { 0 };
+            if bytes > cap {
+                return;
             }
-            bytes += len;
-            count += 1;
-        }
-        if count < COALESCE_CHUNKS {
-            return;
         }
         if self.batch.capacity() == 0 {
             self.batch = spares.take();
         }
-        let OutQueue { chunks, own, batch, sent, .. } = self;
+        let OutQueue { chunks, own, batch, sent, pending } = self;
         let start = batch.len();
-        if batch.capacity() - start < bytes {
-            // Doubling, but never past what the spares keep (`start + bytes` is at most twice
+        // At most `cap` bytes are copied, and at most what is pending.
+        let most = (*pending).min(cap);
+        if batch.capacity() - start < most {
+            // Doubling, but never past what the spares keep (`start + most` is at most twice
             // `COALESCE_BYTES`, which is `BATCH_SPARE_MAX`): a buffer that grew past it would be
             // freed when given back, and the next batch would allocate again.
-            let want = (2 * batch.capacity()).min(BATCH_SPARE_MAX).max(start + bytes);
+            let want = (2 * batch.capacity()).min(BATCH_SPARE_MAX).max(start + most);
             batch.reserve_exact(want - start);
         }
-        for (i, chunk) in chunks.iter().take(count).enumerate() {
+        // One pass from here: each chunk that fits is measured and copied.
+        let mut count = 0;
+        for (i, chunk) in chunks.iter().enumerate() {
             let skip = if i == 0 { *sent } else { 0 };
+            let len = match *chunk {
+                Chunk::File(..) => break,
+                Chunk::Own { len, .. } | Chunk::Batch { len, .. } => len,
+                ref other => other.shared().len(),
+            } - skip;
+            if batch.len() - start + len > cap {
+                break;
+            }
             match *chunk {
                 Chunk::Own { start, len } => batch.extend_from_slice(&own[start + skip..start + len]),
                 Chunk::Batch { start, len } => batch.extend_from_within(start + skip..start + len),
-                ref other => batch.extend_from_slice(&other.shared()[skip..]), // no file among them
+                ref other => batch.extend_from_slice(&other.shared()[skip..]),
             }
+            count += 1;
         }
-        debug_assert_eq!(batch.len() - start, bytes);
+        let bytes = batch.len() - start;
+        debug_assert!(count >= COALESCE_CHUNKS);
         chunks.drain(..count);
         chunks.push_front(Chunk::Batch { start, len: bytes });
         *sent = 0;
