@@ -1,12 +1,13 @@
 //! The syntax of a request head (RFC 9112 §2–5), scanned in one pass without a field array.
 //!
 //! [`scan`] checks the request line and every field line by the same byte classes as `httparse`
-//! (which stays the oracle: the unit tests here and the `request` fuzz target compare the two),
+//! (which stays the oracle: the unit tests here and the `head` fuzz target compare the two),
 //! and hands each field to a closure instead of storing it, so that `request::parse` keeps only
-//! the fields it reads. Long runs of bytes (the request-target, field values) are checked eight
-//! at a time ([`skip`]); a word that might hold a refused byte is rechecked one byte at a time.
-//! The same pass notes whether the target had a byte ≥ 0x80, so that only such a target is
-//! checked as UTF-8, and the version is compared as one word.
+//! the fields it reads. Runs of bytes (a method, the request-target, field names and values) are
+//! checked eight at a time ([`skip`]): a word jumps to its first byte that might be refused,
+//! which is decided alone, and the next word is read from the byte after it. The same pass notes
+//! whether the target had a byte ≥ 0x80, so that only such a target is checked as UTF-8; the
+//! version is compared as one word.
 //!
 //! Incomplete input is [`Scan::Partial`]: every prefix of a valid head is `Partial`, so a head
 //! that arrives in pieces is never refused on the way.
@@ -123,10 +124,13 @@ fn name_suspects(word: u64) -> u64 {
 /// a word jumps to its first suspect byte (`marks`: below a floor or DEL for [`suspects`],
 /// neither a letter nor `-` for [`name_suspects`]), which `accept` decides (a HTAB in a field
 /// value is suspect and accepted). `marks` must mark every byte `accept` refuses; marking others
-/// only costs time. Also whether a
-/// byte ≥ 0x80 was among those skipped: the suspects of [`suspects`] are all ASCII, so the OR of
-/// every byte before each word's first suspect answers it, at one `or` a word (a caller that
-/// ignores it has it optimised away).
+/// only costs time.
+///
+/// Also returns whether a byte ≥ 0x80 was among those skipped: the OR of the unmarked words and
+/// of the bytes before each word's first mark, at one `or` a word (a caller that ignores it has
+/// it optimised away). A marked byte that `accept` takes is left out, so the answer holds only
+/// when `marks` never marks a byte ≥ 0x80 that `accept` takes: true of [`suspects`], which marks
+/// none, and so of the target's skip, the one caller that reads it.
 #[inline(always)]
 fn skip(buf: &[u8], mut i: usize, marks: impl Fn(u64) -> u64, accept: impl Fn(u8) -> bool) -> (usize, bool) {
     let mut seen = 0u64;
@@ -363,8 +367,10 @@ mod tests {
         // pair (accepted), wherever the words fall.
         let utf8 = [0xc3u8, 0xa9];
         for bad in (0u8..=0x20).chain([0x7f, 0x80, 0xc3, 0xff]).map(|b| vec![b]).chain([utf8.to_vec()]) {
-            for at in 0..39 {
-                let mut target = vec![b'a'; 40];
+            // Lengths 33 to 40: the space after the target falls at every offset of a word, so
+            // a byte may be the last one a word holds before its first suspect.
+            for (len, at) in (33..=40).flat_map(|len| (0..=len - bad.len()).map(move |at| (len, at))) {
+                let mut target = vec![b'a'; len];
                 target.splice(at..at + bad.len(), bad.iter().copied());
                 let mut req = b"GET /".to_vec();
                 req.extend_from_slice(&target);
@@ -398,7 +404,7 @@ mod tests {
         }
     }
 
-    /// The differential test `make test` runs (the `request` fuzz target runs it for longer):
+    /// The differential test `make test` runs (the `head` fuzz target runs it for longer):
     /// seeds mutated by a fixed pseudo-random sequence, each compared with httparse at several
     /// field limits.
     #[test]

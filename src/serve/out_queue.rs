@@ -354,7 +354,9 @@ impl OutQueue {
         }
         let OutQueue { chunks, own, batch, sent, pending } = self;
         let start = batch.len();
-        // At most `cap` bytes are copied, and at most what is pending.
+        // At most `cap` bytes are copied, and at most what is pending. `pending` may count bytes
+        // that are not copied (a file, what lies past `cap`), so this may reserve more than the
+        // copy takes, up to 32 KiB: never past `BATCH_SPARE_MAX`, which bounds the spares anyway.
         let most = (*pending).min(cap);
         if batch.capacity() - start < most {
             // Doubling, but never past what the spares keep (`start + most` is at most twice
