@@ -46,6 +46,16 @@ enum Chunk {
 }
 
 impl Chunk {
+    /// Length in bytes: every kind of chunk stores it.
+    #[inline]
+    fn len(&self) -> usize {
+        match *self {
+            Chunk::Borrowed(_, start, end) | Chunk::Held(_, start, end) => end - start,
+            Chunk::Own { len, .. } | Chunk::Batch { len, .. } => len,
+            Chunk::File(_, start, end) => (end - start) as usize,
+        }
+    }
+
     /// The bytes of a chunk that points into shared memory (borrowed or held); empty for the
     /// connection's own and batch bytes (which need the queue's buffers: `OutQueue::bytes`) and
     /// for files.
@@ -344,7 +354,7 @@ impl OutQueue {
             if matches!(chunk, Chunk::File(..)) {
                 return;
             }
-            bytes += self.len(chunk) - if i == 0 { self.sent } else { 0 };
+            bytes += chunk.len() - if i == 0 { self.sent } else { 0 };
             if bytes > cap {
                 return;
             }
@@ -369,12 +379,8 @@ impl OutQueue {
         let mut count = 0;
         for (i, chunk) in chunks.iter().enumerate() {
             let skip = if i == 0 { *sent } else { 0 };
-            let len = match *chunk {
-                Chunk::File(..) => break,
-                Chunk::Own { len, .. } | Chunk::Batch { len, .. } => len,
-                ref other => other.shared().len(),
-            } - skip;
-            if batch.len() - start + len > cap {
+            let len = chunk.len() - skip;
+            if matches!(chunk, Chunk::File(..)) || batch.len() - start + len > cap {
                 break;
             }
             match *chunk {
@@ -479,14 +485,14 @@ impl OutQueue {
                     return false;
                 }
             }
-            covered += self.len(chunk);
+            covered += chunk.len();
             parts += 1;
         }
         let first = self.chunks.len() - parts;
         let mut skip = covered - len; // the front of the first of them belongs to earlier output
         to.reserve(len); // only now: a refused capture costs no allocation
         for chunk in self.chunks.range(first..) {
-            let n = self.len(chunk);
+            let n = chunk.len();
             let from = skip.min(n);
             match chunk {
                 Chunk::File(disk, s, _) => {
@@ -555,14 +561,6 @@ impl OutQueue {
         }
     }
 
-    /// Length of a chunk in bytes.
-    fn len(&self, chunk: &Chunk) -> usize {
-        match chunk {
-            Chunk::File(_, start, end) => (end - start) as usize,
-            other => self.bytes(other).len(),
-        }
-    }
-
     /// Drops the first `n` bytes queued: the kernel sent them.
     #[inline(always)]
     pub fn advance(&mut self, mut n: usize) {
@@ -576,7 +574,7 @@ impl OutQueue {
             let Some(front) = self.chunks.front() else {
                 break;
             };
-            let len = self.len(front);
+            let len = front.len();
             let left = len - self.sent;
             if n < left {
                 self.sent += n;
