@@ -12,10 +12,8 @@ use atomserve::http::response::{self, FileMeta, Frame, Persistence};
 use atomserve::http::{date, path, range};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-const CHROME_GET: &[u8] = b"GET /assets/index-ThlbQ9On.js HTTP/1.1\r\nHost: localhost:8080\r\nConnection: keep-alive\r\n\
-sec-ch-ua-platform: \"Linux\"\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36\r\n\
-Accept: */*\r\nSec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: script\r\nReferer: http://localhost:8080/\r\n\
-Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n\r\n";
+mod heads;
+use heads::CHROME_GET;
 
 fn request_parse(c: &mut Criterion) {
     let limits = Limits::default();

@@ -1,4 +1,4 @@
--- wrk script: the fields Chrome sends for a script (benches/hot_path.rs's head, Host aside), keep-alive.
+-- wrk script: the fields Chrome sends for a script (benches/heads.rs's CHROME_GET, Host aside), keep-alive.
 wrk.headers["Connection"] = "keep-alive"
 wrk.headers["sec-ch-ua-platform"] = '"Linux"'
 wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
