@@ -41,7 +41,7 @@ pub struct Config {
     #[arg(long, env = "ATOMSERVE_WORKERS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: Option<u32>,
 
-    /// How workers move their connections' bytes: `epoll` (readiness, then recv/sendmsg),
+    /// How workers move their connections' bytes: `epoll` (readiness, then recv/send),
     /// `uring` (io_uring completions: no syscall per request), or `auto` (io_uring where the
     /// kernel and its policy allow it, else epoll with a log line saying why).
     #[arg(long = "io", env = "ATOMSERVE_IO", value_enum, default_value_t = IoBackend::Epoll)]

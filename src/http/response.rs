@@ -1,6 +1,7 @@
 //! Status codes and the header blocks atomserve writes.
 //!
-//! A response is assembled from up to three pieces, sent together with one `sendmsg(2)`:
+//! A response is assembled from up to three pieces, sent together with one `sendmsg(2)` (or
+//! rendered whole by `serve/rendered.rs` and sent as one buffer):
 //! 1. the *head*: status line and the fields that never change for a resource (`Server`,
 //!    `Content-Type`, `Content-Length`, …), rendered once when the snapshot is built;
 //! 2. the *tail*: `Date`, `Connection` when needed, and the blank line — a few dozen bytes

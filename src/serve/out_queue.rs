@@ -1,4 +1,5 @@
-//! A connection's pending output: a queue of byte ranges sent with one `sendmsg(2)` per flush.
+//! A connection's pending output: a queue of byte ranges sent with one `sendmsg(2)` per flush
+//! (`sendto(2)` when it is one buffer).
 //!
 //! Bodies and response heads are *not* copied: a chunk may point straight into the snapshot's
 //! memory. Only the few dozen bytes that change per response (the tail: `Date`, `Connection`)

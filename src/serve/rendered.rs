@@ -25,12 +25,12 @@
 //! same contract (`out_queue::Turn`): output still pending at the end of a turn holds its own
 //! reference.
 //!
-//! **How it is sent.** A response under [`FILE_MIN`] bytes is queued as one shared buffer and
-//! goes out with the connection's other output in one `sendmsg(2)`, which copies it into the
-//! socket. From [`FILE_MIN`] up it lives in a stretch of a memfd and goes out with one
+//! **How it is sent.** A response under [`FILE_MIN`] bytes is queued as one shared buffer and goes
+//! out with the connection's other output in one send (`sendto(2)` when it is alone), which copies
+//! it into the socket. From [`FILE_MIN`] up it lives in a stretch of a memfd and goes out with one
 //! `sendfile(2)`, which hands the kernel page references instead of copying: measured with the
-//! floor (benches/load/floor.c), from 8 KiB up that costs the server less CPU per request and
-//! the client too (docs/benchmarks.md, "Rendered responses from a memfd"). The pages a socket
+//! floor (benches/load/floor.c), from 8 KiB up that costs the server less CPU per request and the
+//! client too (docs/benchmarks.md, "Rendered responses from a memfd"). The pages a socket
 //! still holds cannot be rewritten, so each new second packs those responses, with their new
 //! `Date`, into a new memfd (one per worker and second, [`crate::cache::pack`]); the old
 //! stretches are punched out once the last response using them is sent.

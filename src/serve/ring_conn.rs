@@ -3,11 +3,11 @@
 //! epoll says "fd 9 is readable" and the worker then calls `recv`; io_uring is told once "keep
 //! receiving on fd 9" (a multishot receive) and hands over the bytes themselves, in a buffer the
 //! kernel took from the worker's provided-buffer ring. So a connection here reacts to three
-//! completions — data (or end of stream) arrived, a send finished, a full socket became
-//! writable again — and never makes a syscall on the hot path: the receive is armed once per
-//! connection, each answer is one `IORING_OP_SENDMSG` queued for the worker's next
-//! `io_uring_enter`, and the framing, close decision, timers and counting are the epoll
-//! transport's own [`Link`].
+//! completions — data (or end of stream) arrived, a send finished, a full socket became writable
+//! again — and never makes a syscall on the hot path: the receive is armed once per connection,
+//! each answer is one `IORING_OP_SEND` (`SENDMSG` for several buffers) queued for the worker's next
+//! `io_uring_enter`, and the framing, close decision, timers and counting are the epoll transport's
+//! own [`Link`].
 //!
 //! The rules that keep the kernel's view of memory sound:
 //! - A send in flight reads the connection's output queue as it was queued: while one is in

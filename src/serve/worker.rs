@@ -5,9 +5,9 @@
 //! going offline for snapshot reclamation, see [`crate::cache::swap`]); then, on the snapshot
 //! current for this turn, drive every connection epoll reported, take new connections from the
 //! hand-off queue, and once a second expire the connections whose timer ran out. No locks and,
-//! once warm, no allocation per request. The syscalls of a keep-alive request are its `recv`,
-//! its `sendmsg` (or `sendfile`) and the shared `epoll_wait`; besides those a connection costs
-//! one `epoll_ctl` when adopted, a `shutdown` when it closes gracefully, and a `getpeername`
+//! once warm, no allocation per request. The syscalls of a keep-alive request are its `recv`, its
+//! `sendto` (or `sendmsg`, or `sendfile`) and the shared `epoll_wait`; besides those a connection
+//! costs one `epoll_ctl` when adopted, a `shutdown` when it closes gracefully, and a `getpeername`
 //! only when an access record needs the client's address.
 //!
 //! Shutdown: when the hand-off says stop, the worker *drains* — idle keep-alive connections are

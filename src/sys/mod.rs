@@ -6,7 +6,7 @@
 //!
 //! | module | syscalls |
 //! |---|---|
-//! | [`socket`] | socket, setsockopt, getsockopt, bind, listen, accept4, getpeername, recv and sendmsg (writev with flags; both through `syscall(2)`: not cancellation points), shutdown |
+//! | [`socket`] | socket, setsockopt, getsockopt, bind, listen, accept4, getpeername, recv, sendto and sendmsg (writev with flags; all through `syscall(2)`: not cancellation points), shutdown |
 //! | [`poll`] | poll |
 //! | [`epoll`] | epoll_create1, epoll_ctl, epoll_wait |
 //! | [`uring`] | io_uring_setup, io_uring_enter, io_uring_register (through the `io-uring` crate), mmap, munmap |

@@ -33,7 +33,7 @@ pub const ALLOWED: &[(libc::c_long, &str)] = &[
     (libc::SYS_sched_setaffinity, "workers: pinning themselves as they start"),
     (libc::SYS_recvfrom, "connections: reading requests"),
     (libc::SYS_sendmsg, "connections: responses (sendmsg with iovecs); sd_notify"),
-    (libc::SYS_sendto, "connections: the 503 (send); sd_notify"),
+    (libc::SYS_sendto, "connections: responses of one buffer; the 503 (send); sd_notify"),
     (libc::SYS_sendfile, "connections: large and on-disk bodies"),
     (libc::SYS_shutdown, "connections: lingering close"),
     (libc::SYS_close, "everything that ends"),

@@ -1,5 +1,5 @@
 //! TCP sockets: `socket(2)`, `setsockopt(2)`/`getsockopt(2)`, `bind(2)`, `listen(2)`, `accept4(2)`,
-//! `getsockname(2)`/`getpeername(2)`, `recv(2)`, `sendmsg(2)` and `shutdown(2)`.
+//! `getsockname(2)`/`getpeername(2)`, `recv(2)`, `sendmsg(2)`/`sendto(2)` and `shutdown(2)`.
 //!
 //! Every socket is created non-blocking and close-on-exec in the same syscall
 //! (`SOCK_NONBLOCK | SOCK_CLOEXEC`, and `accept4` for accepted ones), so there is no window in which
@@ -130,7 +130,7 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 }
 
 /// `TCP_NODELAY`: send each response at once instead of waiting (Nagle) for more to coalesce.
-/// atomserve already writes a whole response (or batch of pipelined responses) per `sendmsg`.
+/// atomserve already writes a whole response (or batch of pipelined responses) per send.
 pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
@@ -192,19 +192,42 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-/// `sendmsg(2)` of several buffers at once — `writev(2)` with flags. `MSG_NOSIGNAL` turns a
-/// closed peer into `EPIPE` instead of SIGPIPE; `MSG_DONTWAIT` keeps it non-blocking.
+/// `sendmsg(2)` of several buffers at once — `writev(2)` with flags — or `sendto(2)` when there
+/// is one. `MSG_NOSIGNAL` turns a closed peer into `EPIPE` instead of SIGPIPE; `MSG_DONTWAIT`
+/// keeps it non-blocking.
+///
+/// One buffer is the common case (a rendered response, a pipelined batch copied together):
+/// `sendto` takes it as a pointer and a length, where `sendmsg` first copies a `msghdr` and its
+/// iovec array in from user memory and checks them (`copy_msghdr_from_user`, `import_iovec`).
 ///
 /// `more`: a sendfile(2) of the body follows at once, so `MSG_MORE` tells TCP to hold this head
 /// back and send it in the same segment as the body's first bytes (what nginx's `tcp_nopush`
 /// does with TCP_CORK, without a setsockopt per response).
 pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], more: bool) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | if more { libc::MSG_MORE } else { 0 };
+    if let [one] = bufs {
+        let (address, address_len) = (std::ptr::null::<libc::sockaddr>(), 0 as libc::socklen_t);
+        // SAFETY: `one` is valid for reads of `one.len()` bytes for the call; sendto(2) with a
+        // null address reads none; the six arguments are sendto's, in its order. Through
+        // syscall(2), not glibc's cancellation point: see `recv`.
+        let n = unsafe {
+            syscall!(syscall(
+                libc::SYS_sendto,
+                fd.as_raw_fd(),
+                one.as_ptr(),
+                one.len(),
+                flags,
+                address,
+                address_len
+            ))?
+        };
+        return Ok(n as usize);
+    }
     // SAFETY: all-zero msghdr has null name and control, which is what we want.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     // IoSlice is guaranteed ABI-compatible with iovec on Unix.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
-    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | if more { libc::MSG_MORE } else { 0 };
     // SAFETY: msg points at `msg_iovlen` valid iovecs that live for the call; the kernel only reads
     // them. Through syscall(2), not glibc's cancellation point: see `recv`.
     let n =
@@ -310,5 +333,30 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
             )))
         }
         _ => Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected address family")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
+
+    /// One buffer goes by `sendto`, several by `sendmsg`; with `more` or without, the peer reads
+    /// every byte in order.
+    #[test]
+    fn one_buffer_and_several_arrive_whole() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let parts: [&[u8]; 3] = [b"HTTP/1.1 200 OK\r\n", b"Content-Length: 2\r\n\r\n", b"hi"];
+        let sent = send_vectored(client.as_fd(), &[IoSlice::new(parts[0])], true).unwrap();
+        assert_eq!(sent, parts[0].len());
+        let rest: Vec<IoSlice<'_>> = parts[1..].iter().map(|p| IoSlice::new(p)).collect();
+        assert_eq!(send_vectored(client.as_fd(), &rest, false).unwrap(), parts[1].len() + parts[2].len());
+        let mut got = vec![0; parts.concat().len()];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(got, parts.concat());
     }
 }

@@ -20,6 +20,8 @@
 //!   the ring runs dry the receive ends with `ENOBUFS` and is armed again.
 //! - `IORING_OP_SENDMSG` from a [`SendMsg`] (a `msghdr` and its iovecs, kept by the caller until
 //!   the CQE arrives): the kernel may read the headers and the iovecs as late as the send runs.
+//!   A message of one buffer (a rendered response, a pipelined batch copied together) goes as
+//!   `IORING_OP_SEND` instead: a pointer and a length, no `msghdr` for the kernel to copy in.
 //! - `IORING_OP_READ` on the worker's eventfd: the bell, completed when the acceptor rings.
 //! - `IORING_OP_POLL_ADD` (`POLLOUT`): readiness for the one thing done with a plain syscall, a
 //!   `sendfile(2)` of a large body that filled the socket buffer.
@@ -41,6 +43,7 @@ use crate::sync::os_atomic::{AtomicU16, Ordering};
 const NEEDED: &[(u8, &str)] = &[
     (opcode::RecvMulti::CODE, "RECV"),
     (opcode::SendMsg::CODE, "SENDMSG"),
+    (opcode::Send::CODE, "SEND"),
     (opcode::Read::CODE, "READ"),
     (opcode::PollAdd::CODE, "POLL_ADD"),
     (opcode::AsyncCancel2::CODE, "ASYNC_CANCEL"),
@@ -235,10 +238,20 @@ impl Submissions<'_> {
         token: u64,
     ) -> io::Result<()> {
         let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-        let sqe = opcode::SendMsg::new(types::Fd(fd.as_raw_fd()), &msg.hdr)
-            .flags(flags as u32)
-            .build()
-            .user_data(token);
+        let sqe = match msg.iov[..msg.hdr.msg_iovlen] {
+            // One buffer (a rendered response, a pipelined batch): `IORING_OP_SEND` takes it as
+            // a pointer and a length, where `SENDMSG` has the kernel copy in and check the
+            // `msghdr` and its iovecs first (as `sendto(2)` against `sendmsg(2)`).
+            [one] if u32::try_from(one.iov_len).is_ok() => opcode::Send::new(
+                types::Fd(fd.as_raw_fd()),
+                one.iov_base.cast_const().cast(),
+                one.iov_len as u32,
+            )
+            .flags(flags)
+            .build(),
+            _ => opcode::SendMsg::new(types::Fd(fd.as_raw_fd()), &msg.hdr).flags(flags as u32).build(),
+        }
+        .user_data(token);
         *self.sends += 1;
         // SAFETY: the caller keeps `msg` and its buffers alive until the completion.
         unsafe { self.push(&sqe) }
@@ -492,6 +505,39 @@ mod tests {
             }
         }
         assert!(got == sent, "the bytes read back differ from those sent");
+    }
+
+    /// A message of one buffer goes as `IORING_OP_SEND`, one of several as `SENDMSG`: both
+    /// complete with their length and the peer reads every byte in order, `MSG_MORE` or not.
+    #[test]
+    fn sends_of_one_buffer_and_of_several_arrive_whole() {
+        let mut ring = Ring::new(8, 64 * 1024).expect("io_uring");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let parts: [&[u8]; 3] = [b"HTTP/1.1 200 OK\r\n", b"Content-Length: 2\r\n\r\n", b"hi"];
+        let (mut one, mut several) = (SendMsg::new(), SendMsg::new());
+        one.set(&[IoSlice::new(parts[0])]);
+        several.set(&parts[1..].iter().map(|p| IoSlice::new(p)).collect::<Vec<_>>());
+        // SAFETY: both messages and the bytes they point at outlive the completions awaited below.
+        unsafe {
+            ring.parts().0.send_msg(client.as_fd(), &one, true, 1).unwrap();
+            ring.parts().0.send_msg(client.as_fd(), &several, false, 2).unwrap();
+        }
+        let mut completions = Vec::new();
+        for _ in 0..10 {
+            if completions.len() == 2 {
+                break;
+            }
+            ring.submit_and_wait(Some(Duration::from_secs(1)), 0).unwrap();
+            ring.completions(&mut completions);
+        }
+        let mut results: Vec<_> = completions.iter().map(|c| (c.token, c.result)).collect();
+        results.sort();
+        assert_eq!(results, [(1, parts[0].len() as i32), (2, (parts[1].len() + parts[2].len()) as i32)]);
+        let mut got = vec![0; parts.concat().len()];
+        std::io::Read::read_exact(&mut server, &mut got).unwrap();
+        assert_eq!(got, parts.concat());
     }
 
     /// A completion that arrives while the worker is busy is deferred work (`DEFER_TASKRUN`): it
