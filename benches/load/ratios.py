@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Medians of per-round ratios from interleave.sh's output, with how far they can be trusted.
+
+    benches/load/ratios.py OUT [OUT …] -- A/B [A/B …]
+
+Each OUT is what `benches/load/interleave.sh` printed (one line per server per round). For each
+pair A/B it divides A's figure by B's round by round (the two ran seconds apart, so the
+machine's mood mostly cancels), and prints the median ratio of server CPU per request, of both
+CPUs' busy time per request and of req/s, each with a 90% interval for the median: the 5th and
+95th percentiles of the medians of 2,000 resamples of the rounds (a bootstrap). Rounds from
+several OUT files are pooled; a round counts when both servers ran in it.
+
+On this shared 2-core VM single rounds of one pair swing by ±20%: a median of 5 rounds moves by
+several percent from run to run. The interval says which differences a run can resolve: when it
+straddles a target, the run has not shown the target met or missed.
+"""
+import random
+import re
+import statistics
+import sys
+
+LINE = re.compile(
+    r"round (\d+)\s+(\S+)\s+([\d.]+) req/s\s+server\s+([\d.]+) µs/req\s+wrk\s+([\d.]+) µs/req"
+    r"\s+p99\s+([\d.]+) ms\s+cpus\s+([\d.]+)"
+)
+
+
+def rounds(paths):
+    """{name: {(file, round): (req/s, server µs/req, cpus µs/req)}}"""
+    table = {}
+    for f, path in enumerate(paths):
+        with open(path, encoding="utf-8") as out:
+            for line in out:
+                m = LINE.search(line)
+                if m:
+                    r, name = int(m.group(1)), m.group(2)
+                    if r == 0:  # the warm-up round
+                        continue
+                    table.setdefault(name, {})[(f, r)] = (float(m.group(3)), float(m.group(4)), float(m.group(7)))
+    return table
+
+
+def interval(xs, rng, draws=2000):
+    """The 5th and 95th percentiles of the median over bootstrap resamples of `xs`."""
+    meds = sorted(statistics.median(rng.choices(xs, k=len(xs))) for _ in range(draws))
+    return meds[int(0.05 * draws)], meds[int(0.95 * draws) - 1]
+
+
+def main(argv):
+    if "--" not in argv:
+        sys.exit(__doc__)
+    cut = argv.index("--")
+    paths, pairs = argv[:cut], argv[cut + 1 :]
+    table = rounds(paths)
+    rng = random.Random(1)  # the same intervals for the same input
+    for name, got in sorted(table.items()):
+        vals = list(got.values())
+        print(
+            f"{name:14s} {len(vals):3d} rounds  median req/s {statistics.median(v[0] for v in vals):10.0f}"
+            f"  server {statistics.median(v[1] for v in vals):8.3f} µs/req"
+            f"  cpus {statistics.median(v[2] for v in vals):8.3f} µs/req"
+        )
+    for pair in pairs:
+        a, b = pair.split("/")
+        common = sorted(set(table.get(a, {})) & set(table.get(b, {})))
+        if not common:
+            print(f"{pair}: no round with both")
+            continue
+        cells = []
+        for i, what in ((1, "server CPU"), (2, "both CPUs"), (0, "req/s")):
+            xs = [table[a][k][i] / table[b][k][i] for k in common]
+            lo, hi = interval(xs, rng)
+            cells.append(f"{what} {statistics.median(xs):.3f} [{lo:.3f}–{hi:.3f}]")
+        print(f"{pair:22s} {len(common):3d} rounds  " + "  ".join(cells))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
