@@ -40,7 +40,7 @@ const SPARES_READY: usize = 16;
 /// kernel: `IORING_FEAT_NODROP`).
 const RING_ENTRIES: u32 = 1024;
 /// Memory for provided receive buffers per worker — what an idle connection does *not* hold:
-/// 1 MiB, resident from the start (the kernel cycles through all of it). Cut into 32 × 32 KiB
+/// 1 MiB, resident from the start (the kernel cycles through all of it). Cut into 4 × 256 KiB
 /// consumed a receive at a time, or on kernels before 6.12 into 256 × 4 KiB, one per receive
 /// (`sys::uring::Buffers`). Receives beyond that between two turns end with `ENOBUFS` and are
 /// armed again.
