@@ -3,7 +3,8 @@
 //! [`acceptor`] → [`handoff`] (bounded queue + idle-worker wake-up) → [`worker`] (one per CPU,
 //! owning its connections in a [`slab`]) → [`transport`] (the epoll connection: read, flush,
 //! linger, timers) → [`respond`] (request + snapshot → queued output + [`respond::Outcome`], no
-//! I/O; [`rendered`] answers hot small files whole before it) → [`out_queue`] (pending output, sent with `sendto(2)`/`sendmsg(2)`/`sendfile(2)`).
+//! I/O; [`rendered`] answers hot small files whole before it) → [`out_queue`] (pending output,
+//! sent with `sendto(2)`/`sendmsg(2)`/`sendfile(2)`).
 //!
 //! The boundary that matters: `respond` decides *what* to answer and knows nothing of sockets;
 //! `transport` decides *how* bytes move and knows HTTP only as far as framing (where one request
