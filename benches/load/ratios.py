@@ -6,7 +6,7 @@
 Each OUT is what `benches/load/interleave.sh` printed (one line per server per round). For each
 pair A/B it divides A's figure by B's round by round (the two ran seconds apart, so the
 machine's mood mostly cancels), and prints the median ratio of server CPU per request, of both
-CPUs' busy time per request and of req/s, each with a 90% interval for the median: the 5th and
+CPUs' busy time per request, of req/s and of wrk's 99th percentile latency, each with a 90% interval for the median: the 5th and
 95th percentiles of the medians of 2,000 resamples of the rounds (a bootstrap). Rounds from
 several OUT files are pooled; a round counts when both servers ran in it.
 
@@ -26,7 +26,7 @@ LINE = re.compile(
 
 
 def rounds(paths):
-    """{name: {(file, round): (req/s, server µs/req, cpus µs/req)}}"""
+    """{name: {(file, round): (req/s, server µs/req, cpus µs/req, p99 ms)}}"""
     table = {}
     for f, path in enumerate(paths):
         with open(path, encoding="utf-8") as out:
@@ -36,7 +36,9 @@ def rounds(paths):
                     r, name = int(m.group(1)), m.group(2)
                     if r == 0:  # the warm-up round
                         continue
-                    table.setdefault(name, {})[(f, r)] = (float(m.group(3)), float(m.group(4)), float(m.group(7)))
+                    table.setdefault(name, {})[(f, r)] = (
+                        float(m.group(3)), float(m.group(4)), float(m.group(7)), float(m.group(6))
+                    )
     return table
 
 
@@ -67,8 +69,11 @@ def main(argv):
             print(f"{pair}: no round with both")
             continue
         cells = []
-        for i, what in ((1, "server CPU"), (2, "both CPUs"), (0, "req/s")):
-            xs = [table[a][k][i] / table[b][k][i] for k in common]
+        for i, what in ((1, "server CPU"), (2, "both CPUs"), (0, "req/s"), (3, "p99")):
+            # wrk prints a p99 of 0 when it recorded too few latencies: no ratio for that round.
+            xs = [table[a][k][i] / table[b][k][i] for k in common if table[b][k][i] and table[a][k][i]]
+            if not xs:
+                continue
             lo, hi = interval(xs, rng)
             cells.append(f"{what} {statistics.median(xs):.3f} [{lo:.3f}–{hi:.3f}]")
         print(f"{pair:22s} {len(common):3d} rounds  " + "  ".join(cells))
