@@ -6,9 +6,10 @@
 Each OUT is what `benches/load/interleave.sh` printed (one line per server per round). For each
 pair A/B it divides A's figure by B's round by round (the two ran seconds apart, so the
 machine's mood mostly cancels), and prints the median ratio of server CPU per request, of both
-CPUs' busy time per request, of req/s and of wrk's 99th percentile latency, each with a 90% interval for the median: the 5th and
-95th percentiles of the medians of 2,000 resamples of the rounds (a bootstrap). Rounds from
-several OUT files are pooled; a round counts when both servers ran in it.
+CPUs' busy time per request, of req/s and of wrk's 99th percentile latency, each with a 90%
+interval for the median: the 5th and 95th percentiles of the medians of 2,000 resamples of the
+rounds (a bootstrap). Rounds from several OUT files are pooled; a round counts when both servers
+ran in it.
 
 On this shared 2-core VM single rounds of one pair swing by ±20%: a median of 5 rounds moves by
 several percent from run to run. The interval says which differences a run can resolve: when it

@@ -74,10 +74,10 @@ def main() -> None:
             continue
         ratios = defaultdict(list)
         for rnd, a in by["atomserve"].items():
-            peers = [by[p][rnd] for p in PEERS if rnd in by.get(p, {})]
-            for p in PEERS:
-                if rnd in by.get(p, {}):
-                    ratios[f"req/s ÷ {p}'s"].append(a["rps"] / by[p][rnd]["rps"])
+            by_peer = {p: by[p][rnd] for p in PEERS if rnd in by.get(p, {})}
+            for p, figures in by_peer.items():
+                ratios[f"req/s ÷ {p}'s"].append(a["rps"] / figures["rps"])
+            peers = list(by_peer.values())
             if peers:
                 ratios["req/s ÷ best peer's"].append(a["rps"] / max(p["rps"] for p in peers))
                 p99s = [p["p99"] for p in peers if p["p99"]]
