@@ -206,15 +206,40 @@ fn a_reload_reuses_unchanged_content_and_serves_what_changed() {
     assert_eq!(s.get("/data/report.json").status, 404);
 }
 
-/// Memory held: RSS and the memory of every memfd (allocated blocks, so punched holes count as
-/// freed), in KiB.
-fn memory_kib(pid: i32) -> (u64, u64) {
+/// Memory held, in KiB: RSS, its anonymous and shared-memory parts (the heap, mapped memfd
+/// pages), and the memory of every memfd (allocated blocks, so punched holes count as freed).
+#[derive(Clone, Copy, Debug, Default)]
+struct Memory {
+    rss: u64,
+    anon: u64,
+    shmem: u64,
+    memfd: u64,
+}
+
+impl Memory {
+    /// RSS and memfds: what issue #13 bounds.
+    fn total(&self) -> u64 {
+        self.rss + self.memfd
+    }
+
+    /// The part of it that the server allocates: RSS less its file-backed pages. Those are the
+    /// executable's and libraries' code and read-only data, mapped as it first runs a path, and a
+    /// kernel with large page-cache folios may map 2 MiB of them at one fault: one run of this
+    /// test saw RSS 1,972 KiB higher after 200 reloads than after the first, with nothing held.
+    fn data(&self) -> u64 {
+        self.anon + self.shmem + self.memfd
+    }
+}
+
+fn memory_kib(pid: i32) -> Memory {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap()
+    };
     let mut seen = std::collections::HashSet::new();
     let mut memfd = 0;
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
@@ -229,12 +254,27 @@ fn memory_kib(pid: i32) -> (u64, u64) {
             }
         }
     }
-    (rss, memfd)
+    Memory { rss: field("VmRSS:"), anon: field("RssAnon:"), shmem: field("RssShmem:"), memfd }
+}
+
+/// The least memory held over a second (ten readings): what stays, not what a reload still in
+/// its last steps (a read buffer not yet trimmed, an old snapshot not yet reclaimed) holds for a
+/// moment, stretched on a loaded machine. A leak stays in every reading.
+fn settled_memory_kib(pid: i32) -> Memory {
+    (0..10)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            memory_kib(pid)
+        })
+        .min_by_key(Memory::data)
+        .unwrap()
 }
 
 /// Over 200 reloads under load, each changing a different large body (so every memfd ends up
-/// holding some dead stretches), memory stays within 5% of what it was after the first, no
+/// holding some dead stretches), what the server allocates grows by at most 5% of the memory it
+/// held after the first (settled readings, file-backed pages aside: [`Memory::data`]), no
 /// response fails, and reloads keep up: the last version is served as soon as its reload is.
+/// An injected leak of 16 KiB a reload fails it (3,228 KiB grown against a bound of 356).
 #[test]
 fn two_hundred_reloads_under_load_keep_memory_flat_and_lose_nothing() {
     const CHUNKS: usize = 8;
@@ -274,7 +314,7 @@ fn two_hundred_reloads_under_load_keep_memory_flat_and_lose_nothing() {
             })
         })
         .collect();
-    let mut after_first = (0, 0);
+    let mut after_first = Memory::default();
     let started = Instant::now();
     for v in 1..=200 {
         let i = v % CHUNKS;
@@ -287,13 +327,11 @@ fn two_hundred_reloads_under_load_keep_memory_flat_and_lose_nothing() {
             std::thread::sleep(Duration::from_millis(2));
         }
         if v == 1 {
-            std::thread::sleep(Duration::from_millis(100));
-            after_first = memory_kib(s.pid());
+            after_first = settled_memory_kib(s.pid());
         }
     }
     let elapsed = started.elapsed();
-    std::thread::sleep(Duration::from_millis(200));
-    let after = memory_kib(s.pid());
+    let after = settled_memory_kib(s.pid());
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().expect("a client saw a failed or torn response");
@@ -301,11 +339,12 @@ fn two_hundred_reloads_under_load_keep_memory_flat_and_lose_nothing() {
     let log = s.log();
     assert!(!log.contains("failed"), "{log}");
     assert!(ok.load(Ordering::Relaxed) > 200, "load was too light to mean anything");
-    eprintln!("memory (RSS, memfd) {after_first:?} KiB after the first reload, {after:?} KiB after 200 ({elapsed:?})");
-    let (first, last) = (after_first.0 + after_first.1, after.0 + after.1);
+    eprintln!("memory {after_first:?} KiB after the first reload, {after:?} KiB after 200 ({elapsed:?})");
+    // What the server allocated may grow by 5% of all it held after the first reload.
+    let grown = after.data().saturating_sub(after_first.data());
     assert!(
-        last * 100 <= first * 105,
-        "memory grew from {after_first:?} KiB to {after:?} KiB over 200 reloads"
+        grown * 100 <= after_first.total() * 5,
+        "memory grew by {grown} KiB, from {after_first:?} KiB to {after:?} KiB, over 200 reloads"
     );
 }
 
