@@ -16,7 +16,7 @@ export DENO_NO_UPDATE_CHECK := 1
 export DENO_NO_PROMPT := 1
 export CARGO_TERM_COLOR := never
 
-.PHONY: imports-check docs-check run test release compare-tokio frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load bench-reload deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
+.PHONY: lint imports-check docs-check run test release compare-tokio frontend frontend-test browser deps-browser h11 loom loom-mutants bench bench-load bench-reload deps-node deps-test deps-prometheus deploy-check deps-deploy deps-systemd deps-slowhttptest clean
 
 ## make run: build the front end and the release server, serve frontend/dist on 127.0.0.1:8080.
 run: frontend release
@@ -24,7 +24,7 @@ run: frontend release
 
 ## make test: every test — unit, end-to-end over loopback (on epoll, under --seccomp, on io_uring),
 ## the h11 conformance suite, loom models.
-test: imports-check docs-check frontend frontend-test browser deps-test deps-prometheus deps-systemd deps-slowhttptest
+test: lint imports-check docs-check frontend frontend-test browser deps-test deps-prometheus deps-systemd deps-slowhttptest
 	$(CARGO) build --bins
 	ATOMSERVE_FRONTEND_DIST=$(CURDIR)/frontend/dist ATOMSERVE_REQUIRE_PROMETHEUS=1 ATOMSERVE_REQUIRE_SYSTEMD=1 \
 	  ATOMSERVE_REQUIRE_SLOWHTTPTEST=1 $(CARGO) test --workspace --all-targets
@@ -58,6 +58,15 @@ compare-tokio:
 ## `sh try` lesson runs against a fresh server with the output it promises (each checker also
 ## proves it fails on a broken reference or a wrong expectation).
 ## make imports-check: the import graph has no cycle, between files or between src/ folders.
+## make lint: rustfmt's check, clippy with every warning an error, and the API docs built without
+## a warning (private items included: the docs are a course that reads them too).
+lint:
+	$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items -p atomserve
+
 imports-check:
 	python3 tools/imports_check.py --self-test
 	python3 tools/imports_check.py

@@ -1,8 +1,9 @@
 //! Log lines on stderr, one `write(2)` each, that never panic.
 //!
 //! `eprintln!` panics when stderr cannot be written (a closed pipe, a full disk behind a
-//! redirect); with `panic = "abort"` that would take the server down over a log line. [`log!`]
-//! writes the whole line at once and ignores the error: losing a log line beats losing the server.
+//! redirect); with `panic = "abort"` that would take the server down over a log line.
+//! [`log!`](crate::log!) writes the whole line at once and ignores the error: losing a log line
+//! beats losing the server.
 
 /// Writes `atomserve: <message>` and a newline to stderr, ignoring errors.
 #[macro_export]

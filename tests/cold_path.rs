@@ -37,7 +37,9 @@ fn js(len: usize, seed: u64) -> Vec<u8> {
     let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
     let mut out = Vec::with_capacity(len + 16);
     while out.len() < len {
-        (x ^= x << 13, x ^= x >> 7, x ^= x << 17);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
         out.extend_from_slice(WORDS[(x >> 60) as usize].as_bytes());
         out.push(if x & 7 == 0 { b'\n' } else { b' ' });
         if x & 0xff == 0 {

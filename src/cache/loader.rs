@@ -700,7 +700,9 @@ mod tests {
         let mut x = 0x2545_f491_4f6c_dd1du64 ^ seed;
         (0..len)
             .map(|_| {
-                (x ^= x << 13, x ^= x >> 7, x ^= x << 17);
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
                 b"abcdefghijklmnop"[(x >> 60) as usize]
             })
             .collect()

@@ -110,7 +110,7 @@ fn suspects(word: u64, floor: u8) -> u64 {
 /// when it is past `z`. A byte ≥ 0x80 is not a letter either (`!word`).
 #[inline(always)]
 fn name_suspects(word: u64) -> u64 {
-    let low = (word | ONES * 0x20) & (ONES * 0x7f);
+    let low = (word | (ONES * 0x20)) & (ONES * 0x7f);
     let from_a = low + ONES * u64::from(0x80 - b'a');
     let past_z = low + ONES * u64::from(0x80 - b'z' - 1);
     // `-` (in most field names) is not a suspect either: exactly the bytes where `word ^ '-'`

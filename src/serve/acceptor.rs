@@ -81,8 +81,9 @@ impl Acceptor {
                     Signal::Reload => on_reload(),
                 }
             }
-            for i in 0..self.listeners.len() {
-                if fds[i].is_ready() {
+            // The listeners come first in `fds`, in order (the wake-up fd after them).
+            for (i, fd) in fds.iter().enumerate().take(self.listeners.len()) {
+                if fd.is_ready() {
                     self.accept_from(i);
                 }
             }

@@ -154,6 +154,12 @@ pub const BATCH_SPARES: usize = 64;
 /// buffer no further).
 pub const BATCH_SPARE_MAX: usize = 2 * COALESCE_BYTES;
 
+impl Default for BatchSpares {
+    fn default() -> Self {
+        BatchSpares::new()
+    }
+}
+
 impl BatchSpares {
     /// An empty pool with room for [`BATCH_SPARES`] (made at start-up: giving one back never
     /// allocates).

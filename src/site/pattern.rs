@@ -155,7 +155,7 @@ impl Pattern {
             }
             match segment {
                 Segment::Literal(l) => {
-                    if &path[start..end] != &**l {
+                    if path[start..end] != **l {
                         return false;
                     }
                 }

@@ -234,7 +234,7 @@ fn compile_target(to: &str, from: &Pattern) -> Result<Vec<Part>, String> {
         let name = &to[i + 1..end];
         let part = if name == "splat" {
             if !from.has_splat() {
-                return Err(format!("target uses :splat but the pattern has no *"));
+                return Err("target uses :splat but the pattern has no *".to_string());
             }
             Part::Splat
         } else {

@@ -16,7 +16,7 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
             lim.rlim_cur = lim.rlim_max;
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 /// The current soft open-file limit.
@@ -24,7 +24,7 @@ pub fn nofile_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `lim` is a valid, writable rlimit.
     unsafe { syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim))? };
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 /// `sysconf(_SC_CLK_TCK)`: the unit of CPU times in `/proc` (100 on Linux).

@@ -1,8 +1,9 @@
 //! The syscall layer: the only code in atomserve that names `libc`.
 //!
-//! Every wrapper goes through [`syscall!`], which turns the C convention (`-1` and `errno`) into
-//! `io::Result` in one place. A file descriptor becomes an [`OwnedFd`](std::os::fd::OwnedFd) the
-//! moment the kernel hands it out, so dropping it closes it and no error path can leak one.
+//! Every wrapper goes through `syscall!` (below), which turns the C convention (`-1` and
+//! `errno`) into `io::Result` in one place. A file descriptor becomes an
+//! [`OwnedFd`](std::os::fd::OwnedFd) the moment the kernel hands it out, so dropping it closes it
+//! and no error path can leak one.
 //!
 //! | module | syscalls |
 //! |---|---|
@@ -11,7 +12,7 @@
 //! | [`epoll`] | epoll_create1, epoll_ctl, epoll_wait |
 //! | [`uring`] | io_uring_setup, io_uring_enter, io_uring_register (through the `io-uring` crate), mmap, munmap |
 //! | [`eventfd`] | eventfd, read, write |
-//! | [`file`] | write, open(O_PATH), openat2(RESOLVE_BENEATH), fstat, sendfile, memfd_create, ftruncate, mmap, madvise, munmap, pwrite, pread, fcntl(F_ADD_SEALS), fallocate(PUNCH_HOLE) |
+//! | [`file`](mod@file) | write, open(O_PATH), openat2(RESOLVE_BENEATH), fstat, sendfile, memfd_create, ftruncate, mmap, madvise, munmap, pwrite, pread, fcntl(F_ADD_SEALS), fallocate(PUNCH_HOLE) |
 //! | [`inotify`] | inotify_init1, inotify_add_watch, read |
 //! | [`signal`] | sigaction |
 //! | [`affinity`] | sched_getaffinity, sched_setaffinity |

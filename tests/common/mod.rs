@@ -359,7 +359,7 @@ pub fn raise_fd_limit() -> u64 {
     lim.rlim_cur = lim.rlim_max;
     // SAFETY: valid pointer to an rlimit; only raises the soft limit to the hard one.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// The body of a response, decoded from its `Content-Encoding` (br, gzip or none).

@@ -1,5 +1,5 @@
 //! OpenTelemetry export over OTLP/HTTP (protobuf): metrics, traces and logs, configured only by
-//! the standard `OTEL_*` environment variables ([`env`]).
+//! the standard `OTEL_*` environment variables ([`env`](mod@env)).
 //!
 //! The request path never calls OpenTelemetry. Metrics are observable instruments read from the
 //! atomic counters by the SDK's reader thread ([`metrics`]); spans and log records are made by
