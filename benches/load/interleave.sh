@@ -11,10 +11,11 @@
 # pinned to CLIENT_CPU (0), with `-s $LUA` and `-H "$HEADER"` when set. Per run it prints req/s,
 # the server's CPU µs per request (utime+stime of its process and children from /proc) and wrk's
 # own CPU µs per request (when wrk's core is saturated, req/s measures wrk as much as the server),
-# and wrk's 99th percentile latency (per pipelined batch with LUA=pipeline.lua), and the busy time
+# wrk's 99th percentile latency (per pipelined batch with LUA=pipeline.lua), and the busy time
 # of both CPUs per request (user, system, irq and softirq from /proc/stat, whoever ran): on
 # loopback the receive side's TCP work lands on whichever process is running, so this sum moves
-# less from round to round than either process's share.
+# less from round to round than either process's share. Last, the tail: wrk's 99.9th percentile
+# and largest latency (`latency.lua`).
 set -euo pipefail
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-64}
 SERVER_CPU=${SERVER_CPU:-1} CLIENT_CPU=${CLIENT_CPU:-0} PORT_BASE=${PORT_BASE:-28100}
@@ -49,8 +50,9 @@ hz=$(getconf CLK_TCK)
 busy() { # busy ticks of SERVER_CPU and CLIENT_CPU together
   awk -v a="cpu$SERVER_CPU" -v b="cpu$CLIENT_CPU" '$1 == a || $1 == b { t += $2 + $3 + $4 + $7 + $8 } END { print t }' /proc/stat
 }
-extra=()
-[ -n "${LUA:-}" ] && extra+=(-s "$LUA")
+# wrk takes one script: LUA's (if any), then latency.lua's `done`, which prints the tail.
+{ [ -n "${LUA:-}" ] && { cat "$LUA"; echo; }; cat "$(dirname "$0")/latency.lua"; } >"$tmp/wrk.lua"
+extra=(-s "$tmp/wrk.lua")
 [ -n "${HEADER:-}" ] && extra+=(-H "$HEADER")
 for r in $(seq 0 "$ROUNDS"); do
   for n in "${names[@]}"; do
@@ -62,8 +64,8 @@ for r in $(seq 0 "$ROUNDS"); do
     awk -v r="$r" -v n="$n" -v dt=$((t1 - t0)) -v db=$((b1 - b0)) -v hz="$hz" '
       function ms(v) { return v ~ /us$/ ? v / 1000 : v ~ /ms$/ ? v + 0 : v * 1000 }
       / requests in / { reqs = $1 } /^Requests\/sec/ { rps = $2 } /^WRKCPU/ { w = $2 + $3 }
-      $1 == "99%" { p99 = ms($2) }
-      END { printf "round %d  %-10s %10.0f req/s  server %8.3f µs/req  wrk %8.3f µs/req  p99 %7.3f ms  cpus %8.3f µs/req\n",
-                   r, n, rps, dt * 1e6 / hz / reqs, w * 1e6 / reqs, p99, db * 1e6 / hz / reqs }' <<<"$out"
+      $1 == "99%" { p99 = ms($2) } $1 == "TAIL" { p999 = $2 / 1000; top = $3 / 1000 }
+      END { printf "round %d  %-10s %10.0f req/s  server %8.3f µs/req  wrk %8.3f µs/req  p99 %7.3f ms  cpus %8.3f µs/req  p99.9 %7.3f ms  max %8.3f ms\n",
+                   r, n, rps, dt * 1e6 / hz / reqs, w * 1e6 / reqs, p99, db * 1e6 / hz / reqs, p999, top }' <<<"$out"
   done
 done

@@ -6,7 +6,8 @@
 Each OUT is what `benches/load/interleave.sh` printed (one line per server per round). For each
 pair A/B it divides A's figure by B's round by round (the two ran seconds apart, so the
 machine's mood mostly cancels), and prints the median ratio of server CPU per request, of both
-CPUs' busy time per request, of req/s and of wrk's 99th percentile latency, each with a 90%
+CPUs' busy time per request, of req/s, of wrk's 99th percentile latency and (in output that has
+them) of its 99.9th percentile and largest latency, each with a 90%
 interval for the median: the 5th and 95th percentiles of the medians of 2,000 resamples of the
 rounds (a bootstrap). Rounds from several OUT files are pooled; a round counts when both servers
 ran in it.
@@ -22,12 +23,12 @@ import sys
 
 LINE = re.compile(
     r"round (\d+)\s+(\S+)\s+([\d.]+) req/s\s+server\s+([\d.]+) µs/req\s+wrk\s+([\d.]+) µs/req"
-    r"\s+p99\s+([\d.]+) ms\s+cpus\s+([\d.]+)"
+    r"\s+p99\s+([\d.]+) ms\s+cpus\s+([\d.]+)(?: µs/req\s+p99\.9\s+([\d.]+) ms\s+max\s+([\d.]+) ms)?"
 )
 
 
 def rounds(paths):
-    """{name: {(file, round): (req/s, server µs/req, cpus µs/req, p99 ms)}}"""
+    """{name: {(file, round): (req/s, server µs/req, cpus µs/req, p99, p99.9, max ms)}}"""
     table = {}
     for f, path in enumerate(paths):
         with open(path, encoding="utf-8") as out:
@@ -37,9 +38,10 @@ def rounds(paths):
                     r, name = int(m.group(1)), m.group(2)
                     if r == 0:  # the warm-up round
                         continue
+                    tail = tuple(float(g) if g else 0.0 for g in m.group(8, 9))
                     table.setdefault(name, {})[(f, r)] = (
                         float(m.group(3)), float(m.group(4)), float(m.group(7)), float(m.group(6))
-                    )
+                    ) + tail
     return table
 
 
@@ -70,8 +72,10 @@ def main(argv):
             print(f"{pair}: no round with both")
             continue
         cells = []
-        for i, what in ((1, "server CPU"), (2, "both CPUs"), (0, "req/s"), (3, "p99")):
-            # wrk prints a p99 of 0 when it recorded too few latencies: no ratio for that round.
+        figures = ((1, "server CPU"), (2, "both CPUs"), (0, "req/s"), (3, "p99"), (4, "p99.9"), (5, "max"))
+        for i, what in figures:
+            # wrk prints a p99 of 0 when it recorded too few latencies: no ratio for that round
+            # (nor for the tail figures of output from before interleave.sh printed them).
             xs = [table[a][k][i] / table[b][k][i] for k in common if table[b][k][i] and table[a][k][i]]
             if not xs:
                 continue
