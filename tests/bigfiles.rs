@@ -369,3 +369,71 @@ fn server_notsent(port: u16) -> u64 {
     assert!(out.status.success() && !text.trim().is_empty(), "ss: {text}");
     text.split_whitespace().find_map(|w| w.strip_prefix("notsent:")).map_or(0, |n| n.parse().unwrap())
 }
+
+/// A client that pipelines requests for a large file faster than it reads the answers, while
+/// reading as fast as it can: the server takes in at most its input limit beyond what the
+/// sockets hold, then stops reading that connection until its output is sent (epoll by not
+/// reading while output is pending; the ring by cancelling its receive past
+/// `ring_conn::PAUSE_AT`). Requests trickle in 64 KiB writes, each smaller than one of the
+/// ring's receive buffers: a burst larger than the buffer ring would end the receive with
+/// `ENOBUFS`, which stops the reading by itself and hides a missing pause (it did, in a first
+/// version of this test).
+#[test]
+fn input_behind_a_download_is_not_taken_without_bound() {
+    let root = fixture_root("bigfiles-flood");
+    let s = Server::start(&root.path, &["--max-cached-file", "1M", "--workers", "1"]);
+    let c = s.connect();
+    let mut reader = c.try_clone().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n as u64,
+                }
+            }
+            total
+        })
+    };
+    let one = b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n";
+    let chunk: Vec<u8> = one.iter().copied().cycle().take(one.len() * (64 * 1024 / one.len())).collect();
+    // Non-blocking writes (`MSG_DONTWAIT`) on the blocking socket the reader shares.
+    let send = |bytes: &[u8]| {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `bytes` is valid for its length during the call; the fd is `c`, open.
+        let n = unsafe { libc::send(c.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+        }
+        n.max(0) as usize
+    };
+    let (mut offered, mut taken) = (0usize, 0usize);
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        offered += chunk.len();
+        let mut at = 0;
+        while at < chunk.len() {
+            match send(&chunk[at..]) {
+                0 => break,
+                n => at += n,
+            }
+        }
+        taken += at;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = c.shutdown(std::net::Shutdown::Both);
+    let read = reading.join().unwrap();
+    eprintln!("offered {offered} bytes of requests, the sockets and server took {taken}; {read} read");
+    assert!(read > 20 << 20, "only {read} bytes of answers read: the download did not run");
+    // The client's send buffer and the server's receive buffer grow to at most 4 and 6 MiB
+    // (tcp_wmem, tcp_rmem), and the server may hold 256 KiB more.
+    assert!(taken < 12 << 20, "{taken} of {offered} bytes of requests taken behind a download");
+    // And the server goes on.
+    assert_eq!(s.get("/index.html").status, 200);
+}
