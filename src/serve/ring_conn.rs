@@ -327,6 +327,12 @@ fn pump<'s>(
                         if ops.file_budget == 0 {
                             ops.file_budget = FILE_SHARE;
                             link.pace();
+                            // Input goes on arriving while the download yields: the same bound
+                            // as behind a send in flight, or a client whose reads keep the
+                            // socket from filling would grow `inbuf` without one.
+                            if pause_if_full(ops, inbuf, token, io) == Keep::No {
+                                return Keep::No;
+                            }
                             return Keep::Again; // the other connections first
                         }
                         continue;
@@ -415,7 +421,8 @@ fn sent_all(link: &mut Link, ops: &mut InFlight, ctx: &Ctx<'_>) {
     ops.file_budget = FILE_SHARE;
 }
 
-/// While output is in flight: stop receiving once too much input is buffered behind it.
+/// While output is in flight or a download yields its turn: stop receiving once too much input
+/// is buffered behind it.
 fn pause_if_full(ops: &mut InFlight, inbuf: &InBuf, token: u64, io: &mut Io<'_, '_>) -> Keep {
     if ops.recv && !ops.paused && inbuf.len() >= PAUSE_AT {
         if io.sq.cancel(user_data(token, Op::Recv), user_data(token, Op::Cancel)).is_err() {
