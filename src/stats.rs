@@ -211,6 +211,9 @@ pub struct WorkerStats {
     /// `--io uring`: turns that found completions waiting in the kernel's overflow list (the
     /// completion ring was full; `IORING_FEAT_NODROP` kept them for the next enter).
     pub cq_overflows: Counter,
+    /// `--io uring`: provided receive buffers the kernel handed over and the worker has not
+    /// given back, as of the end of its last turn: 0 at rest; more is a leaked buffer.
+    pub recv_buffers_held: Gauge,
 }
 
 impl WorkerStats {

@@ -434,6 +434,7 @@ fn input_behind_a_download_is_not_taken_without_bound() {
     // The client's send buffer and the server's receive buffer grow to at most 4 and 6 MiB
     // (tcp_wmem, tcp_rmem), and the server may hold 256 KiB more.
     assert!(taken < 12 << 20, "{taken} of {offered} bytes of requests taken behind a download");
-    // And the server goes on.
+    // And the server goes on, with every receive buffer back (the ring's cancelled receives).
     assert_eq!(s.get("/index.html").status, 200);
+    assert!(s.recv_buffers_held().iter().all(|&n| n == 0), "buffers held: {:?}", s.recv_buffers_held());
 }

@@ -91,7 +91,8 @@ fn auto_picks_io_uring_where_the_kernel_allows_it() {
 /// the fd count is back to its baseline while the clients still hold their ends (so the server
 /// closed each socket itself, which takes cancelling the receive armed on it: io_uring keeps a
 /// socket open while an operation holds it), and the server still answers on every worker (a
-/// worker whose provided buffers leaked would stall its receives).
+/// worker whose provided buffers leaked would stall its receives), and every provided buffer is
+/// back with the kernel (`atomserve_uring_recv_buffers_held` is 0 on each worker).
 #[test]
 fn uring_connections_leave_no_descriptor_behind_whatever_state_they_close_in() {
     let root = fixture_root("io-leaks");
@@ -154,6 +155,8 @@ fn uring_connections_leave_no_descriptor_behind_whatever_state_they_close_in() {
         c.join().unwrap();
     }
     assert!(!s.log().contains("failed"), "{}", s.log());
+    // And every provided buffer went back to the kernel, whichever way its connection ended.
+    assert!(s.recv_buffers_held().iter().all(|&n| n == 0), "buffers held: {:?}", s.recv_buffers_held());
 }
 
 /// A burst of completions larger than the completion ring loses nothing. The ring has 4,096 CQ
@@ -218,6 +221,7 @@ fn burst_while_stopped(
         let r = common::read_response(c, false).unwrap_or_else(|| panic!("connection {i}: no answer"));
         assert_eq!(r.status, 200, "connection {i}");
     }
+    assert!(s.recv_buffers_held().iter().all(|&n| n == 0), "buffers held: {:?}", s.recv_buffers_held());
     s
 }
 

@@ -129,6 +129,8 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             }
             buffers.release(done);
         }
+        // Every completion's buffer has been given back (or is still the kernel's): 0 at rest.
+        stats.recv_buffers_held.set(u64::from(buffers.held()));
         for token in std::mem::take(&mut ready) {
             if let Some(conn) = conns.get_mut(token) {
                 let verdict = conn.drive(token, &ctx, &mut io);

@@ -201,11 +201,16 @@ impl Ring {
     /// Returns whether more were waiting in the kernel's overflow list (`IORING_SQ_CQ_OVERFLOW`:
     /// the completion ring was full; the next enter moves them over).
     pub fn completions(&mut self, into: &mut Vec<Completion>) -> bool {
+        let from = into.len();
         into.extend(self.ring.completion().map(|cqe| Completion {
             token: cqe.user_data(),
             result: cqe.result(),
             flags: cqe.flags(),
         }));
+        // Counted here, where every completion passes, so that one the worker forgets to
+        // `release` shows in `Buffers::held` (tests/io_backends.rs reads it at rest).
+        let ended = into[from..].iter().filter(|done| self.bufs.ends_buffer(done)).count();
+        self.bufs.held.set(self.bufs.held.get() + ended as u32);
         self.ring.submission().cq_overflow()
     }
 }
@@ -348,6 +353,9 @@ pub struct Buffers {
     used: Box<[Cell<u32>]>,
     /// The next tail to publish (wrapping; the kernel masks it).
     tail: Cell<u16>,
+    /// Buffers that are neither the kernel's nor given back: counted up as completions hand
+    /// them over ([`Ring::completions`]), down as [`Buffers::give_back`] returns them.
+    held: Cell<u32>,
 }
 
 impl Buffers {
@@ -378,6 +386,8 @@ impl Buffers {
             incremental,
             used,
             tail: Cell::new(0),
+            // Every buffer starts on the worker's side; the loop below gives them all to the kernel.
+            held: Cell::new(u32::from(count)),
         };
         let flags = if incremental { PBUF_RING_INC } else { 0 };
         // SAFETY: the entries live in the returned `Buffers`, which `Ring` keeps until after the
@@ -409,11 +419,24 @@ impl Buffers {
     /// kernel still uses the rest of it (`IORING_CQE_F_BUF_MORE`).
     pub fn release(&self, done: &Completion) {
         if let Some(id) = done.buffer() {
-            if !self.incremental || done.flags & CQE_F_BUF_MORE == 0 {
+            if self.ends_buffer(done) {
                 self.used[usize::from(id)].set(0);
                 self.give_back(id);
             }
         }
+    }
+
+    /// Buffers the kernel has handed over whole and the worker has not given back yet: 0
+    /// once a turn's completions are all released, unless a buffer leaked (the kernel then has
+    /// fewer for receives).
+    pub fn held(&self) -> u32 {
+        self.held.get()
+    }
+
+    /// Whether the kernel is done with the buffer `done` carries (it always is, unless it
+    /// consumes buffers incrementally and says it goes on with this one).
+    fn ends_buffer(&self, done: &Completion) -> bool {
+        done.buffer().is_some() && (!self.incremental || done.flags & CQE_F_BUF_MORE == 0)
     }
 
     /// Returns buffer `id` (whole) to the kernel, for later receives.
@@ -429,6 +452,7 @@ impl Buffers {
         entry.set_len(self.size);
         entry.set_bid(id);
         self.tail.set(tail.wrapping_add(1));
+        self.held.set(self.held.get().saturating_sub(1));
         // SAFETY: the tail is a naturally aligned u16 inside the mapping, and this thread is its
         // only writer; the kernel only reads it.
         let shared = unsafe { &*types::BufRingEntry::tail(self.entries).cast::<AtomicU16>() };

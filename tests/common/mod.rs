@@ -159,6 +159,22 @@ impl Server {
         read_response(&mut c, false).expect("an admin response")
     }
 
+    /// Each worker's `atomserve_uring_recv_buffers_held` on `/metrics`: provided receive buffers
+    /// the kernel handed over and the worker has not given back, as of its last turn (always 0
+    /// on epoll). At rest every one must be 0: more is a leaked buffer, which the kernel no
+    /// longer has for receives. (The scrape's own receive is released in the turn that
+    /// answers it, after the value it reads was published.)
+    pub fn recv_buffers_held(&self) -> Vec<u64> {
+        let metrics = self.admin_get("/metrics").text();
+        let held: Vec<u64> = metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("atomserve_uring_recv_buffers_held{worker=\""))
+            .map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a count"))
+            .collect();
+        assert!(!held.is_empty(), "no atomserve_uring_recv_buffers_held in\n{metrics}");
+        held
+    }
+
     /// Sends raw bytes on a fresh connection and reads one response.
     pub fn raw(&self, bytes: &[u8]) -> (Response, TcpStream) {
         let mut s = self.connect();

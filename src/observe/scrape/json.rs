@@ -48,14 +48,15 @@ pub fn render(src: &Sources) -> String {
         let _ = write!(
             w,
             "{}{{\"id\":{i},\"cpu\":{cpu},\"requests\":{},\"connections_accepted\":{},\"connections_active\":{},\
-             \"turns\":{},\"recv_buffers_exhausted\":{},\"cq_overflows\":{}}}",
+             \"turns\":{},\"recv_buffers_exhausted\":{},\"cq_overflows\":{},\"recv_buffers_held\":{}}}",
             if i == 0 { "" } else { "," },
             worker.requests.get(),
             worker.connections_accepted.get(),
             worker.open_connections(),
             worker.turns.get(),
             worker.recv_buffers_exhausted.get(),
-            worker.cq_overflows.get()
+            worker.cq_overflows.get(),
+            worker.recv_buffers_held.get()
         );
     }
     let open = stats.open_connections();

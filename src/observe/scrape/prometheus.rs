@@ -247,6 +247,20 @@ pub fn render(src: &Sources, format: Format) -> String {
         "--io uring: turns that found completions kept in the kernel's overflow list (completion ring full).",
         |s| &s.cq_overflows,
     );
+    family(
+        w,
+        "atomserve_uring_recv_buffers_held",
+        "gauge",
+        "--io uring: provided receive buffers the kernel handed over and the worker has not given back \
+         (0 at rest; more is a leak).",
+    );
+    for (i, worker) in stats.workers.iter().enumerate() {
+        let _ = writeln!(
+            w,
+            "atomserve_uring_recv_buffers_held{{worker=\"{i}\"}} {}",
+            worker.recv_buffers_held.get()
+        );
+    }
 
     counter(
         w,

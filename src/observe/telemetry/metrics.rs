@@ -198,6 +198,17 @@ pub fn register(meter: &Meter, src: &Arc<Sources>) {
         "{turn}",
         |w| &w.cq_overflows,
     );
+    let s = src.clone();
+    meter
+        .u64_observable_gauge("atomserve.uring.recv_buffers.held")
+        .with_description("--io uring: provided receive buffers handed over and not given back (0 at rest)")
+        .with_unit("{buffer}")
+        .with_callback(move |o: &dyn AsyncInstrument<u64>| {
+            for (i, w) in s.stats.workers.iter().enumerate() {
+                o.observe(w.recv_buffers_held.get(), &[KeyValue::new("worker", i as i64)]);
+            }
+        })
+        .build();
     counter(
         meter,
         src,
