@@ -209,6 +209,9 @@ def test_metrics_traces_and_logs_arrive_with_exact_counts(root: Path, receiver: 
     assert counter_sum(m["atomserve.connections.accepted"]) == 1
     assert sum(p.as_int for p in m["atomserve.worker.requests"].sum.data_points) == total
     assert m["atomserve.cache.files"].gauge.data_points[0].as_int == 2
+    # A level, not a count: a gauge with a point per worker, 0 at rest (every receive buffer back).
+    held = m["atomserve.uring.recv_buffers.held"].gauge.data_points
+    assert held and all(p.as_int == 0 for p in held), held
     assert counter_sum(m["atomserve.telemetry.records.dropped"]) == 0
     assert "process.cpu.time" in m and "process.memory.usage" in m
 

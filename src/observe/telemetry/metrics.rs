@@ -32,7 +32,7 @@ use prost::Message;
 use super::env::HttpTarget;
 use crate::observe::scrape::prometheus::duration;
 use crate::observe::scrape::{process, Sources};
-use crate::stats::{duration_bounds_seconds, Counter, WorkerStats, STATUS_CODES};
+use crate::stats::{duration_bounds_seconds, WorkerStats, STATUS_CODES};
 use crate::sync::Arc;
 
 /// The instrumentation scope of everything atomserve exports.
@@ -168,47 +168,53 @@ pub fn register(meter: &Meter, src: &Arc<Sources>) {
         "{file}",
         |s| s.stats.reload.pending_files.get(),
     );
+    // One instrument per worker figure, a point per worker: counters, and gauges for levels.
     let per_worker = |name: &'static str,
                       description: &'static str,
                       unit: &'static str,
-                      field: fn(&WorkerStats) -> &Counter| {
+                      gauge: bool,
+                      read: fn(&WorkerStats) -> u64| {
         let s = src.clone();
-        meter
-            .u64_observable_counter(name)
-            .with_description(description)
-            .with_unit(unit)
-            .with_callback(move |o: &dyn AsyncInstrument<u64>| {
-                for (i, w) in s.stats.workers.iter().enumerate() {
-                    o.observe(field(w).get(), &[KeyValue::new("worker", i as i64)]);
-                }
-            })
-            .build();
+        let points = move |o: &dyn AsyncInstrument<u64>| {
+            for (i, w) in s.stats.workers.iter().enumerate() {
+                o.observe(read(w), &[KeyValue::new("worker", i as i64)]);
+            }
+        };
+        if gauge {
+            let g = meter.u64_observable_gauge(name).with_description(description).with_unit(unit);
+            g.with_callback(points).build();
+        } else {
+            let c = meter.u64_observable_counter(name).with_description(description).with_unit(unit);
+            c.with_callback(points).build();
+        }
     };
-    per_worker("atomserve.worker.requests", "Requests answered, by worker", "{request}", |w| &w.requests);
-    per_worker("atomserve.worker.turns", "Worker loop turns, each one wait for I/O", "{turn}", |w| &w.turns);
+    per_worker("atomserve.worker.requests", "Requests answered, by worker", "{request}", false, |w| {
+        w.requests.get()
+    });
+    per_worker("atomserve.worker.turns", "Worker loop turns, each one wait for I/O", "{turn}", false, |w| {
+        w.turns.get()
+    });
     per_worker(
         "atomserve.uring.recv_buffers.exhausted",
         "--io uring: receives that found the provided buffers used up (ENOBUFS)",
         "{receive}",
-        |w| &w.recv_buffers_exhausted,
+        false,
+        |w| w.recv_buffers_exhausted.get(),
     );
     per_worker(
         "atomserve.uring.cq.overflows",
         "--io uring: turns that found completions in the kernel's overflow list",
         "{turn}",
-        |w| &w.cq_overflows,
+        false,
+        |w| w.cq_overflows.get(),
     );
-    let s = src.clone();
-    meter
-        .u64_observable_gauge("atomserve.uring.recv_buffers.held")
-        .with_description("--io uring: provided receive buffers handed over and not given back (0 at rest)")
-        .with_unit("{buffer}")
-        .with_callback(move |o: &dyn AsyncInstrument<u64>| {
-            for (i, w) in s.stats.workers.iter().enumerate() {
-                o.observe(w.recv_buffers_held.get(), &[KeyValue::new("worker", i as i64)]);
-            }
-        })
-        .build();
+    per_worker(
+        "atomserve.uring.recv_buffers.held",
+        "--io uring: provided receive buffers handed over and not given back (0 at rest)",
+        "{buffer}",
+        true,
+        |w| w.recv_buffers_held.get(),
+    );
     counter(
         meter,
         src,
