@@ -156,7 +156,7 @@ fn uring_connections_leave_no_descriptor_behind_whatever_state_they_close_in() {
     }
     assert!(!s.log().contains("failed"), "{}", s.log());
     // And every provided buffer went back to the kernel, whichever way its connection ended.
-    assert!(s.recv_buffers_held().iter().all(|&n| n == 0), "buffers held: {:?}", s.recv_buffers_held());
+    s.assert_recv_buffers_back();
 }
 
 /// A burst of completions larger than the completion ring loses nothing. The ring has 4,096 CQ
@@ -221,7 +221,7 @@ fn burst_while_stopped(
         let r = common::read_response(c, false).unwrap_or_else(|| panic!("connection {i}: no answer"));
         assert_eq!(r.status, 200, "connection {i}");
     }
-    assert!(s.recv_buffers_held().iter().all(|&n| n == 0), "buffers held: {:?}", s.recv_buffers_held());
+    s.assert_recv_buffers_back();
     s
 }
 

@@ -175,6 +175,13 @@ impl Server {
         held
     }
 
+    /// Asserts that every worker has given all its provided receive buffers back (see
+    /// [`Server::recv_buffers_held`]).
+    pub fn assert_recv_buffers_back(&self) {
+        let held = self.recv_buffers_held();
+        assert!(held.iter().all(|&n| n == 0), "buffers held: {held:?}");
+    }
+
     /// Sends raw bytes on a fresh connection and reads one response.
     pub fn raw(&self, bytes: &[u8]) -> (Response, TcpStream) {
         let mut s = self.connect();

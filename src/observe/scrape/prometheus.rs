@@ -10,7 +10,7 @@
 use std::fmt::Write;
 
 use super::{process, Sources};
-use crate::stats::{duration_bounds_seconds, Counter, Stats, WorkerStats, DURATION_BOUNDS_NS, STATUS_CODES};
+use crate::stats::{duration_bounds_seconds, Stats, WorkerStats, DURATION_BOUNDS_NS, STATUS_CODES};
 
 /// The two formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,44 +223,47 @@ pub fn render(src: &Sources, format: Format) -> String {
         r.pending_files.get(),
     );
 
-    per_worker(w, stats, "atomserve_worker_requests_total", "HTTP requests answered, by worker.", |s| {
-        &s.requests
-    });
+    per_worker(
+        w,
+        stats,
+        "atomserve_worker_requests_total",
+        "counter",
+        "HTTP requests answered, by worker.",
+        |s| s.requests.get(),
+    );
     per_worker(
         w,
         stats,
         "atomserve_worker_turns_total",
+        "counter",
         "Worker loop turns, each one wait for I/O (epoll_wait, or io_uring_enter with --io uring), by worker.",
-        |s| &s.turns,
+        |s| s.turns.get(),
     );
     per_worker(
         w,
         stats,
         "atomserve_uring_recv_buffers_exhausted_total",
+        "counter",
         "--io uring: receives that found the worker's provided buffers used up (ENOBUFS) and were armed again.",
-        |s| &s.recv_buffers_exhausted,
+        |s| s.recv_buffers_exhausted.get(),
     );
     per_worker(
         w,
         stats,
         "atomserve_uring_cq_overflows_total",
+        "counter",
         "--io uring: turns that found completions kept in the kernel's overflow list (completion ring full).",
-        |s| &s.cq_overflows,
+        |s| s.cq_overflows.get(),
     );
-    family(
+    per_worker(
         w,
+        stats,
         "atomserve_uring_recv_buffers_held",
         "gauge",
         "--io uring: provided receive buffers the kernel handed over and the worker has not given back \
          (0 at rest; more is a leak).",
+        |s| s.recv_buffers_held.get(),
     );
-    for (i, worker) in stats.workers.iter().enumerate() {
-        let _ = writeln!(
-            w,
-            "atomserve_uring_recv_buffers_held{{worker=\"{i}\"}} {}",
-            worker.recv_buffers_held.get()
-        );
-    }
 
     counter(
         w,
@@ -345,17 +348,19 @@ fn counter(w: &mut Exposition<'_>, name: &str, help: &str, value: u64) {
     let _ = writeln!(w, "{name} {value}");
 }
 
-/// A counter family with one sample per worker, labelled `worker`.
+/// A family with one sample per worker, labelled `worker`: `kind` is "counter", or "gauge" for
+/// a level (buffers held).
 fn per_worker(
     w: &mut Exposition<'_>,
     stats: &Stats,
     name: &str,
+    kind: &str,
     help: &str,
-    field: impl Fn(&WorkerStats) -> &Counter,
+    read: impl Fn(&WorkerStats) -> u64,
 ) {
-    family(w, name, "counter", help);
+    family(w, name, kind, help);
     for (i, worker) in stats.workers.iter().enumerate() {
-        let _ = writeln!(w, "{name}{{worker=\"{i}\"}} {}", field(worker).get());
+        let _ = writeln!(w, "{name}{{worker=\"{i}\"}} {}", read(worker));
     }
 }
 
