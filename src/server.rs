@@ -78,6 +78,10 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let passed = systemd::listen_fds().map_err(os("LISTEN_FDS (systemd socket activation)"))?;
     let notify = systemd::Notifier::from_env();
     let nofile = limits::raise_nofile_limit().map_err(os("getrlimit"))?;
+    // Huge pages only where asked for (the memfd packs): on a host whose mode is `always`,
+    // khugepaged would grow the small, scattered heap 2 MiB at a time. Before Linux 6.18 the
+    // kernel refuses, and the host's mode stands (`sys::mem`).
+    let _ = crate::sys::mem::huge_pages_only_where_advised();
 
     let process_started = SystemTime::now();
     // Signals first: a SIGHUP or SIGTERM during a slow start-up (compression) must not kill the

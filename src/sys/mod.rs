@@ -19,7 +19,7 @@
 //! | [`sched`] | sched_setscheduler(SCHED_IDLE), setpriority, sched_getscheduler |
 //! | [`creds`] | getpwnam_r, getgrnam_r, setgroups, setgid, setuid, prctl(PR_SET_NO_NEW_PRIVS) |
 //! | [`limits`] | getrlimit, setrlimit |
-//! | [`mem`] | malloc_trim (glibc; madvise inside) |
+//! | [`mem`] | malloc_trim (glibc; madvise inside), prctl(PR_SET_THP_DISABLE) |
 //! | [`seccomp`] | prctl(PR_SET_NO_NEW_PRIVS), seccomp(SECCOMP_SET_MODE_FILTER, TSYNC) |
 //! | [`fd`] | fcntl (taking over inherited descriptors: systemd's passed sockets) |
 //! | [`clock`] | clock_gettime (CLOCK_MONOTONIC, for systemd's notifications) |
