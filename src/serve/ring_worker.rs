@@ -121,13 +121,13 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
                 continue;
             }
             let (token, op) = ring_conn::split(done.token);
-            // Taken for every completion, of a live connection or not: it moves the buffer on.
-            let data = buffers.data(done);
+            // Taken for every completion, of a live connection or not: it moves the buffer on,
+            // and gives it back when it drops at the end of this iteration, whatever the verdict.
+            let data = buffers.lend(done);
             if let Some(conn) = conns.get_mut(token) {
-                let verdict = conn.on_completion(token, op, done, data, &ctx, &mut io);
+                let verdict = conn.on_completion(token, op, done, &data, &ctx, &mut io);
                 settle(&mut conns, token, verdict, &mut ready, &mut io, closed);
             }
-            buffers.release(done);
         }
         // Every completion's buffer has been given back (or is still the kernel's): 0 at rest.
         stats.recv_buffers_held.set(u64::from(buffers.held()));

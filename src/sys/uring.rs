@@ -204,8 +204,9 @@ impl Ring {
         let bufs = &self.bufs;
         into.extend(self.ring.completion().map(|cqe| {
             let done = Completion { token: cqe.user_data(), result: cqe.result(), flags: cqe.flags() };
-            // Counted here, where every completion passes, so that one the worker forgets to
-            // `release` shows in `Buffers::held` (tests/io_backends.rs reads it at rest).
+            // Counted here, where every completion passes, so that one whose buffer does not
+            // come back (a `Received` leaked, a completion never lent) shows in `Buffers::held`
+            // (tests/io_backends.rs reads it at rest).
             if bufs.ends_buffer(&done) {
                 bufs.held.set(bufs.held.get() + 1);
             }
@@ -399,9 +400,15 @@ impl Buffers {
         Ok(bufs)
     }
 
-    /// The bytes a receive completion brought (empty for any other completion). Call once per
-    /// completion, in order: in incremental mode it moves the buffer's read position on.
-    pub fn data(&self, done: &Completion) -> &[u8] {
+    /// Lends the bytes a receive completion brought (empty for any other completion) until the
+    /// returned [`Received`] drops, which gives the buffer back. Once per completion, in order:
+    /// in incremental mode it moves the buffer's read position on.
+    pub fn lend<'a>(&'a self, done: &'a Completion) -> Received<'a> {
+        Received { buffers: self, done, bytes: self.data(done) }
+    }
+
+    /// The bytes of `done` (see [`Buffers::lend`], which pairs this with [`Buffers::release`]).
+    fn data(&self, done: &Completion) -> &[u8] {
         let (Some(id), Ok(len)) = (done.buffer(), u32::try_from(done.result)) else { return &[] };
         let used = &self.used[usize::from(id)];
         let at = if self.incremental { used.replace(used.get() + len) } else { 0 };
@@ -416,8 +423,8 @@ impl Buffers {
     }
 
     /// After a completion's bytes were read: returns its buffer to the kernel, unless the
-    /// kernel still uses the rest of it (`IORING_CQE_F_BUF_MORE`).
-    pub fn release(&self, done: &Completion) {
+    /// kernel still uses the rest of it (`IORING_CQE_F_BUF_MORE`). Called by [`Received`]'s drop.
+    fn release(&self, done: &Completion) {
         if let Some(id) = done.buffer() {
             if self.ends_buffer(done) {
                 self.used[usize::from(id)].set(0);
@@ -460,6 +467,29 @@ impl Buffers {
         // covers it (it reads the tail with smp_load_acquire). Not modelled by loom: the other
         // side is the kernel (docs/io_uring.md).
         shared.store(tail.wrapping_add(1), Ordering::Release);
+    }
+}
+
+/// What one receive completion brought, lent from the buffer ring ([`Buffers::lend`]): derefs to
+/// the bytes, and gives the buffer back to the kernel when dropped (unless the kernel goes on
+/// filling it). So a buffer cannot be forgotten, whatever becomes of the connection the bytes were
+/// for: a leaked buffer would leave the kernel one fewer for every receive.
+pub struct Received<'a> {
+    buffers: &'a Buffers,
+    done: &'a Completion,
+    bytes: &'a [u8],
+}
+
+impl std::ops::Deref for Received<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl Drop for Received<'_> {
+    fn drop(&mut self) {
+        self.buffers.release(self.done);
     }
 }
 
@@ -525,8 +555,7 @@ mod tests {
                 for done in &completions {
                     assert_eq!(done.token, 7);
                     let (_, buffers) = ring.parts();
-                    got.extend_from_slice(buffers.data(done));
-                    buffers.release(done);
+                    got.extend_from_slice(&buffers.lend(done));
                     assert!(done.result > 0 || done.result == -libc::ENOBUFS, "{done:?}");
                     if !done.more() {
                         arm(&mut ring);
