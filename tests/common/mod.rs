@@ -159,12 +159,12 @@ impl Server {
         read_response(&mut c, false).expect("an admin response")
     }
 
-    /// Each worker's `atomserve_uring_recv_buffers_held` on `/metrics`: provided receive buffers
-    /// the kernel handed over and the worker has not given back, as of its last turn (always 0
-    /// on epoll). At rest every one must be 0: more is a leaked buffer, which the kernel no
-    /// longer has for receives. (The scrape's own receive is released in the turn that
-    /// answers it, after the value it reads was published.)
-    pub fn recv_buffers_held(&self) -> Vec<u64> {
+    /// Asserts that each worker's `atomserve_uring_recv_buffers_held` on `/metrics` is 0:
+    /// provided receive buffers the kernel handed over and the worker has not given back, as of
+    /// its last turn (always 0 on epoll). At rest more is a leaked buffer, which the kernel no
+    /// longer has for receives. (The scrape's own receive is released in the turn that answers
+    /// it, after the value it reads was published.)
+    pub fn assert_recv_buffers_back(&self) {
         let metrics = self.admin_get("/metrics").text();
         let held: Vec<u64> = metrics
             .lines()
@@ -172,13 +172,6 @@ impl Server {
             .map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a count"))
             .collect();
         assert!(!held.is_empty(), "no atomserve_uring_recv_buffers_held in\n{metrics}");
-        held
-    }
-
-    /// Asserts that every worker has given all its provided receive buffers back (see
-    /// [`Server::recv_buffers_held`]).
-    pub fn assert_recv_buffers_back(&self) {
-        let held = self.recv_buffers_held();
         assert!(held.iter().all(|&n| n == 0), "buffers held: {held:?}");
     }
 
