@@ -191,7 +191,7 @@ impl Link {
             let outcome = respond::invalid(out, Status::RequestTimeout, self.site(ctx), false);
             self.finish(outcome, None, ctx);
             if let Ok(Flush::Done) = out.flush(self.fd.as_fd()) {
-                self.observe_batch(ctx);
+                self.observe_batch(ctx, clock::monotonic_ns());
             }
         }
     }
@@ -380,16 +380,17 @@ impl Link {
         self.records.push(record);
     }
 
-    /// The batch's responses are all sent: record one duration per request in it, measured from
-    /// the start of the turn that read the batch in (`Ctx::turn_started`) to now: one clock read
-    /// per batch, not per request.
-    pub(super) fn observe_batch(&mut self, ctx: &Ctx<'_>) {
+    /// The batch's responses are all sent, as of `sent_ns` (a `sys::clock::monotonic_ns`
+    /// reading): record one duration per request in it, measured from the start of the turn that
+    /// read the batch in (`Ctx::turn_started`) to then: at most one clock read per batch, not per
+    /// request, and none when the caller knows the time already (the ring's send completion).
+    pub(super) fn observe_batch(&mut self, ctx: &Ctx<'_>, sent_ns: u64) {
         // Requests of the same batch still to be answered (parsing stopped at the output
         // high-water mark) keep the batch's start time.
         let started = if self.parse_pending { self.batch_started } else { self.batch_started.take() };
         if let Some(started) = started {
             if self.batch_requests > 0 {
-                let ns = clock::monotonic_ns().saturating_sub(started);
+                let ns = sent_ns.saturating_sub(started);
                 ctx.stats.duration.observe_ns(ns, u64::from(self.batch_requests));
             }
         }

@@ -32,7 +32,7 @@ use crate::serve::inbuf::{InBuf, Spares};
 use crate::serve::link::{Ctx, Keep, Link, State, Timeouts};
 use crate::serve::out_queue::{self, BatchSpares, OutQueue, Turn, MAX_IOV};
 use crate::serve::respond::PathBufs;
-use crate::sys::socket;
+use crate::sys::{clock, socket};
 use crate::sys::uring::{Completion, SendMsg, Submissions};
 
 /// The most bytes of a file sent per `sendfile` before the connection lets the others go first:
@@ -206,7 +206,9 @@ impl RingConn {
                         // Progress: the send timer runs from here.
                         link.deadline_ms = ctx.now_ms + ctx.timeouts.send_ms;
                         if out.is_empty() {
-                            sent_all(link, ops, ctx);
+                            // The completion was posted before this turn began: its start is
+                            // the time the batch was sent by, without a clock read.
+                            sent_all(link, ops, ctx, ctx.turn_started);
                         }
                     }
                     _ => return Keep::No, // EPIPE, ECONNRESET: the client is gone
@@ -321,7 +323,7 @@ fn pump<'s>(
                         // of them) is finished, not paced and yielded with its bookkeeping
                         // skipped (its duration went unrecorded, tests/bigfiles.rs).
                         if out.is_empty() {
-                            sent_all(link, ops, ctx);
+                            sent_all(link, ops, ctx, clock::monotonic_ns());
                             continue;
                         }
                         if ops.file_budget == 0 {
@@ -414,10 +416,11 @@ fn pump<'s>(
 /// file share. The share is per download, as epoll's is per flush: renewed only when spent, what
 /// each 190 KiB response left of it ran out on the next one, which was then paced
 /// (`TCP_NOTSENT_LOWAT`), and every later response went out in two `sendfile`s a poll apart (1.74
-/// a response, docs/benchmarks.md).
-fn sent_all(link: &mut Link, ops: &mut InFlight, ctx: &Ctx<'_>) {
+/// a response, docs/benchmarks.md). `sent_ns` is when the last byte was handed to the kernel, or
+/// a reading no earlier (`sys::clock::monotonic_ns`).
+fn sent_all(link: &mut Link, ops: &mut InFlight, ctx: &Ctx<'_>, sent_ns: u64) {
     link.send_armed = false;
-    link.observe_batch(ctx);
+    link.observe_batch(ctx, sent_ns);
     ops.file_budget = FILE_SHARE;
 }
 

@@ -127,7 +127,7 @@ impl Link {
                 match out.flush(self.fd.as_fd()) {
                     Ok(Flush::Done) => {
                         self.send_armed = false;
-                        self.observe_batch(ctx);
+                        self.observe_batch(ctx, crate::sys::clock::monotonic_ns());
                     }
                     Ok(Flush::Yield) => {
                         // A large file had its share of this turn; the others get theirs first.
