@@ -4,11 +4,12 @@
 //! Bodies and response heads are *not* copied: a chunk may point straight into the snapshot's
 //! memory. Only the few dozen bytes that change per response (the tail: `Date`, `Connection`)
 //! and generated responses live in the connection's own buffer. A partial send keeps its place
-//! and resumes where the kernel stopped. One exception: a pipelined batch of small responses is
-//! copied into one stretch before it is sent ([`OutQueue::coalesce`]), because the kernel copies
-//! one stretch faster than one per iovec. That stretch is a buffer of its own, lent by the
-//! worker's [`BatchSpares`] and given back when the connection goes idle, so that a pipelining
-//! connection neither allocates per batch nor keeps a batch's memory while idle.
+//! and resumes where the kernel stopped. One exception, on epoll: a pipelined batch of small
+//! responses is copied into one stretch before it is sent ([`OutQueue::coalesce`]), because the
+//! kernel copies one stretch faster than one per iovec. That stretch is a buffer of its own, lent
+//! by the worker's [`BatchSpares`] and given back when the connection goes idle, so that a
+//! pipelining connection neither allocates per batch nor keeps a batch's memory while idle. (The
+//! io_uring transport does not coalesce: see `ring_conn::pump`.)
 //!
 //! A borrowed chunk is only valid until the worker's next quiescent point (see
 //! `cache::swap`): after that, a reload may free the snapshot it points into. The contract lives
@@ -330,8 +331,9 @@ impl OutQueue {
     /// before any file and within [`COALESCE_BYTES`]: the kernel then copies one stretch instead
     /// of one per iovec. This is for pipelined batches, where each response is a chunk of its
     /// own; a single response (at most a head, a body and a tail) is left alone. Call it only
-    /// when no send reads the queue (an io_uring send in flight points into `batch`, which this
-    /// may reallocate).
+    /// when no send reads the queue (it may reallocate `batch`): the epoll transport calls it
+    /// before its synchronous flush; the io_uring transport, whose sends complete a turn later,
+    /// does not call it (`ring_conn::pump` says why).
     #[inline]
     pub fn coalesce(&mut self, spares: &mut BatchSpares) {
         if self.chunks.len() < COALESCE_CHUNKS {
@@ -532,11 +534,11 @@ impl OutQueue {
 
     /// Releases the buffers' memory: an idle keep-alive connection should cost next to nothing.
     /// The batch buffer goes back to `spares` for the next pipelined batch, of this connection or
-    /// another.
+    /// another (`None` from a transport that never coalesces, the ring's: there is none).
     // Inlined, with the release apart: most connections go idle holding nothing to release, and
     // out of line the check cost ~20 instructions a keep-alive request (callgrind).
     #[inline(always)]
-    pub fn shrink(&mut self, spares: &mut BatchSpares) {
+    pub fn shrink(&mut self, spares: Option<&mut BatchSpares>) {
         debug_assert!(self.is_empty());
         // `|`, not `||`: three loads and one branch.
         if (self.own.capacity() > 4096) | (self.batch.capacity() > 0) | (self.chunks.capacity() > 64) {
@@ -546,12 +548,16 @@ impl OutQueue {
 
     #[cold]
     #[inline(never)]
-    fn release(&mut self, spares: &mut BatchSpares) {
+    fn release(&mut self, spares: Option<&mut BatchSpares>) {
         if self.own.capacity() > 4096 {
             self.own = Vec::new();
         }
         if self.batch.capacity() > 0 {
-            spares.give(std::mem::take(&mut self.batch));
+            let batch = std::mem::take(&mut self.batch);
+            debug_assert!(spares.is_some(), "only a transport that coalesces has a batch buffer");
+            if let Some(spares) = spares {
+                spares.give(batch);
+            }
         }
         if self.chunks.capacity() > 64 {
             self.chunks = VecDeque::new();
@@ -701,7 +707,7 @@ mod tests {
         assert_eq!((a.chunks(), a.own.capacity()), (1, 0), "copied into the batch buffer, not `own`");
         let (lent, capacity) = (a.batch.as_ptr(), a.batch.capacity());
         a.advance(a.pending());
-        a.shrink(&mut spares);
+        a.shrink(Some(&mut spares));
         assert_eq!((spares.len(), a.batch.capacity()), (1, 0), "given back when idle");
         b.turn(|out| (0..16).for_each(|_| out.push_shared(&response)));
         b.coalesce(&mut spares);
@@ -765,7 +771,7 @@ mod tests {
                     // the front chunk is a borrowed one partly sent.
                     q.advance(q.pending());
                     model.clear();
-                    q.shrink(&mut spares); // idle: the batch buffer goes back
+                    q.shrink(Some(&mut spares)); // idle: the batch buffer goes back
                     let batch: Vec<&Arc<[u8]>> =
                         (0..4 + next(4)).map(|_| &shared[next(4) as usize]).collect();
                     let sent = next(batch[0].len() as u64) as usize;

@@ -19,7 +19,6 @@ use std::os::fd::AsFd;
 use crate::http::date::DateCache;
 use crate::serve::inbuf::Spares;
 use crate::serve::link::Keep;
-use crate::serve::out_queue::BatchSpares;
 use crate::serve::rendered::Rendered;
 use crate::serve::respond::PathBufs;
 use crate::serve::ring_conn::{self, Io, RingConn};
@@ -63,7 +62,6 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
     let mut completions: Vec<Completion> = Vec::with_capacity(RING_ENTRIES as usize * 4);
     let mut paths = PathBufs::with_capacity(256);
     let mut spares = Spares::with_ready(SPARES_READY);
-    let mut batches = BatchSpares::new();
     let mut date = DateCache::new();
     let mut rendered = Rendered::new(u64::MAX, date.text());
     let mut ready: Vec<u64> = Vec::new();
@@ -112,7 +110,6 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             pool: &mut pool,
             paths: &mut paths,
             spares: &mut spares,
-            batches: &mut batches,
         };
         for done in &completions {
             if done.token == BELL {

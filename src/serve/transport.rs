@@ -159,7 +159,7 @@ impl Link {
                     }
                     self.state = State::Lingering;
                     inbuf.release();
-                    out.shrink(&mut bufs.batches); // the queue is empty: a last batch's buffer goes back
+                    out.shrink(Some(&mut bufs.batches)); // the queue is empty: a last batch's buffer goes back
                     self.deadline_ms = ctx.now_ms + ctx.timeouts.linger_ms;
                     return self.linger(edge, &mut bufs.scratch);
                 }
@@ -180,7 +180,7 @@ impl Link {
                 continue;
             }
             if !edge.readable {
-                self.arm_read_timer(out, ctx, &mut bufs.batches);
+                self.arm_read_timer(out, ctx, Some(&mut bufs.batches));
                 return Keep::Yes;
             }
             match self.read(edge, out, inbuf, ctx, bufs) {
@@ -190,7 +190,7 @@ impl Link {
             }
         }
         if out.is_empty() {
-            self.arm_read_timer(out, ctx, &mut bufs.batches);
+            self.arm_read_timer(out, ctx, Some(&mut bufs.batches));
         }
         Keep::Again
     }

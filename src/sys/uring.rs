@@ -245,7 +245,7 @@ impl Submissions<'_> {
     ) -> io::Result<()> {
         let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
         let sqe = match msg.iov[..msg.hdr.msg_iovlen] {
-            // One buffer (a rendered response, a pipelined batch): `IORING_OP_SEND` takes it as
+            // One buffer (a rendered response, a generated one): `IORING_OP_SEND` takes it as
             // a pointer and a length, where `SENDMSG` has the kernel copy in and check the
             // `msghdr` and its iovecs first (as `sendto(2)` against `sendmsg(2)`).
             [one] if u32::try_from(one.iov_len).is_ok() => opcode::Send::new(
