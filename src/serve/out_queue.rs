@@ -564,7 +564,9 @@ impl OutQueue {
         }
     }
 
-    #[inline]
+    // Always inlined: `gather` calls it once per chunk, and out of line (as the inliner chose
+    // in the ring's `pump`) it was 4.1 ns a pipelined request in `perf`.
+    #[inline(always)]
     fn bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
         // Shared bytes first: a rendered response is one such chunk.
         match chunk {
