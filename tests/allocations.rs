@@ -98,8 +98,9 @@ fn round(c: &mut TcpStream, etag: &str) {
         read_response(c, false).unwrap();
     }
     // A pipelined batch large enough to be coalesced into more than a small buffer's worth
-    // (16 responses of the index, as `wrk -s pipeline.lua` sends): the copy's buffer comes from
-    // the worker's spares, not the allocator.
+    // (16 responses of the index, as `wrk -s pipeline.lua` sends): on epoll the copy's buffer
+    // comes from the worker's spares, not the allocator; on the ring, which sends the batch as
+    // one iovec per response, the queue's chunks and the send's fixed iovec array hold it.
     c.write_all(mix[0].repeat(16).as_bytes()).unwrap();
     for _ in 0..16 {
         assert_eq!(read_response(c, false).unwrap().status, 200);
