@@ -45,8 +45,10 @@
 //! whose shmem gets huge pages, each second's memfd takes a 2 MiB page however little it holds.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use hashbrown::hash_table::{Entry as Slot, HashTable};
 
 use crate::cache::pack;
 use crate::cache::DiskFile;
@@ -149,7 +151,7 @@ pub struct Rendered {
     /// The `Date` every entry carries.
     date: [u8; date::LEN],
     /// By request-target; a target has one entry per `Accept-Encoding` value seen.
-    entries: HashMap<Box<[u8]>, Vec<Entry>, KeyHash>,
+    entries: Targets,
     count: usize,
     bytes: usize,
     /// Filled during a turn (the table itself is only read then), drained between turns.
@@ -161,7 +163,7 @@ impl Rendered {
         Rendered {
             serial,
             date: *date,
-            entries: HashMap::default(),
+            entries: Targets::default(),
             count: 0,
             bytes: 0,
             captures: RefCell::new(Vec::new()),
@@ -198,7 +200,7 @@ impl Rendered {
     fn new_second(&mut self) {
         let date = self.date;
         let (mut count, mut bytes) = (0, 0);
-        self.entries.retain(|_, entries| {
+        self.entries.retain(|entries| {
             entries.retain_mut(|entry| {
                 if entry.hits.replace(0) == 0 {
                     return false;
@@ -300,7 +302,7 @@ impl Rendered {
                 Some(sent) => Form::File { text: capture.bytes.into(), sent },
                 None => heap(&capture.bytes),
             };
-            self.entries.entry(capture.target).or_default().push(Entry {
+            self.entries.get_or_insert(capture.target).push(Entry {
                 accept_encoding: capture.accept_encoding,
                 form,
                 date_at: capture.date_at,
@@ -320,7 +322,10 @@ impl Rendered {
             return None;
         }
         let entries = self.entries.get(req.target)?;
-        let entry = entries.iter().find(|e| e.accept_encoding.as_deref() == req.accept_encoding)?;
+        let entry = entries.iter().find(|e| match (e.accept_encoding.as_deref(), req.accept_encoding) {
+            (Some(a), Some(b)) => same_bytes(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        })?;
         entry.hits.set(entry.hits.get().saturating_add(1));
         let response = match &entry.form {
             Form::Heap { bytes, .. } => Response::Bytes(bytes),
@@ -369,6 +374,77 @@ impl Rendered {
             outcome: Outcome { cache: CacheUse::Rendered, ..outcome },
         });
     }
+}
+
+/// The table's entries by request-target: a hash table whose lookups compare the target with
+/// [`same_bytes`], inline. (A `HashMap<Box<[u8]>, _>` compares keys with `memcmp`, a call that
+/// cost 5.6–6.7 ns a pipelined request in `perf`, as much as the hash; docs/benchmarks.md.)
+#[derive(Default)]
+struct Targets {
+    table: HashTable<(Box<[u8]>, Vec<Entry>)>,
+    hasher: KeyHash,
+}
+
+impl Targets {
+    #[inline(always)]
+    fn get(&self, target: &[u8]) -> Option<&Vec<Entry>> {
+        let hash = self.hasher.hash_one(target);
+        self.table.find(hash, |(key, _)| same_bytes(key, target)).map(|(_, entries)| entries)
+    }
+
+    fn get_or_insert(&mut self, target: Box<[u8]>) -> &mut Vec<Entry> {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(&*target);
+        let slot = self.table.entry(hash, |(key, _)| same_bytes(key, &target), |(key, _)| hasher.hash_one(&**key));
+        match slot {
+            Slot::Occupied(slot) => &mut slot.into_mut().1,
+            Slot::Vacant(slot) => &mut slot.insert((target, Vec::new())).into_mut().1,
+        }
+    }
+
+    /// Keeps the targets whose entries `keep` says to keep (it may change them).
+    fn retain(&mut self, mut keep: impl FnMut(&mut Vec<Entry>) -> bool) {
+        self.table.retain(|(_, entries)| keep(entries));
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Vec<Entry>> {
+        self.table.iter().map(|(_, entries)| entries)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Vec<Entry>> {
+        self.table.iter_mut().map(|(_, entries)| entries)
+    }
+
+    fn clear(&mut self) {
+        self.table.clear();
+    }
+}
+
+/// Whether two byte strings are equal, compared inline eight bytes at a time, the last word
+/// overlapping the one before it: a request-target or an `Accept-Encoding` value is a few dozen
+/// bytes, for which calling `memcmp` costs more than the comparison.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    if n < 4 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    if n < 8 {
+        let half = |s: &[u8], at: usize| s.get(at..).and_then(|r| r.first_chunk::<4>()).map(|w| u32::from_ne_bytes(*w));
+        return half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4);
+    }
+    let word = |s: &[u8], at: usize| s.get(at..).and_then(|r| r.first_chunk::<8>()).map(|w| u64::from_ne_bytes(*w));
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 /// A small entry's form: the response on the heap, and its spare.
@@ -575,6 +651,44 @@ mod tests {
         assert!(hit);
         assert_eq!(second, fresh, "the new second's stretch has the new date");
         assert_eq!(slow.contents().unwrap(), first, "the queued stretch still holds the old bytes");
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        // Every length the word loop and its overlapping tail treat apart, and a difference at
+        // every position of each.
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37) ^ 0x55).collect();
+            assert!(same_bytes(&a, &a.clone()), "{n}");
+            if n > 0 {
+                assert!(!same_bytes(&a, &a[..n - 1]), "{n}: lengths differ");
+            }
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "{n} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn targets_find_what_was_inserted_and_nothing_else() {
+        let mut targets = Targets::default();
+        let keys = ["/", "/ab", "/abcd", "/index.html", "/assets/index-DiwrgTda.js"];
+        for key in keys {
+            targets.get_or_insert(key.as_bytes().into());
+        }
+        assert_eq!(targets.values().count(), keys.len());
+        targets.get_or_insert(b"/index.html"[..].into()); // the same target: no second slot
+        assert_eq!(targets.values().count(), keys.len());
+        for key in keys {
+            assert!(targets.get(key.as_bytes()).is_some(), "{key}");
+        }
+        for other in ["", "/index.htm", "/index.htmm", "/assets/index-DiwrgTdb.js", "/Ab"] {
+            assert!(targets.get(other.as_bytes()).is_none(), "{other}");
+        }
+        targets.clear();
+        assert!(targets.get(b"/").is_none());
     }
 
     /// A body in the snapshot's memfd (a Vite chunk, past `ZERO_COPY_MIN`) is read back once and
