@@ -407,7 +407,12 @@ impl Link {
     /// Sets the timer while waiting for input: the head timeout runs from a request's first byte
     /// (a client dribbling bytes cannot extend it), the keep-alive timeout between requests.
     /// `batches`: where an idle connection's batch buffer goes back (`OutQueue::shrink`).
-    pub(super) fn arm_read_timer(&mut self, out: &mut OutQueue, ctx: &Ctx<'_>, batches: Option<&mut BatchSpares>) {
+    pub(super) fn arm_read_timer(
+        &mut self,
+        out: &mut OutQueue,
+        ctx: &Ctx<'_>,
+        batches: Option<&mut BatchSpares>,
+    ) {
         if self.state == State::Lingering {
             return; // the linger deadline stands
         }

@@ -395,7 +395,8 @@ impl Targets {
     fn get_or_insert(&mut self, target: Box<[u8]>) -> &mut Vec<Entry> {
         let hasher = &self.hasher;
         let hash = hasher.hash_one(&*target);
-        let slot = self.table.entry(hash, |(key, _)| same_bytes(key, &target), |(key, _)| hasher.hash_one(&**key));
+        let slot =
+            self.table.entry(hash, |(key, _)| same_bytes(key, &target), |(key, _)| hasher.hash_one(&**key));
         match slot {
             Slot::Occupied(slot) => &mut slot.into_mut().1,
             Slot::Vacant(slot) => &mut slot.insert((target, Vec::new())).into_mut().1,
@@ -433,10 +434,13 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         return a.iter().zip(b).all(|(x, y)| x == y);
     }
     if n < 8 {
-        let half = |s: &[u8], at: usize| s.get(at..).and_then(|r| r.first_chunk::<4>()).map(|w| u32::from_ne_bytes(*w));
+        let half = |s: &[u8], at: usize| {
+            s.get(at..).and_then(|r| r.first_chunk::<4>()).map(|w| u32::from_ne_bytes(*w))
+        };
         return half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4);
     }
-    let word = |s: &[u8], at: usize| s.get(at..).and_then(|r| r.first_chunk::<8>()).map(|w| u64::from_ne_bytes(*w));
+    let word =
+        |s: &[u8], at: usize| s.get(at..).and_then(|r| r.first_chunk::<8>()).map(|w| u64::from_ne_bytes(*w));
     let mut at = 0;
     while at + 8 < n {
         if word(a, at) != word(b, at) {

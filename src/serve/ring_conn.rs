@@ -32,8 +32,8 @@ use crate::serve::inbuf::{InBuf, Spares};
 use crate::serve::link::{Ctx, Keep, Link, State, Timeouts};
 use crate::serve::out_queue::{self, OutQueue, Turn, MAX_IOV};
 use crate::serve::respond::PathBufs;
-use crate::sys::{clock, socket};
 use crate::sys::uring::{Completion, SendMsg, Submissions};
+use crate::sys::{clock, socket};
 
 /// The most bytes of a file sent per `sendfile` before the connection lets the others go first:
 /// the epoll backend's share (see there).

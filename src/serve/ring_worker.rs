@@ -105,12 +105,7 @@ pub fn run(setup: WorkerSetup) -> io::Result<()> {
             }
         };
         let (mut sq, buffers) = ring.parts();
-        let mut io = Io {
-            sq: &mut sq,
-            pool: &mut pool,
-            paths: &mut paths,
-            spares: &mut spares,
-        };
+        let mut io = Io { sq: &mut sq, pool: &mut pool, paths: &mut paths, spares: &mut spares };
         for done in &completions {
             if done.token == BELL {
                 // SAFETY: as at start-up; the read that filled it has completed.
