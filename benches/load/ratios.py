@@ -15,6 +15,12 @@ ran in it.
 On this shared 2-core VM single rounds of one pair swing by ±20%: a median of 5 rounds moves by
 several percent from run to run. The interval says which differences a run can resolve: when it
 straddles a target, the run has not shown the target met or missed.
+
+Runs differ by more than their rounds do: each starts its servers afresh, and a process's memory
+layout stays with it for the whole run (on 2026-11-29 the same pair of builds gave run medians
+from 0.86 to 1.07). So with several OUT files each pair gets a second line: the server CPU
+ratio's median in each run, sorted, and a 90% interval from resampling whole runs rather than
+rounds, which is the one to read for a difference between builds.
 """
 import random
 import re
@@ -51,6 +57,15 @@ def interval(xs, rng, draws=2000):
     return meds[int(0.05 * draws)], meds[int(0.95 * draws) - 1]
 
 
+def by_run(xs_by_file, rng, draws=2000):
+    """The 5th and 95th percentiles of the pooled median over resamples of whole runs."""
+    runs = list(xs_by_file.values())
+    meds = sorted(
+        statistics.median([x for run in rng.choices(runs, k=len(runs)) for x in run]) for _ in range(draws)
+    )
+    return meds[int(0.05 * draws)], meds[int(0.95 * draws) - 1]
+
+
 def main(argv):
     if "--" not in argv:
         sys.exit(__doc__)
@@ -82,6 +97,17 @@ def main(argv):
             lo, hi = interval(xs, rng)
             cells.append(f"{what} {statistics.median(xs):.3f} [{lo:.3f}–{hi:.3f}]")
         print(f"{pair:22s} {len(common):3d} rounds  " + "  ".join(cells))
+        xs_by_file = {}
+        for k in common:
+            if table[b][k][1] and table[a][k][1]:
+                xs_by_file.setdefault(k[0], []).append(table[a][k][1] / table[b][k][1])
+        if len(xs_by_file) > 1:
+            medians = sorted(statistics.median(xs) for xs in xs_by_file.values())
+            lo, hi = by_run(xs_by_file, rng)
+            print(
+                f"{'':22s} {len(medians):3d} runs    server CPU by run [{lo:.3f}–{hi:.3f}], run medians "
+                + " ".join(f"{m:.3f}" for m in medians)
+            )
 
 
 if __name__ == "__main__":
