@@ -351,7 +351,7 @@ fn pump<'s>(
             // No `OutQueue::coalesce` here, unlike epoll: a pipelined batch goes out as one iovec
             // per response. Copied into one stretch, it was read by the kernel a turn later from
             // a buffer each connection keeps until its send completes, colder than epoll's, which
-            // is reused at once: 0.955× the server CPU without the copy here, 1.039× on epoll
+            // is reused at once: 0.98× the server CPU without the copy here, 1.04× on epoll
             // (docs/benchmarks.md).
             let mut iov = [const { MaybeUninit::uninit() }; MAX_IOV];
             let (n, file_follows) = out.gather(&mut iov);
