@@ -18,9 +18,11 @@ straddles a target, the run has not shown the target met or missed.
 
 Runs differ by more than their rounds do: each starts its servers afresh, and a process's memory
 layout stays with it for the whole run (on 2026-11-29 the same pair of builds gave run medians
-from 0.86 to 1.07). So with several OUT files each pair gets a second line: the server CPU
+from 0.86 to 1.07). So with several runs (several OUT files, or one made with interleave.sh's
+RUNS) each pair gets a second line: the server CPU
 ratio's median in each run, sorted, and a 90% interval from resampling whole runs rather than
-rounds, which is the one to read for a difference between builds.
+rounds, which is the one to read for a difference between builds. A resample of a handful of
+runs repeats the same few: with fewer than about eight runs, read the run medians, not it.
 """
 import random
 import re
@@ -28,25 +30,28 @@ import statistics
 import sys
 
 LINE = re.compile(
-    r"round (\d+)\s+(\S+)\s+([\d.]+) req/s\s+server\s+([\d.]+) µs/req\s+wrk\s+([\d.]+) µs/req"
+    r"(?:run (\d+)\s+)?round (\d+)\s+(\S+)\s+([\d.]+) req/s\s+server\s+([\d.]+) µs/req\s+wrk\s+([\d.]+) µs/req"
     r"\s+p99\s+([\d.]+) ms\s+cpus\s+([\d.]+)(?: µs/req\s+p99\.9\s+([\d.]+) ms\s+max\s+([\d.]+) ms)?"
 )
 
 
 def rounds(paths):
-    """{name: {(file, round): (req/s, server µs/req, cpus µs/req, p99, p99.9, max ms)}}"""
+    """{name: {((file, run), round): (req/s, server µs/req, cpus µs/req, p99, p99.9, max ms)}}
+
+    A run is one start of the servers: a whole OUT file, or each `run K` of one made with RUNS.
+    """
     table = {}
     for f, path in enumerate(paths):
         with open(path, encoding="utf-8") as out:
             for line in out:
                 m = LINE.search(line)
                 if m:
-                    r, name = int(m.group(1)), m.group(2)
+                    run, r, name = int(m.group(1) or 0), int(m.group(2)), m.group(3)
                     if r == 0:  # the warm-up round
                         continue
-                    tail = tuple(float(g) if g else 0.0 for g in m.group(8, 9))
-                    table.setdefault(name, {})[(f, r)] = (
-                        float(m.group(3)), float(m.group(4)), float(m.group(7)), float(m.group(6))
+                    tail = tuple(float(g) if g else 0.0 for g in m.group(9, 10))
+                    table.setdefault(name, {})[((f, run), r)] = (
+                        float(m.group(4)), float(m.group(5)), float(m.group(8)), float(m.group(7))
                     ) + tail
     return table
 
